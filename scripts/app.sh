@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and launch the app on http://127.0.0.1:8501.
+# Extra arguments go to `streamlit run`, e.g.: bash scripts/app.sh --server.port 8599
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+# Streamlit's file watcher would watch the whole repo recursively (.venv and runs/ included: thousands
+# of folders, and inotify overflows). Off by default; to reload on edits while developing pages,
+# pass --server.fileWatcherType auto.
+export STREAMLIT_SERVER_FILE_WATCHER_TYPE="${STREAMLIT_SERVER_FILE_WATCHER_TYPE:-none}"
+
+echo "[app] Starting the kalm app (default http://127.0.0.1:8501); Ctrl+C to stop."
+exec .venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true "$@"

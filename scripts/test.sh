@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the tests: bash scripts/test.sh [pytest args...]  (default: tests/)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+if (($# == 0)); then set -- tests; fi
+echo "[test] .venv/bin/python -m pytest -q $*"
+# pytest's exit code passes through unchanged (5 = no tests collected counts as a failure).
+exec .venv/bin/python -m pytest -q "$@"
