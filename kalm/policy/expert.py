@@ -189,7 +189,9 @@ def _move_actions(goal: Move) -> list[int]:
 
 @dataclass
 class ExpertPolicy:
-    """The scripted expert (oracle). ``act(obs)`` after ``reset(goal, obs)``.
+    """The scripted expert (oracle): it reads the goal spec, not the text.
+
+    ``act(obs)`` after ``reset(goal, obs)``.
 
     ``noise``: probability of a uniformly random push instead of the expert's (epsilon-noise).
     ``seed``: for the noise and the tie-breaking random pushes.
@@ -210,7 +212,7 @@ class ExpertPolicy:
 
     name = "expert"
 
-    def reset(self, goal: Goal, obs: np.ndarray) -> None:
+    def reset(self, goal: Goal, obs: np.ndarray, text: str = "") -> None:
         self.goal = goal
         self.start_obs = np.asarray(obs, dtype=np.float64).copy()
         self.plan = {}

@@ -1,0 +1,134 @@
+"""The command line: ``python -m kalm <command> ...``.
+
+Commands:
+  collect   expert episodes -> an offline dataset (.npz)
+  evaluate  success per goal category of a policy, on seeded episodes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class CLIError(Exception):
+    """An error to show the user as one line, without a traceback."""
+
+
+def _load_items(suite: str | None, goals: str | None, seed: int, limit: int | None = None):
+    from kalm.goals.suites import SUITES, read_goals_file, suite_items
+
+    if suite:
+        names = suite.split(",")
+        bad = [n for n in names if n not in SUITES and n != "all"]
+        if bad:
+            raise CLIError(f"unknown suite {bad[0]!r}; choose from {', '.join(SUITES)} or 'all'")
+        if "all" in names:
+            names = list(SUITES)
+        items = [it for n in names for it in suite_items(n, seed)]
+    else:
+        items = read_goals_file(goals)
+    return items[:limit] if limit else items
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from kalm.data.collect import collect_dataset
+    from kalm.data.episodes import dataset_summary
+
+    if args.episodes < 1:
+        raise CLIError("--episodes must be at least 1")
+    if not 0.0 <= args.noise <= 1.0:
+        raise CLIError("--noise must be in [0, 1]")
+    ds = collect_dataset(
+        episodes=args.episodes,
+        seed=args.seed,
+        out=Path(args.out),
+        suite=args.suite,
+        noise=args.noise,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+    )
+    summary = dataset_summary(ds)
+    if args.json:
+        print(json.dumps({"out": str(args.out), **summary}))
+    else:
+        print(f"wrote {args.out}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kalm.evaluate import evaluate
+    from kalm.policy import make_policy
+
+    items = _load_items(args.suite, args.goals, args.seed, args.limit)
+    try:
+        policy = make_policy(args.policy, seed=args.seed)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    result = evaluate(
+        policy,
+        items,
+        episodes=args.episodes,
+        seed=args.seed,
+        video_dir=args.video,
+        videos_per_category=args.video_episodes,
+        progress=not (args.json or args.quiet),
+    )
+    if args.json:
+        print(result.to_json())
+    else:
+        print(result.table())
+        print(f"({result.wall_time_s:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kalm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("collect", help="collect expert episodes into an offline dataset")
+    c.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    c.add_argument("--seed", type=int, default=0, help="base seed (episode i is seeded from it)")
+    c.add_argument("--out", required=True, help="dataset path (.npz), written atomically")
+    c.add_argument("--suite", default=None,
+                   help="collect oracle data for a suite's goals (train, rephrase, easy, hard); "
+                        "default: relation goals with training phrasings")
+    c.add_argument("--noise", type=float, default=0.1,
+                   help="epsilon: probability of a random push instead of the expert's")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_collect)
+
+    e = sub.add_parser("evaluate", help="success per goal category of a policy")
+    e.add_argument("--policy", required=True,
+                   help="'expert', 'random', or a trained policy's run folder")
+    g = e.add_mutually_exclusive_group(required=True)
+    g.add_argument("--suite", help="train, rephrase, easy, hard (comma-separated) or all")
+    g.add_argument("--goals", help="a goals file (JSON Lines)")
+    e.add_argument("--episodes", type=int, default=50, help="episodes per category")
+    e.add_argument("--seed", type=int, default=0, help="evaluation seed (same for all policies)")
+    e.add_argument("--limit", type=int, default=None, help="use only the first K goals")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--video", default=None, help="folder for MP4s of the first episodes")
+    e.add_argument("--video-episodes", type=int, default=2, help="videos per category")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished work was saved", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
