@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -230,7 +229,8 @@ def _save_part(out: Path, episodes: list[Episode], config: dict) -> None:
     start = episodes[0].info["index"]
     end = episodes[-1].info["index"]
     meta = make_meta(kind="collect-part", partial=True, config=config)
-    save_dataset(Dataset(list(episodes), meta), partial_dir(out) / f"episodes-{start:07d}-{end:07d}.npz")
+    name = f"episodes-{start:07d}-{end:07d}.npz"
+    save_dataset(Dataset(list(episodes), meta), partial_dir(out) / name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,7 +269,9 @@ def collect_dataset(
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be in [0, 1]; got {noise}")
     if out.exists() and not overwrite:
-        raise CollectError(f"{out} already exists; choose another path or pass overwrite=True (--overwrite)")
+        raise CollectError(
+            f"{out} already exists; choose another path or pass overwrite=True (--overwrite)"
+        )
 
     config: dict[str, Any] = {
         "episodes": int(episodes),
@@ -296,7 +298,8 @@ def collect_dataset(
     try:
         for i in range(len(done), episodes):
             goal, text, category = episode_goal(seed, i, items, style)
-            expert = ExpertPolicy(noise=noise, seed=_derived_int(seed, i, _EXPERT_STREAM), env=sim_env)
+            expert_seed = _derived_int(seed, i, _EXPERT_STREAM)
+            expert = ExpertPolicy(noise=noise, seed=expert_seed, env=sim_env)
             ep = collect_episode(env, expert, goal, text, category, seed, i)
             pending.append(ep)
             n_success += ep.success

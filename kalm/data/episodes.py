@@ -67,7 +67,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -377,7 +377,9 @@ def load_dataset(path: str | Path) -> Dataset:
 
     meta = _read_json(arrays, "meta_json", path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise DatasetError(f"{path} is not a kalm dataset (format is not {FORMAT_NAME!r}); {_REMEDY}")
+        raise DatasetError(
+            f"{path} is not a kalm dataset (format is not {FORMAT_NAME!r}); {_REMEDY}"
+        )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -408,7 +410,9 @@ def load_dataset(path: str | Path) -> Dataset:
     episodes: list[Episode] = []
     for i, h in enumerate(headers):
         if not isinstance(h, dict) or any(k not in h for k in _EPISODE_JSON_KEYS):
-            raise DatasetError(f"{path} is corrupt (episode {i} lacks its text/goal/...); {_REMEDY}")
+            raise DatasetError(
+                f"{path} is corrupt (episode {i} lacks its text/goal/...); {_REMEDY}"
+            )
         s, t = int(offsets[i]), int(lengths[i])
         try:
             episodes.append(
@@ -466,7 +470,8 @@ def to_d3rlpy(
         rows = t if terminal else t + 1  # a timed-out episode keeps its final observation
         o = ep.observations[:rows]
         if goal_features is not None:
-            o = np.concatenate([o, np.broadcast_to(goal_features[e], (rows, goal_features.shape[1]))], 1)
+            z = np.broadcast_to(goal_features[e], (rows, goal_features.shape[1]))
+            o = np.concatenate([o, z], axis=1)
         term = np.zeros(rows, dtype=np.float32)
         tout = np.zeros(rows, dtype=np.float32)
         if terminal:
@@ -494,7 +499,7 @@ def to_d3rlpy(
     )
 
 
-def concat_datasets(datasets: Sequence[Dataset] | Iterable[Dataset], meta: dict | None = None) -> Dataset:
+def concat_datasets(datasets: Iterable[Dataset], meta: dict | None = None) -> Dataset:
     """One dataset with the episodes of all ``datasets`` in order.
 
     The new meta is ``meta`` (or a fresh one) with the sources' metas under ``"sources"``.

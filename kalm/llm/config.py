@@ -1,0 +1,120 @@
+"""The typed configuration of LLM grounding; saved as ``config.json`` in every grounding run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GroundConfig", "PRESETS", "OBJECTIVES"]
+
+OBJECTIVES = ("rollout", "dynamics", "consequence", "explain")
+
+
+@dataclass
+class GroundConfig:
+    """Grounding a causal LM on (goal text, rollout) pairs."""
+
+    # --- data
+    data: str = ""
+    """Path of the offline dataset (.npz from `python -m kalm collect`)."""
+    val_fraction: float = 0.1
+    """Fraction of episodes held out for validation (split by episode, seeded)."""
+    max_steps_per_episode: int = 12
+    """Rollouts longer than this are cut (the expert needs ~4.5 steps for relations)."""
+    # --- model
+    model: str = "smollm2-135m"
+    """Base LM: a packaged name (smollm2-135m, gemma3-270m), a local HF folder or a .gguf file."""
+    state_tokens: str = "state"
+    """How a state enters the LM: 'state' (one position) or 'ball' (one position per ball)."""
+    adapter: str = "lora"
+    """'lora' (peft adapter, default) or 'full' (fine-tune every weight)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Modules that get LoRA adapters."""
+    codec_hidden: int = 256
+    """Hidden width of the numeric input projections and output heads."""
+    action_input_dropout: float = 0.3
+    """In goal->rollout sequences, probability that an action's input is masked (breaks the
+    shortcut of copying the previous action)."""
+    # --- objectives
+    objectives: list[str] = field(default_factory=lambda: list(OBJECTIVES))
+    """Training objectives among rollout, dynamics, consequence, explain."""
+    objective_weights: dict[str, float] = field(
+        default_factory=lambda: {"rollout": 1.0, "dynamics": 0.5, "consequence": 0.25, "explain": 0.5}
+    )
+    """Sampling weight of each objective in a batch."""
+    state_loss_weight: float = 0.5
+    """Weight of the next-state MSE (on normalised deltas)."""
+    action_loss_weight: float = 1.0
+    """Weight of the action cross-entropy."""
+    text_loss_weight: float = 0.5
+    """Weight of the token cross-entropy on target text."""
+    # --- optimisation
+    steps: int = 1500
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Sequences per step."""
+    lr: float = 3e-4
+    """Learning rate of the LM adapter (or of all LM weights with adapter='full': use ~5e-5)."""
+    codec_lr: float = 1e-3
+    """Learning rate of the numeric projections and heads."""
+    warmup_steps: int = 50
+    """Linear warm-up steps, then cosine decay."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    bf16: bool = True
+    """bf16 autocast (CPU and GPU)."""
+    seed: int = 0
+    """Seed of the split, sampling and initialisation."""
+    # --- bookkeeping
+    eval_every: int = 100
+    """Validation losses every N steps."""
+    save_every: int = 100
+    """Checkpoint every N steps (resume continues from the last one)."""
+    max_minutes: float = 0.0
+    """Stop (with a checkpoint) after this many minutes; 0 = no limit."""
+
+    def validate(self) -> "GroundConfig":
+        bad = [o for o in self.objectives if o not in OBJECTIVES]
+        if bad or not self.objectives:
+            raise ValueError(f"objectives must be a non-empty subset of {OBJECTIVES}; got {self.objectives}")
+        if self.state_tokens not in ("state", "ball"):
+            raise ValueError(f"state_tokens must be 'state' or 'ball'; got {self.state_tokens!r}")
+        if self.adapter not in ("lora", "full"):
+            raise ValueError(f"adapter must be 'lora' or 'full'; got {self.adapter!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GroundConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown grounding option(s): {', '.join(sorted(unknown))}")
+        return cls(**d).validate()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GroundConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # 2 CPU cores, about an hour.
+    "cpu": {"steps": 1500, "batch_size": 16, "bf16": True, "adapter": "lora"},
+    # One GPU: longer, bigger batches; full fine-tuning works for models up to ~1B in 80 GB.
+    "gpu": {"steps": 6000, "batch_size": 64, "bf16": True, "adapter": "lora", "lr": 2e-4},
+    # Seconds: for tests and smoke runs with a tiny model.
+    "tiny": {"steps": 20, "batch_size": 4, "bf16": False, "eval_every": 10, "save_every": 10},
+}

@@ -1,0 +1,144 @@
+"""GroundedLM: any HF decoder-only causal LM + a NumericCodec, trained on the four objectives.
+
+The base model is composed, not forked: vectors replace the input embeddings of placeholder
+positions (``inputs_embeds``), and numeric heads read the final hidden states. The LM head is only
+applied where a text token is a target, which keeps the 49k-way softmax off most positions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kalm.llm.codec import COLOR_WORDS, DIRECTION_WORDS, NumericCodec
+from kalm.llm.sequences import Batch
+
+__all__ = ["GroundedLM", "word_embeddings"]
+
+
+def word_embeddings(model: nn.Module, tokenizer, words: set[str]) -> dict[str, torch.Tensor]:
+    """The LM's input embedding of each word (mean over its tokens, with a leading space)."""
+    emb = model.get_input_embeddings().weight
+    out = {}
+    for w in words:
+        ids = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        ids = [i for i in ids if i is not None and 0 <= i < emb.shape[0]]
+        if ids:
+            out[w] = emb[ids].detach().float().mean(0)
+    return out
+
+
+class GroundedLM(nn.Module):
+    """A causal LM that reads and writes CLEVR-Robot states and actions."""
+
+    def __init__(self, lm: nn.Module, tokenizer, state_tokens: str = "state", codec_hidden: int = 256,
+                 codec: NumericCodec | None = None) -> None:
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        hidden = lm.get_input_embeddings().weight.shape[1]
+        if codec is None:
+            words = set(COLOR_WORDS) | {w for ws in DIRECTION_WORDS for w in ws}
+            scale = float(lm.get_input_embeddings().weight.detach().float().std())
+            codec = NumericCodec(hidden, state_tokens, codec_hidden,
+                                 word_embeddings(lm, tokenizer, words), embed_scale=scale)
+        self.codec = codec
+
+    @property
+    def positions_per_state(self) -> int:
+        return self.codec.positions_per_state
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.codec.parameters()).device
+
+    # ----------------------------------------------------------------- embedding
+    def embed(self, batch: Batch, action_mask_p: float = 0.0) -> torch.Tensor:
+        """Token embeddings with every placeholder replaced by its state / action vector."""
+        emb = self.lm.get_input_embeddings()(batch.input_ids)
+        dtype = emb.dtype
+        emb = emb.clone()
+        if len(batch.state_b):
+            e = self.codec.embed_states(batch.state_obs).to(dtype)  # (Ns, P, H)
+            P = e.shape[1]
+            for k in range(P):
+                emb[batch.state_b, batch.state_pos + k] = e[:, k]
+        if len(batch.action_b):
+            masked = None
+            if action_mask_p > 0:
+                masked = batch.action_maskable & (torch.rand(len(batch.action_b), device=emb.device)
+                                                  < action_mask_p)
+            emb[batch.action_b, batch.action_pos] = self.codec.embed_actions(
+                batch.action_ids, masked).to(dtype)
+        return emb
+
+    def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kw: Any):
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                      position_ids=position_ids, output_hidden_states=True, logits_to_keep=1, **kw)
+        return out.hidden_states[-1], out
+
+    # ----------------------------------------------------------------- training
+    def losses(self, batch: Batch, action_mask_p: float = 0.0) -> dict[str, torch.Tensor]:
+        """Per-kind losses of a batch: state (MSE of normalised change), action (CE), text (CE)."""
+        h, _ = self.hidden(self.embed(batch, action_mask_p), batch.attention_mask)
+        zero = h.sum() * 0.0
+        out = {"state": zero, "action": zero, "text": zero}
+        if len(batch.st_b):
+            pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos])
+            tgt = (batch.st_target - batch.st_base) / self.codec.delta_std
+            out["state"] = F.mse_loss(pred, tgt)
+        if len(batch.at_b):
+            logits = self.codec.action_logits(h[batch.at_b, batch.at_pos])
+            out["action"] = F.cross_entropy(logits, batch.at_target)
+        if len(batch.tt_b):
+            head = self.lm.get_output_embeddings()
+            logits = head(h[batch.tt_b, batch.tt_pos].to(head.weight.dtype)).float()
+            out["text"] = F.cross_entropy(logits, batch.tt_target)
+        return out
+
+    # ----------------------------------------------------------------- persistence
+    def trainable_lm_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.lm.named_parameters() if v.requires_grad}
+
+    def save(self, folder: str | Path, extra: dict | None = None) -> None:
+        """Save only what is trained: the codec and the LM's trainable weights (safetensors)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.codec.state_dict().items()},
+                  str(folder / "codec.safetensors"))
+        if hasattr(self.lm, "peft_config"):
+            self.lm.save_pretrained(str(folder / "adapter"), safe_serialization=True)
+        else:
+            save_file(self.trainable_lm_state(), str(folder / "lm_trainable.safetensors"))
+        meta = {"state_tokens": self.codec.state_tokens,
+                "codec_hidden": self.codec.state_head[0].out_features, **(extra or {})}
+        (folder / "grounded.json").write_text(json.dumps(meta, indent=2))
+
+    @torch.no_grad()
+    def load_trained(self, folder: str | Path) -> None:
+        """Load the codec and trainable LM weights saved by ``save`` (no pickles)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        self.codec.load_state_dict(load_file(str(folder / "codec.safetensors")))
+        if (folder / "adapter").exists():
+            from peft import set_peft_model_state_dict
+            sd = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+            set_peft_model_state_dict(self.lm, sd)
+        elif (folder / "lm_trainable.safetensors").exists():
+            sd = load_file(str(folder / "lm_trainable.safetensors"))
+            missing = self.lm.load_state_dict(sd, strict=False)
+            if missing.unexpected_keys:
+                raise ValueError(f"checkpoint has unknown LM weights: {missing.unexpected_keys[:3]}")
+
+    def stats_from_dataset(self, observations: np.ndarray, deltas: np.ndarray) -> None:
+        self.codec.set_stats(observations.mean(0), observations.std(0), deltas.std(0))

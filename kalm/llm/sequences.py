@@ -1,0 +1,234 @@
+"""The four training objectives as interleaved sequences of text, states and actions.
+
+A sequence is a list of segments; ``Batch`` packs a list of sequences into padded token ids plus
+the positions where vectors replace token embeddings and where predictions are read (always from
+the hidden state one position before the predicted item, as in KALM).
+
+Prompts (KALM's wording):
+
+- rollout:     "Translate the textual instruction to a state/action trajectory. Instruction:
+               {goal}. Trajectory:" s0 a0 s1 a1 ... s_T   (predict a_t and s_{t+1})
+- dynamics:    "Current state is" s ", after executing action" a ", we get next state" s'
+- consequence: "Initial state is" s0 ", after completing the instruction {goal}, we get terminal
+               state" s_T
+- explain:     "Translate the state/action trajectory to a textual instruction. Trajectory:"
+               s0 a0 ... s_T " Instruction:" {goal}<eos>   (token cross-entropy on the goal)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Text",
+    "State",
+    "Action",
+    "Segment",
+    "Batch",
+    "rollout_prompt",
+    "rollout_sequence",
+    "dynamics_sequence",
+    "consequence_sequence",
+    "explain_prompt",
+    "explain_sequence",
+    "collate",
+]
+
+
+@dataclass
+class Text:
+    text: str
+    target: bool = False
+
+
+@dataclass
+class State:
+    obs: np.ndarray
+    target: bool = False
+    base: np.ndarray | None = None
+    """The state the predicted change is measured from (the previous state)."""
+
+
+@dataclass
+class Action:
+    action: int
+    target: bool = False
+    maskable: bool = False
+    """May be replaced by the mask vector at training time (goal->rollout only)."""
+
+
+Segment = Union[Text, State, Action]
+
+
+def rollout_prompt(goal_text: str) -> list[Segment]:
+    return [Text("Translate the textual instruction to a state/action trajectory. "
+                 f"Instruction: {goal_text.strip()}. Trajectory:")]
+
+
+def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray) -> list[Segment]:
+    seq = rollout_prompt(goal_text)
+    seq.append(State(observations[0]))
+    for t, a in enumerate(actions):
+        seq.append(Action(int(a), target=True, maskable=True))
+        seq.append(State(observations[t + 1], target=True, base=observations[t]))
+    return seq
+
+
+def dynamics_sequence(obs: np.ndarray, action: int, next_obs: np.ndarray) -> list[Segment]:
+    return [Text("Current state is"), State(obs), Text(", after executing action"),
+            Action(int(action)), Text(", we get next state"),
+            State(next_obs, target=True, base=obs)]
+
+
+def consequence_sequence(goal_text: str, obs0: np.ndarray, final_obs: np.ndarray) -> list[Segment]:
+    return [Text("Initial state is"), State(obs0),
+            Text(f", after completing the instruction {goal_text.strip()}, we get terminal state"),
+            State(final_obs, target=True, base=obs0)]
+
+
+def explain_prompt(observations: np.ndarray, actions: np.ndarray) -> list[Segment]:
+    seq: list[Segment] = [Text("Translate the state/action trajectory to a textual instruction. "
+                               "Trajectory:"), State(observations[0])]
+    for t, a in enumerate(actions):
+        seq.append(Action(int(a)))
+        seq.append(State(observations[t + 1]))
+    seq.append(Text(" Instruction:"))
+    return seq
+
+
+def explain_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray) -> list[Segment]:
+    return explain_prompt(observations, actions) + [Text(" " + goal_text.strip(), target=True)]
+
+
+@dataclass
+class Batch:
+    """Padded token ids and every numeric input / prediction site, as flat index tensors."""
+
+    input_ids: torch.Tensor  # (B, L)
+    attention_mask: torch.Tensor  # (B, L)
+    state_b: torch.Tensor  # (Ns,) batch index of each state input
+    state_pos: torch.Tensor  # (Ns,) first position of each state input
+    state_obs: torch.Tensor  # (Ns, 10)
+    action_b: torch.Tensor
+    action_pos: torch.Tensor
+    action_ids: torch.Tensor
+    action_maskable: torch.Tensor  # bool
+    st_b: torch.Tensor  # state targets: read from hidden at st_pos
+    st_pos: torch.Tensor
+    st_target: torch.Tensor  # (Nt, 10)
+    st_base: torch.Tensor  # (Nt, 10)
+    at_b: torch.Tensor  # action targets
+    at_pos: torch.Tensor
+    at_target: torch.Tensor
+    tt_b: torch.Tensor  # text targets
+    tt_pos: torch.Tensor
+    tt_target: torch.Tensor
+    lengths: list[int] = field(default_factory=list)
+
+    def to(self, device: Any) -> "Batch":
+        for k, v in vars(self).items():
+            if isinstance(v, torch.Tensor):
+                setattr(self, k, v.to(device))
+        return self
+
+
+class _Tokens:
+    """Tokenizes text segments once (prompts repeat a lot)."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tok = tokenizer
+        self.cache: dict[str, list[int]] = {}
+
+    def __call__(self, text: str) -> list[int]:
+        ids = self.cache.get(text)
+        if ids is None:
+            ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
+            if len(self.cache) < 50_000:
+                self.cache[text] = ids
+        return ids
+
+
+def _placeholder_id(tokenizer) -> int:
+    pid = tokenizer.pad_token_id
+    return int(pid if pid is not None else tokenizer.eos_token_id)
+
+
+def collate(
+    sequences: Sequence[list[Segment]],
+    tokenizer,
+    positions_per_state: int = 1,
+    tokens: _Tokens | None = None,
+    append_eos_to_targets: bool = True,
+    left_pad: bool = False,
+) -> Batch:
+    """Pack sequences into a Batch (right-padded for training; ``left_pad`` for generation)."""
+    tokens = tokens or _Tokens(tokenizer)
+    ph = _placeholder_id(tokenizer)
+    eos = tokenizer.eos_token_id
+    rows: list[list[int]] = []
+    S: dict[str, list] = {k: [] for k in ("sb", "sp", "so", "ab", "ap", "ai", "am",
+                                          "tb", "tp", "tg", "tbase", "ub", "up", "ua",
+                                          "xb", "xp", "xt")}
+    for b, seq in enumerate(sequences):
+        ids: list[int] = []
+        for seg in seq:
+            if isinstance(seg, Text):
+                tid = tokens(seg.text)
+                if seg.target:
+                    if append_eos_to_targets and eos is not None:
+                        tid = tid + [int(eos)]
+                    for k, t in enumerate(tid):
+                        S["xb"].append(b); S["xp"].append(len(ids) + k - 1); S["xt"].append(t)
+                ids.extend(tid)
+            elif isinstance(seg, State):
+                if seg.target:
+                    S["tb"].append(b); S["tp"].append(len(ids) - 1)
+                    S["tg"].append(np.asarray(seg.obs, np.float32))
+                    S["tbase"].append(np.asarray(seg.base, np.float32))
+                S["sb"].append(b); S["sp"].append(len(ids)); S["so"].append(np.asarray(seg.obs, np.float32))
+                ids.extend([ph] * positions_per_state)
+            else:
+                if seg.target:
+                    S["ub"].append(b); S["up"].append(len(ids) - 1); S["ua"].append(seg.action)
+                S["ab"].append(b); S["ap"].append(len(ids)); S["ai"].append(seg.action)
+                S["am"].append(seg.maskable)
+                ids.append(ph)
+        rows.append(ids)
+    L = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), L), ph, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    shifts = []
+    for b, r in enumerate(rows):
+        off = L - len(r) if left_pad else 0
+        shifts.append(off)
+        input_ids[b, off : off + len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[b, off : off + len(r)] = 1
+    sh = torch.tensor(shifts, dtype=torch.long)
+
+    def idx(bk: str, pk: str) -> tuple[torch.Tensor, torch.Tensor]:
+        bb = torch.tensor(S[bk], dtype=torch.long)
+        pp = torch.tensor(S[pk], dtype=torch.long)
+        return bb, (pp + sh[bb] if len(bb) else pp)
+
+    def vecs(k: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack(S[k])) if S[k] else torch.zeros((0, 10))
+
+    sb, sp = idx("sb", "sp")
+    ab, ap = idx("ab", "ap")
+    tb, tp = idx("tb", "tp")
+    ub, up = idx("ub", "up")
+    xb, xp = idx("xb", "xp")
+    return Batch(
+        input_ids=input_ids, attention_mask=mask,
+        state_b=sb, state_pos=sp, state_obs=vecs("so"),
+        action_b=ab, action_pos=ap, action_ids=torch.tensor(S["ai"], dtype=torch.long),
+        action_maskable=torch.tensor(S["am"], dtype=torch.bool),
+        st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"),
+        at_b=ub, at_pos=up, at_target=torch.tensor(S["ua"], dtype=torch.long),
+        tt_b=xb, tt_pos=xp, tt_target=torch.tensor(S["xt"], dtype=torch.long),
+        lengths=[len(r) for r in rows],
+    )
