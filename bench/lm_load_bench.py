@@ -69,7 +69,8 @@ def main() -> None:
 
     resolved = resolve_lm(args.lm)
     print(f"LM: {resolved.name} ({resolved.kind}, {resolved.origin}): {resolved.location}")
-    print(f"torch threads: {torch.get_num_threads()}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}, load average: {load}")
     with tempfile.TemporaryDirectory(prefix="kalm-lm-bench-") as cache:
         if resolved.kind == "gguf":
             start = time.perf_counter()

@@ -3,6 +3,7 @@
 Commands:
   collect   expert episodes -> an offline dataset (.npz)
   evaluate  success per goal category of a policy, on seeded episodes
+  ground    ground a causal LM on a dataset's (goal text, rollout) pairs
 """
 
 from __future__ import annotations
@@ -86,6 +87,57 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ground(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from kalm.llm.config import PRESETS, GroundConfig
+    from kalm.llm.train import train_grounding
+
+    if not Path(args.data).exists():
+        raise CLIError(f"dataset {args.data} not found; make one with "
+                       "`python -m kalm collect --episodes 4000 --out PATH`")
+    values = dict(PRESETS[args.preset])
+    for f in fields(GroundConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    values["data"] = args.data
+    cfg = GroundConfig(**values).validate()
+    train_grounding(cfg, args.out, progress=not args.quiet, resume=not args.restart)
+    print(f"grounded model in {Path(args.out) / 'model'}")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
+    """One --flag per dataclass field (help from the field's docstring-comment in the source)."""
+    import ast
+    import inspect
+    from dataclasses import MISSING, fields
+
+    docs: dict[str, str] = {}
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for a, b in zip(body, body[1:]):
+        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+            docs[a.target.id] = str(b.value.value)  # type: ignore[union-attr]
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        h = docs.get(f.name, "") + f" (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=h)
+        elif isinstance(default, list):
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=h)
+        elif isinstance(default, dict):
+            parser.add_argument(flag, dest=f.name, default=None, type=json.loads,
+                                help=h + " as JSON")
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, type=type(default), help=h)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kalm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--video-episodes", type=int, default=2, help="videos per category")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    from kalm.llm.config import PRESETS, GroundConfig
+
+    gr = sub.add_parser("ground", help="ground a causal LM on (goal text, rollout) pairs")
+    gr.add_argument("--data", required=True, help="dataset (.npz) from `collect`")
+    gr.add_argument("--out", required=True, help="run folder (rerun to resume)")
+    gr.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                    help="option defaults: cpu (2 cores, ~1 h), gpu, tiny (smoke test)")
+    gr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(gr, GroundConfig, skip={"data"})
+    gr.set_defaults(func=cmd_ground)
     return p
 
 

@@ -261,7 +261,11 @@ def _write_cache(resolved: ResolvedLM, target: Path) -> None:
             "dequantize_s": round(time.perf_counter() - start, 2),
         }
         (tmp / _CACHE_MARKER).write_text(json.dumps(marker, indent=2))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        tmp.chmod(0o755)  # mkdtemp (and safetensors) make it private; the cache is ordinary files
+        for file in tmp.iterdir():
+            file.chmod(0o644)
+        if target.exists() and not _is_complete_cache(target):  # damaged by hand: replace it
+            shutil.rmtree(target)
         try:
             os.rename(tmp, target)
         except OSError:

@@ -263,6 +263,7 @@ def train_grounding(
             step += 1
             row = {"step": step, "loss": float(loss), **{f"loss_{k}": float(v) for k, v in L.items()},
                    "lr": sched.get_last_lr()[0], "samples_per_s": cfg.batch_size / (time.time() - t0)}
+            row.update({k: "" for k in _val_keys(cfg)} if val_batches else {})
             if val_batches and (step % cfg.eval_every == 0 or step == cfg.steps):
                 row.update(_validate(core, val_batches, cfg, tokens))
             if main:
@@ -302,15 +303,21 @@ def train_grounding(
     return core
 
 
+_VAL_KINDS = {"rollout": ("action", "state"), "dynamics": ("state",), "consequence": ("state",),
+              "explain": ("text",)}
+
+
+def _val_keys(cfg: GroundConfig) -> list[str]:
+    return [f"val_{o}_{k}" for o in cfg.objectives for k in _VAL_KINDS[o]]
+
+
 @torch.no_grad()
 def _validate(model: GroundedLM, val_batches, cfg: GroundConfig, tokens) -> dict[str, float]:
     model.eval()
     out = {}
     for obj, seqs in val_batches:
         _, L = _batch_losses(model, seqs, cfg, tokens, 0.0)
-        key = {"rollout": ("action", "state"), "dynamics": ("state",), "consequence": ("state",),
-               "explain": ("text",)}[obj]
-        for k in key:
+        for k in _VAL_KINDS[obj]:
             out[f"val_{obj}_{k}"] = float(L[k])
     model.train()
     return out

@@ -209,6 +209,18 @@ def test_interrupted_cache_write_leaves_no_cache(tmp_path, monkeypatch):
     assert lm_info(model)["hidden_size"] == 64
 
 
+def test_damaged_cache_folder_is_rebuilt(tmp_path, monkeypatch):
+    gguf = tmp_path / "fake.gguf"
+    gguf.write_bytes(b"GGUF")
+    cache = tmp_path / "cache"
+    folder = lm_cache_dir(resolve_lm(gguf), cache)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{")  # half a file, and no completion marker
+    monkeypatch.setattr(base, "_dequantize_gguf", lambda path: tiny_lm(hidden_size=32, heads=2))
+    model, _ = load_base_lm(gguf, cache_dir=cache)
+    assert lm_info(model)["hidden_size"] == 32
+
+
 def test_cache_root_follows_kalm_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("KALM_CACHE_DIR", str(tmp_path))
     assert lm_cache_root() == tmp_path / "lm"
