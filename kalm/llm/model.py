@@ -19,19 +19,29 @@ from torch import nn
 from kalm.llm.codec import COLOR_WORDS, DIRECTION_WORDS, NumericCodec
 from kalm.llm.sequences import Batch
 
-__all__ = ["GroundedLM", "word_embeddings"]
+__all__ = ["GroundedLM", "word_embeddings", "embedding_scale"]
 
 
 def word_embeddings(model: nn.Module, tokenizer, words: set[str]) -> dict[str, torch.Tensor]:
     """The LM's input embedding of each word (mean over its tokens, with a leading space)."""
-    emb = model.get_input_embeddings().weight
+    layer = model.get_input_embeddings()
+    n = layer.weight.shape[0]
     out = {}
-    for w in words:
-        ids = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
-        ids = [i for i in ids if i is not None and 0 <= i < emb.shape[0]]
-        if ids:
-            out[w] = emb[ids].detach().float().mean(0)
+    with torch.no_grad():
+        for w in words:
+            ids = [i for i in tokenizer(" " + w, add_special_tokens=False)["input_ids"] if 0 <= i < n]
+            if ids:
+                # Through the layer, not its weight: some models (Gemma) scale embeddings there.
+                out[w] = layer(torch.tensor(ids)).float().mean(0)
     return out
+
+
+def embedding_scale(model: nn.Module) -> float:
+    """Typical size of one coordinate of the LM's input embeddings (as the layer outputs them)."""
+    layer = model.get_input_embeddings()
+    ids = torch.arange(0, layer.weight.shape[0], max(1, layer.weight.shape[0] // 512))
+    with torch.no_grad():
+        return float(layer(ids).float().std())
 
 
 class GroundedLM(nn.Module):
@@ -45,7 +55,7 @@ class GroundedLM(nn.Module):
         hidden = lm.get_input_embeddings().weight.shape[1]
         if codec is None:
             words = set(COLOR_WORDS) | {w for ws in DIRECTION_WORDS for w in ws}
-            scale = float(lm.get_input_embeddings().weight.detach().float().std())
+            scale = embedding_scale(lm)
             codec = NumericCodec(hidden, state_tokens, codec_hidden,
                                  word_embeddings(lm, tokenizer, words), embed_scale=scale)
         self.codec = codec

@@ -96,7 +96,9 @@ def test_lm_info_of_tiny_lm():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("missing", ["/no/such/folder", "./nope", "weights/model.gguf", "no-such-lm"])
+@pytest.mark.parametrize(
+    "missing", ["/no/such/folder", "./nope", "weights/model.gguf", "no-such-lm"]
+)
 def test_resolve_lm_missing_says_what_to_pass(missing):
     with pytest.raises(LMNotFoundError) as e:
         resolve_lm(missing)
