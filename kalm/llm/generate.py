@@ -92,7 +92,7 @@ def generate_rollouts(
     horizons = [max_steps or (goal_horizon(g) if g is not None else 50) for g in goals]
     if max_steps:
         horizons = [min(h, max_steps) if not isinstance(g, Move) else 1 for h, g in zip(horizons, goals)]
-    seqs = [rollout_prompt(t) + [State(o)] for t, o in zip(texts, initial_obs)]
+    seqs = [rollout_prompt(t, model.prompt_style) + [State(o)] for t, o in zip(texts, initial_obs)]
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         step = _Stepper(model, model.embed(batch), batch.attention_mask)
@@ -138,7 +138,7 @@ def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence
     model.eval()
     seqs = []
     for t, o, a in zip(texts, observations, actions):
-        s = rollout_sequence(t, np.asarray(o)[: len(a) + 1], np.asarray(a))
+        s = rollout_sequence(t, np.asarray(o)[: len(a) + 1], np.asarray(a), model.prompt_style)
         seqs.append([seg if not hasattr(seg, "target") else type(seg)(**{**vars(seg), "target": False})
                      for seg in s])
     with _autocast(bf16):
@@ -153,7 +153,7 @@ def predict_next_states(model: GroundedLM, obs: np.ndarray, actions: np.ndarray,
     """The LM's dynamics: (N, 10) states and (N,) actions -> (N, 10) predicted next states."""
     model.eval()
     obs = np.asarray(obs, dtype=np.float32)
-    seqs = [dynamics_sequence(o, int(a), o)[:-1] for o, a in zip(obs, actions)]
+    seqs = [dynamics_sequence(o, int(a), o, model.prompt_style)[:-1] for o, a in zip(obs, actions)]
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         h, _ = model.hidden(model.embed(batch), batch.attention_mask)
@@ -168,7 +168,8 @@ def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
     """The LM's goal text for each rollout (greedy decoding until end of text)."""
     model.eval()
     tok = model.tokenizer
-    seqs = [explain_prompt(np.asarray(o), np.asarray(a)) for o, a in zip(observations, actions)]
+    seqs = [explain_prompt(np.asarray(o), np.asarray(a), model.prompt_style)
+            for o, a in zip(observations, actions)]
     with _autocast(bf16):
         batch = collate(seqs, tok, model.positions_per_state, left_pad=True)
         step = _Stepper(model, model.embed(batch), batch.attention_mask)

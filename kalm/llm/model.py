@@ -48,10 +48,11 @@ class GroundedLM(nn.Module):
     """A causal LM that reads and writes CLEVR-Robot states and actions."""
 
     def __init__(self, lm: nn.Module, tokenizer, state_tokens: str = "state", codec_hidden: int = 256,
-                 codec: NumericCodec | None = None) -> None:
+                 codec: NumericCodec | None = None, prompt_style: str = "kalm") -> None:
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
+        self.prompt_style = prompt_style
         hidden = lm.get_input_embeddings().weight.shape[1]
         if codec is None:
             words = set(COLOR_WORDS) | {w for ws in DIRECTION_WORDS for w in ws}
@@ -129,7 +130,7 @@ class GroundedLM(nn.Module):
             self.lm.save_pretrained(str(folder / "adapter"), safe_serialization=True)
         else:
             save_file(self.trainable_lm_state(), str(folder / "lm_trainable.safetensors"))
-        meta = {"state_tokens": self.codec.state_tokens,
+        meta = {"state_tokens": self.codec.state_tokens, "prompt_style": self.prompt_style,
                 "codec_hidden": self.codec.state_head[0].out_features, **(extra or {})}
         (folder / "grounded.json").write_text(json.dumps(meta, indent=2))
 

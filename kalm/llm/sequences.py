@@ -13,6 +13,10 @@ Prompts (KALM's wording):
                state" s_T
 - explain:     "Translate the state/action trajectory to a textual instruction. Trajectory:"
                s0 a0 ... s_T " Instruction:" {goal}<eos>   (token cross-entropy on the goal)
+
+``style="short"`` keeps the structure but cuts the boilerplate ("Goal: {goal}. Rollout:" ...):
+on a CPU the LM's cost is per token, and the published prompts spend ~20 tokens on words that
+never change.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "PROMPTS",
     "Text",
     "State",
     "Action",
@@ -64,13 +69,44 @@ class Action:
 Segment = Union[Text, State, Action]
 
 
-def rollout_prompt(goal_text: str) -> list[Segment]:
-    return [Text("Translate the textual instruction to a state/action trajectory. "
-                 f"Instruction: {goal_text.strip()}. Trajectory:")]
+PROMPTS: dict[str, dict[str, str]] = {
+    "kalm": {
+        "rollout": "Translate the textual instruction to a state/action trajectory. "
+                   "Instruction: {goal}. Trajectory:",
+        "dyn_state": "Current state is",
+        "dyn_action": ", after executing action",
+        "dyn_next": ", we get next state",
+        "cons_state": "Initial state is",
+        "cons_goal": ", after completing the instruction {goal}, we get terminal state",
+        "explain": "Translate the state/action trajectory to a textual instruction. Trajectory:",
+        "explain_end": " Instruction:",
+    },
+    "short": {
+        "rollout": "Goal: {goal}. Rollout:",
+        "dyn_state": "State",
+        "dyn_action": " action",
+        "dyn_next": " next",
+        "cons_state": "Start",
+        "cons_goal": " goal: {goal}. End",
+        "explain": "Rollout:",
+        "explain_end": " Goal:",
+    },
+}
 
 
-def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray) -> list[Segment]:
-    seq = rollout_prompt(goal_text)
+def _p(style: str, key: str, goal: str = "") -> str:
+    if style not in PROMPTS:
+        raise ValueError(f"prompt style must be one of {', '.join(PROMPTS)}; got {style!r}")
+    return PROMPTS[style][key].format(goal=goal.strip())
+
+
+def rollout_prompt(goal_text: str, style: str = "kalm") -> list[Segment]:
+    return [Text(_p(style, "rollout", goal_text))]
+
+
+def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray,
+                     style: str = "kalm") -> list[Segment]:
+    seq = rollout_prompt(goal_text, style)
     seq.append(State(observations[0]))
     for t, a in enumerate(actions):
         seq.append(Action(int(a), target=True, maskable=True))
@@ -78,30 +114,31 @@ def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarr
     return seq
 
 
-def dynamics_sequence(obs: np.ndarray, action: int, next_obs: np.ndarray) -> list[Segment]:
-    return [Text("Current state is"), State(obs), Text(", after executing action"),
-            Action(int(action)), Text(", we get next state"),
+def dynamics_sequence(obs: np.ndarray, action: int, next_obs: np.ndarray,
+                      style: str = "kalm") -> list[Segment]:
+    return [Text(_p(style, "dyn_state")), State(obs), Text(_p(style, "dyn_action")),
+            Action(int(action)), Text(_p(style, "dyn_next")),
             State(next_obs, target=True, base=obs)]
 
 
-def consequence_sequence(goal_text: str, obs0: np.ndarray, final_obs: np.ndarray) -> list[Segment]:
-    return [Text("Initial state is"), State(obs0),
-            Text(f", after completing the instruction {goal_text.strip()}, we get terminal state"),
+def consequence_sequence(goal_text: str, obs0: np.ndarray, final_obs: np.ndarray,
+                         style: str = "kalm") -> list[Segment]:
+    return [Text(_p(style, "cons_state")), State(obs0), Text(_p(style, "cons_goal", goal_text)),
             State(final_obs, target=True, base=obs0)]
 
 
-def explain_prompt(observations: np.ndarray, actions: np.ndarray) -> list[Segment]:
-    seq: list[Segment] = [Text("Translate the state/action trajectory to a textual instruction. "
-                               "Trajectory:"), State(observations[0])]
+def explain_prompt(observations: np.ndarray, actions: np.ndarray, style: str = "kalm") -> list[Segment]:
+    seq: list[Segment] = [Text(_p(style, "explain")), State(observations[0])]
     for t, a in enumerate(actions):
         seq.append(Action(int(a)))
         seq.append(State(observations[t + 1]))
-    seq.append(Text(" Instruction:"))
+    seq.append(Text(_p(style, "explain_end")))
     return seq
 
 
-def explain_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray) -> list[Segment]:
-    return explain_prompt(observations, actions) + [Text(" " + goal_text.strip(), target=True)]
+def explain_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray,
+                     style: str = "kalm") -> list[Segment]:
+    return explain_prompt(observations, actions, style) + [Text(" " + goal_text.strip(), target=True)]
 
 
 @dataclass

@@ -81,19 +81,20 @@ class GroundingData:
     def sample(self, rng: np.random.Generator, objective: str | None = None):
         obj = objective or self.objectives[rng.choice(len(self.objectives), p=self.weights)]
         T = self.cfg.max_steps_per_episode
+        st = self.cfg.prompt_style
         if obj == "dynamics":
             e = self.all[rng.integers(len(self.all))]
             while len(e.actions) == 0:
                 e = self.all[rng.integers(len(self.all))]
             t = rng.integers(len(e.actions))
-            return dynamics_sequence(e.obs[t], int(e.actions[t]), e.obs[t + 1])
+            return dynamics_sequence(e.obs[t], int(e.actions[t]), e.obs[t + 1], st)
         e = self.succ[rng.integers(len(self.succ))]
         if obj == "consequence":
-            return consequence_sequence(e.text, e.obs[0], e.obs[-1])
+            return consequence_sequence(e.text, e.obs[0], e.obs[-1], st)
         obs, act = e.obs[: T + 1], e.actions[:T]
         if obj == "rollout":
-            return rollout_sequence(e.text, obs, act)
-        return explain_sequence(e.text, obs, act)
+            return rollout_sequence(e.text, obs, act, st)
+        return explain_sequence(e.text, obs, act, st)
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obs = np.concatenate([e.obs for e in self.all])
@@ -116,7 +117,7 @@ def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:
     else:
         for p in lm.parameters():
             p.requires_grad_(True)
-    return GroundedLM(lm, tokenizer, cfg.state_tokens, cfg.codec_hidden)
+    return GroundedLM(lm, tokenizer, cfg.state_tokens, cfg.codec_hidden, prompt_style=cfg.prompt_style)
 
 
 def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
@@ -247,7 +248,7 @@ def train_grounding(
         bar = tqdm(total=cfg.steps, initial=start, desc="ground", unit="step")
     t_start = time.time()
     step = start
-    stopped = False
+    stopped = budget_hit = False
     try:
         while step < cfg.steps:
             model.train()
@@ -261,7 +262,7 @@ def train_grounding(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            row = {"step": step, "loss": float(loss), **{f"loss_{k}": float(v) for k, v in L.items()},
+            row = {"step": step, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in L.items()},
                    "lr": sched.get_last_lr()[0], "samples_per_s": cfg.batch_size / (time.time() - t0)}
             row.update({k: "" for k in _val_keys(cfg)} if val_batches else {})
             if val_batches and (step % cfg.eval_every == 0 or step == cfg.steps):
@@ -277,7 +278,7 @@ def train_grounding(
             if on_step is not None:
                 on_step(step, row)
             if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes and step < cfg.steps:
-                stopped = True
+                budget_hit = True
                 break
     except KeyboardInterrupt:
         stopped = True
@@ -298,7 +299,9 @@ def train_grounding(
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
-            run.status("done", step, cfg.steps, "finished")
+            msg = (f"time budget of {cfg.max_minutes} min reached at step {step}; rerun the same "
+                   "command to continue" if budget_hit else "finished")
+            run.status("done", step, cfg.steps, msg)
     core.eval()
     return core
 
