@@ -106,8 +106,11 @@ class NumericCodec(nn.Module):
         # Start numeric inputs at the scale of token embeddings.
         with torch.no_grad():
             self.state_in[-1].weight.mul_(embed_scale / 0.05)
-        self.state_head = _mlp(hidden_size, codec_hidden, OBS_DIM)
-        self.action_head = _mlp(hidden_size, codec_hidden, N_ACTIONS)
+        # LMs' final hidden states carry a few huge coordinates (SmolLM2: norm ~50, one dim ~47);
+        # normalising them first keeps the heads' inputs well scaled.
+        self.state_head = nn.Sequential(nn.LayerNorm(hidden_size), _mlp(hidden_size, codec_hidden, OBS_DIM))
+        self.action_head = nn.Sequential(nn.LayerNorm(hidden_size),
+                                         _mlp(hidden_size, codec_hidden, N_ACTIONS))
         self.register_buffer("obs_mean", torch.zeros(OBS_DIM))
         self.register_buffer("obs_std", torch.ones(OBS_DIM))
         self.register_buffer("delta_std", torch.ones(OBS_DIM))

@@ -47,7 +47,7 @@ class GroundConfig:
     objectives: list[str] = field(default_factory=lambda: list(OBJECTIVES))
     """Training objectives among rollout, dynamics, consequence, explain."""
     objective_weights: dict[str, float] = field(
-        default_factory=lambda: {"rollout": 1.0, "dynamics": 0.5, "consequence": 0.25, "explain": 0.5}
+        default_factory=lambda: {"rollout": 1.0, "dynamics": 0.4, "consequence": 0.2, "explain": 0.4}
     )
     """Sampling weight of each objective in a batch."""
     state_loss_weight: float = 0.5

@@ -131,7 +131,7 @@ class GroundedLM(nn.Module):
         else:
             save_file(self.trainable_lm_state(), str(folder / "lm_trainable.safetensors"))
         meta = {"state_tokens": self.codec.state_tokens, "prompt_style": self.prompt_style,
-                "codec_hidden": self.codec.state_head[0].out_features, **(extra or {})}
+                "codec_hidden": self.codec.state_head[1][0].out_features, **(extra or {})}
         (folder / "grounded.json").write_text(json.dumps(meta, indent=2))
 
     @torch.no_grad()
