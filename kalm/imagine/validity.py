@@ -1,0 +1,419 @@
+"""Is an imagined rollout valid? Checks of one rollout against the goal and the simulator.
+
+A rollout is ``observations`` ``s_0..s_T`` (``(T + 1, 10)``; ``s_0`` comes from a real reset, the
+rest were written by the LM), ``actions`` ``a_0..a_{T-1}`` and the goal it was asked for.
+``check_rollout`` scores it on every check below and returns a :class:`RolloutValidity`:
+
+==========================  ===================================================================
+check                       rule
+==========================  ===================================================================
+goal met (match)            the goal holds on a generated state ``s_1..s_T``, judged against
+                            ``s_0`` (a ``move`` goal only on ``s_1``: it is a one-push goal)
+dynamics consistency        for each ``t``, ``env.simulate(s_t, a_t)`` against the imagined
+                            ``s_{t+1}``: mean and max of the per-ball Euclidean error; the
+                            transition is *realistic* when its max per-ball error is at most
+                            ``REALISTIC_TOLERANCE``
+out of workbench            a generated ball centre lies outside the workbench (x in [-0.6, 0.6],
+                            y in [-0.3, 0.7]) by more than ``WORKBENCH_MARGIN``
+overlap                     two generated ball centres closer than ``OVERLAP_DISTANCE``
+absurd                      a generated coordinate is NaN, infinite or larger than
+                            ``ABSURD_COORD`` in magnitude
+open-loop replay            the imagined actions run in the real env from ``s_0``: the goal holds
+                            at some step (``move``: after the one step)
+cycle consistency           (optional, needs the LM) the LM's explanation of the rollout parses to
+                            a goal equivalent to the intended one
+==========================  ===================================================================
+
+The checks on states (workbench, overlap, absurd) look at the generated states only: ``s_0`` is a
+real reset. A transition from or to an absurd state cannot be simulated or measured: it counts as
+unrealistic and its error is left out of the error means (``None``).
+
+``aggregate`` turns many validities into per-category rates; ``filter_rollouts`` keeps the
+episodes that pass chosen checks (for training on imagined data; off by default downstream).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from kalm.envs.clevr import N_BALLS, OBS_DIM, ClevrRobotEnv
+from kalm.envs.clevr_model import BALL_RADIUS, WORKBENCH
+from kalm.goals.parser import goals_equivalent, parse_goal_text
+from kalm.goals.spec import Goal, Move
+
+__all__ = [
+    "REALISTIC_TOLERANCE",
+    "WORKBENCH_MARGIN",
+    "OVERLAP_MARGIN",
+    "OVERLAP_DISTANCE",
+    "ABSURD_COORD",
+    "FAILURE_TYPES",
+    "REQUIREMENTS",
+    "RolloutValidity",
+    "check_rollout",
+    "replay_rollout",
+    "goal_met_at",
+    "per_ball_errors",
+    "aggregate",
+    "filter_rollouts",
+]
+
+# A transition is realistic when no ball lands farther than this from where the simulator puts
+# it. A clean push moves a ball 0.14-0.15, so 0.05 (about a third of a push) accepts "the right
+# ball pushed the right way, about the right distance" and rejects a missing push, a push of the
+# wrong ball or a wrong direction, and balls that drift or teleport. The simulator reproduces its
+# own recorded steps (float32 observations) to within about 0.001.
+REALISTIC_TOLERANCE = 0.05
+# The walls stop ball centres at the workbench edge; soft contacts let them pass it by about
+# 0.005 in the simulator. Farther out than this margin, a state is not physically reachable.
+WORKBENCH_MARGIN = 0.02
+# Two balls (radius 0.13) touch at a centre distance of 0.26; soft contacts let the simulator
+# squeeze them to about 0.256. Centres closer than 0.26 - 0.06 = 0.2 are balls inside each other.
+OVERLAP_MARGIN = 0.06
+OVERLAP_DISTANCE = 2 * BALL_RADIUS - OVERLAP_MARGIN
+# The workbench spans about 1.2; a coordinate beyond this is no position at all.
+ABSURD_COORD = 5.0
+
+FAILURE_TYPES: tuple[str, ...] = (
+    "unmet_goal",
+    "unrealistic_transition",
+    "out_of_workbench",
+    "overlap",
+    "absurd",
+    "replay_fails",
+    "cycle_mismatch",
+)
+# Names accepted by filter_rollouts(require=...), each with the check it stands for.
+REQUIREMENTS: dict[str, str] = {
+    "goal_met": "the goal holds on a generated state (match)",
+    "realistic": "every transition agrees with the simulator within REALISTIC_TOLERANCE",
+    "in_workbench": "no generated state leaves the workbench",
+    "no_overlap": "no generated state has overlapping balls",
+    "finite": "no generated state is NaN, infinite or absurdly large",
+    "replay": "the actions replayed in the simulator meet the goal",
+    "cycle": "the LM's explanation names the same goal (when computed)",
+}
+
+
+@dataclass
+class RolloutValidity:
+    """Every check of one imagined rollout (see the module docstring)."""
+
+    steps: int
+    """Number of actions T."""
+    goal_met: bool
+    """The goal holds on a generated state (the match of KALM's match rate)."""
+    success_step: int | None
+    """First step t (1-based: the goal holds on s_t) where the goal holds, or None."""
+    transitions: int
+    """Transitions checked against the simulator (T)."""
+    realistic_transitions: int
+    """Transitions whose max per-ball error is at most REALISTIC_TOLERANCE."""
+    first_unrealistic_step: int | None
+    """First t (0-based) whose transition s_t -> s_{t+1} is unrealistic, or None."""
+    dynamics_error_mean: float | None
+    """Mean over measured transitions of the mean per-ball error (None if none measured)."""
+    dynamics_error_max: float | None
+    """Largest per-ball error over measured transitions (None if none measured)."""
+    out_of_workbench_states: int
+    """Generated states with a ball centre outside the workbench by more than the margin."""
+    overlap_states: int
+    """Generated states with two ball centres closer than OVERLAP_DISTANCE."""
+    absurd_states: int
+    """Generated states with a NaN, infinite or absurdly large coordinate."""
+    replay_success: bool
+    """The actions run open loop in the simulator from s_0 meet the goal."""
+    replay_final_error: float | None
+    """Mean per-ball distance between the imagined s_T and the replayed s_T (open-loop drift)."""
+    explanation: str | None = None
+    """The LM's explanation of the rollout (None when not computed)."""
+    cycle_consistent: bool | None = None
+    """The explanation parses to a goal equivalent to the intended one (None: not computed)."""
+    step_errors: list[float | None] = field(default_factory=list)
+    """Max per-ball error of each transition (None where a state is absurd)."""
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def realistic(self) -> bool:
+        """Every transition agrees with the simulator (vacuously true for T = 0)."""
+        return self.realistic_transitions == self.transitions
+
+    @property
+    def out_of_workbench(self) -> bool:
+        return self.out_of_workbench_states > 0
+
+    @property
+    def overlap(self) -> bool:
+        return self.overlap_states > 0
+
+    @property
+    def absurd(self) -> bool:
+        return self.absurd_states > 0
+
+    def failure_types(self) -> list[str]:
+        """What went wrong, in the order of ``FAILURE_TYPES`` (empty: a fully valid rollout)."""
+        bad = {
+            "unmet_goal": not self.goal_met,
+            "unrealistic_transition": not self.realistic,
+            "out_of_workbench": self.out_of_workbench,
+            "overlap": self.overlap,
+            "absurd": self.absurd,
+            "replay_fails": not self.replay_success,
+            "cycle_mismatch": self.cycle_consistent is False,
+        }
+        return [name for name in FAILURE_TYPES if bad[name]]
+
+    def passes(self, requirement: str) -> bool:
+        """Whether the rollout meets one of ``REQUIREMENTS`` (a cycle not computed passes)."""
+        checks = {
+            "goal_met": self.goal_met,
+            "realistic": self.realistic,
+            "in_workbench": not self.out_of_workbench,
+            "no_overlap": not self.overlap,
+            "finite": not self.absurd,
+            "replay": self.replay_success,
+            "cycle": self.cycle_consistent is not False,
+        }
+        if requirement not in checks:
+            raise ValueError(
+                f"unknown requirement {requirement!r}; choose from {', '.join(REQUIREMENTS)}"
+            )
+        return bool(checks[requirement])
+
+    # ----------------------------------------------------------------- io
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields, plus the derived flags and ``failure_types``."""
+        d = asdict(self)
+        d.update(
+            realistic=self.realistic,
+            out_of_workbench=self.out_of_workbench,
+            overlap=self.overlap,
+            absurd=self.absurd,
+            failure_types=self.failure_types(),
+        )
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RolloutValidity":
+        """Rebuild from ``to_dict()`` output (derived keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Single checks
+# --------------------------------------------------------------------------------------------
+
+
+def per_ball_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance per ball between observations ``a`` and ``b``: ``(..., 5)``."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return np.linalg.norm(d.reshape(*d.shape[:-1], N_BALLS, 2), axis=-1)
+
+
+def goal_met_at(goal: Goal, observations: np.ndarray, start_obs: np.ndarray) -> int | None:
+    """First t >= 1 with the goal holding on ``observations[t]`` (judged against ``start_obs``),
+    or None. A ``move`` goal is judged on ``observations[1]`` only."""
+    last = min(1, len(observations) - 1) if isinstance(goal, Move) else len(observations) - 1
+    for t in range(1, last + 1):
+        s = observations[t]
+        if np.all(np.isfinite(s)) and goal.holds(s, start_obs):
+            return t
+    return None
+
+
+def _absurd(states: np.ndarray) -> np.ndarray:
+    """(N,) bool: a coordinate is NaN, infinite or beyond ABSURD_COORD."""
+    with np.errstate(invalid="ignore"):
+        return ~np.all(np.isfinite(states) & (np.abs(states) <= ABSURD_COORD), axis=-1)
+
+
+def _out_of_workbench(states: np.ndarray) -> np.ndarray:
+    x0, x1, y0, y1 = WORKBENCH
+    m = WORKBENCH_MARGIN
+    xy = states.reshape(len(states), N_BALLS, 2)
+    with np.errstate(invalid="ignore"):
+        inside = (
+            (xy[..., 0] >= x0 - m) & (xy[..., 0] <= x1 + m)
+            & (xy[..., 1] >= y0 - m) & (xy[..., 1] <= y1 + m)
+        )
+    return ~np.all(inside, axis=-1)
+
+
+def _overlapping(states: np.ndarray) -> np.ndarray:
+    xy = states.reshape(len(states), N_BALLS, 2)
+    d = np.linalg.norm(xy[:, :, None, :] - xy[:, None, :, :], axis=-1)
+    i, j = np.triu_indices(N_BALLS, k=1)
+    with np.errstate(invalid="ignore"):
+        return np.any(d[:, i, j] < OVERLAP_DISTANCE, axis=-1)
+
+
+def replay_rollout(env: ClevrRobotEnv, start_obs: np.ndarray, actions: Sequence[int]) -> np.ndarray:
+    """The real observations ``(T + 1, 10)`` of ``actions`` run open loop from ``start_obs``."""
+    env.reset(options={"obs": np.asarray(start_obs, dtype=np.float64)})
+    out = [env.get_obs()]
+    for a in actions:
+        env.push(int(a))
+        out.append(env.get_obs())
+    return np.stack(out)
+
+
+def check_rollout(
+    env: ClevrRobotEnv,
+    observations: np.ndarray,
+    actions: np.ndarray,
+    goal: Goal,
+    start_obs: np.ndarray | None = None,
+    explanation: str | None = None,
+) -> RolloutValidity:
+    """Score one imagined rollout on every check (see the module docstring).
+
+    ``env`` is a scratch simulator (its state is overwritten). ``start_obs`` defaults to
+    ``observations[0]``. ``explanation``: the LM's goal text for this rollout, if computed.
+    """
+    obs = np.asarray(observations, dtype=np.float64)
+    acts = np.asarray(actions, dtype=np.int64).reshape(-1)
+    T = len(acts)
+    if obs.ndim != 2 or obs.shape != (T + 1, OBS_DIM):
+        raise ValueError(
+            f"a rollout of {T} actions needs observations of shape ({T + 1}, {OBS_DIM}); "
+            f"got {obs.shape}"
+        )
+    s0 = obs[0] if start_obs is None else np.asarray(start_obs, dtype=np.float64)
+    if not np.all(np.isfinite(s0)):
+        raise ValueError("the rollout's start state must be finite (it comes from a real reset)")
+
+    absurd = _absurd(obs)
+    generated = obs[1:]
+    # -- dynamics consistency, one transition at a time from the imagined state
+    step_errors: list[float | None] = []
+    means: list[float] = []
+    realistic = 0
+    first_bad: int | None = None
+    for t in range(T):
+        err = None
+        if not (absurd[t] or absurd[t + 1]):
+            err = per_ball_errors(env.simulate(obs[t], int(acts[t])), obs[t + 1])
+            if not np.all(np.isfinite(err)):  # the physics blew up (balls set inside walls)
+                err = None
+        if err is None:
+            step_errors.append(None)
+            ok = False
+        else:
+            step_errors.append(float(err.max()))
+            means.append(float(err.mean()))
+            ok = bool(err.max() <= REALISTIC_TOLERANCE)
+        realistic += ok
+        if not ok and first_bad is None:
+            first_bad = t
+    measured = [e for e in step_errors if e is not None]
+
+    # -- open-loop replay in the real simulator
+    replayed = replay_rollout(env, s0, acts)
+    replay_ok = goal_met_at(goal, replayed, s0) is not None
+    drift = None
+    if T and not absurd[-1]:
+        drift = float(per_ball_errors(replayed[-1], obs[-1]).mean())
+
+    success_step = goal_met_at(goal, obs, s0)
+    cycle = None
+    if explanation is not None:
+        cycle = goals_equivalent(parse_goal_text(explanation), goal)
+    return RolloutValidity(
+        steps=T,
+        goal_met=success_step is not None,
+        success_step=success_step,
+        transitions=T,
+        realistic_transitions=int(realistic),
+        first_unrealistic_step=first_bad,
+        dynamics_error_mean=float(np.mean(means)) if means else None,
+        dynamics_error_max=float(max(measured)) if measured else None,
+        out_of_workbench_states=int(np.sum(_out_of_workbench(generated) & ~absurd[1:])),
+        overlap_states=int(np.sum(_overlapping(generated) & ~absurd[1:])),
+        absurd_states=int(np.sum(absurd[1:])),
+        replay_success=bool(replay_ok),
+        replay_final_error=drift,
+        explanation=explanation,
+        cycle_consistent=cycle,
+        step_errors=step_errors,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Many rollouts
+# --------------------------------------------------------------------------------------------
+
+
+def _rates(vs: list[RolloutValidity]) -> dict[str, Any]:
+    n = len(vs)
+    transitions = sum(v.transitions for v in vs)
+    cycles = [v.cycle_consistent for v in vs if v.cycle_consistent is not None]
+    errors = [v.dynamics_error_mean for v in vs if v.dynamics_error_mean is not None]
+    weights = [
+        sum(e is not None for e in v.step_errors) for v in vs if v.dynamics_error_mean is not None
+    ]
+
+    def frac(flags: Iterable[bool]) -> float:
+        return float(np.mean(list(flags))) if n else 0.0
+
+    return {
+        "rollouts": n,
+        "match_rate": frac(v.goal_met for v in vs),
+        "realistic_transition_rate": (
+            sum(v.realistic_transitions for v in vs) / transitions if transitions else None
+        ),
+        "realistic_rollout_rate": frac(v.realistic for v in vs),
+        "out_of_workbench_rate": frac(v.out_of_workbench for v in vs),
+        "overlap_rate": frac(v.overlap for v in vs),
+        "absurd_rate": frac(v.absurd for v in vs),
+        "replay_success_rate": frac(v.replay_success for v in vs),
+        "cycle_consistency": float(np.mean(cycles)) if cycles else None,
+        # per-transition mean per-ball error, averaged over all measured transitions
+        "mean_dynamics_error": (
+            float(np.average(errors, weights=weights)) if errors and sum(weights) else None
+        ),
+        "mean_steps": float(np.mean([v.steps for v in vs])) if n else 0.0,
+        "fully_valid_rate": frac(not v.failure_types() for v in vs),
+    }
+
+
+def aggregate(
+    validities: Sequence[RolloutValidity], categories: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Rates per category (in first-seen order), one ``categories[i]`` per validity.
+
+    Each category gets ``rollouts``, ``match_rate``, ``realistic_transition_rate`` (fraction of
+    all its transitions that are realistic), ``realistic_rollout_rate``, ``out_of_workbench_rate``,
+    ``overlap_rate``, ``absurd_rate`` (fractions of rollouts with any such state),
+    ``replay_success_rate``, ``cycle_consistency`` (None when not computed),
+    ``mean_dynamics_error``, ``mean_steps`` and ``fully_valid_rate``.
+    """
+    if len(validities) != len(categories):
+        raise ValueError(
+            f"one category per validity: got {len(validities)} validities and "
+            f"{len(categories)} categories"
+        )
+    by_cat: dict[str, list[RolloutValidity]] = {}
+    for v, c in zip(validities, categories):
+        by_cat.setdefault(c, []).append(v)
+    return {c: _rates(vs) for c, vs in by_cat.items()}
+
+
+def filter_rollouts(
+    episodes: Sequence, validities: Sequence[RolloutValidity],
+    require: Sequence[str] = ("realistic", "goal_met"),
+) -> list:
+    """The episodes whose validity passes every check in ``require`` (see ``REQUIREMENTS``)."""
+    if len(episodes) != len(validities):
+        raise ValueError(
+            f"one validity per episode: got {len(episodes)} episodes and {len(validities)} validities"
+        )
+    unknown = [r for r in require if r not in REQUIREMENTS]
+    if unknown:
+        raise ValueError(
+            f"unknown requirement {unknown[0]!r}; choose from {', '.join(REQUIREMENTS)}"
+        )
+    return [ep for ep, v in zip(episodes, validities) if all(v.passes(r) for r in require)]
