@@ -4,6 +4,7 @@ Commands:
   collect   expert episodes -> an offline dataset (.npz)
   evaluate  success per goal category of a policy, on seeded episodes
   ground    ground a causal LM on a dataset's (goal text, rollout) pairs
+  imagine   a grounded LM's rollouts for goal texts, with their validity checks
 """
 
 from __future__ import annotations
@@ -108,6 +109,54 @@ def cmd_ground(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_imagine(args: argparse.Namespace) -> int:
+    from kalm.imagine.generate import imagine
+    from kalm.llm.train import load_grounded
+
+    if args.per_goal < 1:
+        raise CLIError("--per-goal must be at least 1")
+    if args.batch_size < 1:
+        raise CLIError("--batch-size must be at least 1")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CLIError("--max-steps must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise CLIError("--limit must be at least 1")
+    if args.videos < 0:
+        raise CLIError("--videos must be 0 or more")
+    if not Path(args.model).exists():
+        raise CLIError(f"model folder {args.model} not found; ground one with "
+                       "`python -m kalm ground --data PATH --out runs/NAME`")
+    items = _load_items(args.suite, args.goals, args.seed, args.limit)
+    model = load_grounded(args.model)
+    source = {"model": str(args.model), "suite": args.suite, "goals": args.goals,
+              "limit": args.limit}
+    ds, _ = imagine(model, items, per_goal=args.per_goal, seed=args.seed, out=Path(args.out),
+                    batch_size=args.batch_size, max_steps=args.max_steps,
+                    explain=not args.no_explain, progress=not (args.json or args.quiet),
+                    overwrite=args.overwrite, source=source)
+    if args.videos:
+        from kalm.imagine.render import render_examples
+
+        render_examples(ds, Path(args.out) / "videos", per_category=args.videos)
+    summary = json.loads((Path(args.out) / "summary.json").read_text())
+    if args.json:
+        print(json.dumps({"out": str(args.out), **summary}))
+    else:
+        def pct(v):
+            return "-" if v is None else f"{100 * v:.1f}%"
+
+        print(f"{'category':<12} {'rollouts':>8} {'match':>7} {'realistic':>9} {'off-bench':>9} "
+              f"{'replay':>7} {'cycle':>7}")
+        rows = {**summary["categories"], "overall": summary["overall"]}
+        for cat, m in rows.items():
+            print(f"{cat:<12} {m['rollouts']:>8} {pct(m['match_rate']):>7} "
+                  f"{pct(m['realistic_transition_rate']):>9} {pct(m['out_of_workbench_rate']):>9} "
+                  f"{pct(m['replay_success_rate']):>7} {pct(m['cycle_consistency']):>7}")
+        rate = summary["generation"]["rollouts_per_s"]
+        print(f"wrote {args.out}" + (f" ({rate:.2f} rollouts/s)" if rate else ""))
+    return 0
+
+
 def _add_config_options(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
     """One --flag per dataclass field (help from the field's docstring-comment in the source)."""
     import ast
@@ -183,6 +232,30 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(gr, GroundConfig, skip={"data"})
     gr.set_defaults(func=cmd_ground)
+
+    im = sub.add_parser("imagine", help="imagine rollouts for goal texts with a grounded LM")
+    im.add_argument("--model", required=True,
+                    help="grounded model folder (a `ground` run, or its model/ folder)")
+    g = im.add_mutually_exclusive_group(required=True)
+    g.add_argument("--suite", help="train, rephrase, easy, hard (comma-separated) or all")
+    g.add_argument("--goals", help="a goals file (JSON Lines)")
+    im.add_argument("--limit", type=int, default=None, help="use only the first K goals")
+    im.add_argument("--per-goal", type=int, default=4,
+                    help="rollouts per goal, each from its own seeded initial state")
+    im.add_argument("--seed", type=int, default=0, help="seed of the initial states (and suites)")
+    im.add_argument("--out", required=True, help="run folder (rerun to resume)")
+    im.add_argument("--batch-size", type=int, default=16, help="rollouts generated together")
+    im.add_argument("--max-steps", type=int, default=None,
+                    help="cap on rollout length (default: the goal's horizon, 50; move goals 1)")
+    im.add_argument("--no-explain", action="store_true",
+                    help="skip the LM's explanations (no cycle consistency; faster)")
+    im.add_argument("--videos", type=int, default=0,
+                    help="MP4s (imagined beside simulator) of the first K rollouts per category")
+    im.add_argument("--overwrite", action="store_true",
+                    help="discard rollouts an earlier run with another config left in --out")
+    im.add_argument("--json", action="store_true", help="print the summary as JSON")
+    im.add_argument("--quiet", action="store_true", help="no progress bar")
+    im.set_defaults(func=cmd_imagine)
     return p
 
 

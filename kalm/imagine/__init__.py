@@ -4,6 +4,8 @@
   workbench, overlaps, absurd values, open-loop replay, cycle consistency) and their rates;
 - ``generate``: ``imagine(...)`` writes a run folder of imagined rollouts with their validity;
 - ``render``: an imagined rollout beside the simulator's replay of its actions, as MP4.
+
+``generate`` and ``render`` are imported from their modules (they load torch and OpenGL).
 """
 
 from kalm.imagine.validity import (
@@ -19,6 +21,7 @@ from kalm.imagine.validity import (
     check_rollout,
     filter_rollouts,
     replay_rollout,
+    validity_rates,
 )
 
 __all__ = [
@@ -34,4 +37,5 @@ __all__ = [
     "check_rollout",
     "filter_rollouts",
     "replay_rollout",
+    "validity_rates",
 ]

@@ -58,6 +58,7 @@ __all__ = [
     "goal_met_at",
     "per_ball_errors",
     "aggregate",
+    "validity_rates",
     "filter_rollouts",
 ]
 
@@ -245,10 +246,10 @@ def _out_of_workbench(states: np.ndarray) -> np.ndarray:
 
 def _overlapping(states: np.ndarray) -> np.ndarray:
     xy = states.reshape(len(states), N_BALLS, 2)
-    d = np.linalg.norm(xy[:, :, None, :] - xy[:, None, :, :], axis=-1)
     i, j = np.triu_indices(N_BALLS, k=1)
-    with np.errstate(invalid="ignore"):
-        return np.any(d[:, i, j] < OVERLAP_DISTANCE, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.linalg.norm(xy[:, i] - xy[:, j], axis=-1)
+        return np.any(d < OVERLAP_DISTANCE, axis=-1)
 
 
 def replay_rollout(env: ClevrRobotEnv, start_obs: np.ndarray, actions: Sequence[int]) -> np.ndarray:
@@ -347,7 +348,9 @@ def check_rollout(
 # --------------------------------------------------------------------------------------------
 
 
-def _rates(vs: list[RolloutValidity]) -> dict[str, Any]:
+def validity_rates(validities: Sequence[RolloutValidity]) -> dict[str, Any]:
+    """The rates of ``aggregate`` over all of ``validities`` together."""
+    vs = list(validities)
     n = len(vs)
     transitions = sum(v.transitions for v in vs)
     cycles = [v.cycle_consistent for v in vs if v.cycle_consistent is not None]
@@ -399,7 +402,7 @@ def aggregate(
     by_cat: dict[str, list[RolloutValidity]] = {}
     for v, c in zip(validities, categories):
         by_cat.setdefault(c, []).append(v)
-    return {c: _rates(vs) for c, vs in by_cat.items()}
+    return {c: validity_rates(vs) for c, vs in by_cat.items()}
 
 
 def filter_rollouts(
@@ -409,7 +412,8 @@ def filter_rollouts(
     """The episodes whose validity passes every check in ``require`` (see ``REQUIREMENTS``)."""
     if len(episodes) != len(validities):
         raise ValueError(
-            f"one validity per episode: got {len(episodes)} episodes and {len(validities)} validities"
+            f"one validity per episode: got {len(episodes)} episodes and "
+            f"{len(validities)} validities"
         )
     unknown = [r for r in require if r not in REQUIREMENTS]
     if unknown:

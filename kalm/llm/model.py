@@ -114,6 +114,10 @@ class GroundedLM(nn.Module):
             out["text"] = F.cross_entropy(logits, batch.tt_target)
         return out
 
+    def forward(self, batch: Batch, action_mask_p: float = 0.0) -> dict[str, torch.Tensor]:
+        """The losses of a batch (so DDP wrappers see a forward call and sync gradients)."""
+        return self.losses(batch, action_mask_p)
+
     # ----------------------------------------------------------------- persistence
     def trainable_lm_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous() for k, v in self.lm.named_parameters() if v.requires_grad}

@@ -136,10 +136,12 @@ def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
     return model
 
 
-def _batch_losses(model: GroundedLM, seqs, cfg: GroundConfig, tokens, action_mask_p: float):
+def _batch_losses(model: GroundedLM, seqs, cfg: GroundConfig, tokens, action_mask_p: float,
+                  wrapped=None):
     batch = collate(seqs, model.tokenizer, model.positions_per_state, tokens=tokens)
     batch.to(model.device)
-    L = model.losses(batch, action_mask_p)
+    # Call the (possibly DDP-)wrapped module so that gradients are synchronised across processes.
+    L = (wrapped or model)(batch, action_mask_p)
     total = (cfg.state_loss_weight * L["state"] + cfg.action_loss_weight * L["action"]
              + cfg.text_loss_weight * L["text"])
     return total, L
@@ -182,13 +184,15 @@ def train_grounding(
     on_step: Callable[[int, dict], None] | None = None,
 ) -> GroundedLM:
     """Train (or resume) a grounding run into the folder ``out``; returns the trained model."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     from kalm.data.episodes import load_dataset
 
     cfg.validate()
     run = RunDir(out, "ground")
-    acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
+    # Objectives differ per batch, so some heads get no gradient in a step: tell DDP.
+    acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no",
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     main = acc.is_main_process
     prev_cfg = run.path / "config.json"
     if prev_cfg.exists() and resume:
@@ -255,7 +259,7 @@ def train_grounding(
             t0 = time.time()
             seqs = [train_data.sample(rng) for _ in range(cfg.batch_size)]
             with acc.autocast():
-                loss, L = _batch_losses(core, seqs, cfg, tokens, cfg.action_input_dropout)
+                loss, L = _batch_losses(core, seqs, cfg, tokens, cfg.action_input_dropout, model)
             acc.backward(loss)
             acc.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

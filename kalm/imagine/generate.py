@@ -1,0 +1,431 @@
+"""Imagine: the grounded LM writes rollouts for goal texts; each is checked and saved.
+
+``imagine(model, items, per_goal, seed, out)`` makes ``per_goal`` rollouts for every goal item,
+in batches:
+
+1. rollout ``j = i * per_goal + k`` (item ``i``, its ``k``-th start) starts from a seeded reset
+   where its goal does not already hold (``kalm.evaluate.initial_state``); the base reset seed is
+   derived from ``(seed, i, k)`` only, so a rollout does not depend on the others;
+2. ``generate_rollouts`` writes the rollout greedily from the goal text and ``s_0``, stopping when
+   the goal's success rule holds on a generated state or at the horizon (``max_steps``, default
+   the goal's: 50, or 1 for ``move``);
+3. with ``explain``, ``explain_rollouts`` asks the LM what goal the rollout pursues (cycle
+   consistency);
+4. ``check_rollout`` scores it (``kalm.imagine.validity``), and rewards are labelled from the
+   generated states with the spec's rules (dense and sparse ``goal_reward``, ``start_obs = s_0``),
+   terminal at the step where the goal is met. Non-finite rewards (from non-finite generated
+   states) are stored as 0.
+
+Nothing is filtered: every rollout is saved, as KALM did; ``filter_rollouts`` selects later.
+
+Run folder ``out``:
+
+    config.json     the ImagineConfig, the goals, and a fingerprint of the model's trained weights
+    status.json     state, rollouts done / total (RunDir; the app polls it)
+    metrics.csv     one row per batch: timings and its match and realism rates
+    parts/          finished batches (part-{first:06d}-{last:06d}.npz, written atomically)
+    imagined.npz    every rollout as an Episode(imagined=True, info={"validity": {...}}), the
+                    offline dataset format (``load_dataset`` reads it)
+    validity.csv    one row per rollout: index, category, text, goal, every validity field
+    summary.json    ``categories`` (aggregate per category), ``overall``, ``generation``
+                    (rollouts/s), the tolerances used
+
+A rerun with the same config (same goals, seeds, batch size, horizon and model weights) reuses the
+finished batches in ``parts/`` and makes only the missing ones; a run folder made with another
+config is an error unless ``overwrite=True`` (which discards its parts).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from kalm.data.episodes import (
+    Dataset,
+    DatasetError,
+    Episode,
+    atomic_write,
+    load_dataset,
+    make_meta,
+    save_dataset,
+)
+from kalm.envs.clevr import ClevrRobotEnv
+from kalm.evaluate import initial_state
+from kalm.goals.spec import goal_reward
+from kalm.goals.suites import GoalItem
+from kalm.imagine.validity import (
+    ABSURD_COORD,
+    OVERLAP_DISTANCE,
+    REALISTIC_TOLERANCE,
+    WORKBENCH_MARGIN,
+    RolloutValidity,
+    aggregate,
+    check_rollout,
+    goal_met_at,
+    validity_rates,
+)
+from kalm.runs import RunDir, write_json_atomic
+
+__all__ = [
+    "ImagineConfig",
+    "ImagineError",
+    "imagine",
+    "rollout_base_seed",
+    "model_fingerprint",
+    "load_imagined",
+]
+
+_PART_PREFIX = "part-"
+_VALIDITY_FIELDS = (
+    "steps", "goal_met", "success_step", "realistic", "transitions", "realistic_transitions",
+    "first_unrealistic_step", "dynamics_error_mean", "dynamics_error_max", "out_of_workbench",
+    "out_of_workbench_states", "overlap", "overlap_states", "absurd", "absurd_states",
+    "replay_success", "replay_final_error", "explanation", "cycle_consistent", "step_errors",
+)
+
+
+class ImagineError(ValueError):
+    """A run folder or input that imagine cannot use; the message says what to do."""
+
+
+@dataclass
+class ImagineConfig:
+    """Imagining rollouts with a grounded LM (saved as ``config.json`` in the run folder)."""
+
+    per_goal: int = 4
+    """Rollouts per goal item, each from its own seeded initial state."""
+    seed: int = 0
+    """Seed of the initial states: rollout k of item i starts from a reset seeded by (seed, i, k)."""
+    batch_size: int = 16
+    """Rollouts generated together (also the size of a resumable part)."""
+    max_steps: int | None = None
+    """Cap on a rollout's length (None: the goal's horizon, 50; move goals always 1)."""
+    explain: bool = True
+    """Ask the LM to explain each rollout (cycle consistency); costs about one more generation."""
+
+    def validate(self) -> "ImagineConfig":
+        if self.per_goal < 1:
+            raise ValueError(f"per_goal must be at least 1; got {self.per_goal}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {self.batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 (or None); got {self.max_steps}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {self.seed}")
+        return self
+
+
+def rollout_base_seed(seed: int, item_index: int, k: int) -> int:
+    """The base reset seed of the ``k``-th rollout of goal item ``item_index``."""
+    ss = np.random.SeedSequence([int(seed), int(item_index), int(k)])
+    return int(ss.generate_state(1)[0] % (2**31 - 1))
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of what training changed in ``model``: its codec and trainable LM weights."""
+    h = hashlib.sha1()
+    tensors = [(f"codec.{k}", v) for k, v in model.codec.state_dict().items()]
+    tensors += [(f"lm.{k}", v) for k, v in model.lm.named_parameters() if v.requires_grad]
+    for name, t in sorted(tensors, key=lambda kv: kv[0]):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Parts (finished batches) and resuming
+# --------------------------------------------------------------------------------------------
+
+
+def _part_path(out: Path, first: int, last: int) -> Path:
+    return out / "parts" / f"{_PART_PREFIX}{first:06d}-{last:06d}.npz"
+
+
+def _load_parts(out: Path, fingerprint: str) -> dict[int, list[Episode]]:
+    """Finished batches by their first rollout index; parts of another config raise."""
+    folder = out / "parts"
+    found: dict[int, list[Episode]] = {}
+    if not folder.is_dir():
+        return found
+    for p in sorted(folder.glob(f"{_PART_PREFIX}*.npz")):
+        try:
+            part = load_dataset(p)
+        except DatasetError:
+            continue  # unreadable: that batch is made again
+        if part.meta.get("fingerprint") != fingerprint:
+            raise ImagineError(
+                f"{out} holds imagined rollouts made with another config or model; use a new "
+                "--out folder, or pass overwrite=True (--overwrite) to discard them"
+            )
+        if part.episodes:
+            found[int(part.episodes[0].info["index"])] = part.episodes
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# One batch
+# --------------------------------------------------------------------------------------------
+
+
+def _label(goal, observations: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(dense rewards, sparse rewards, terminals) of a rollout, from its states."""
+    T = len(observations) - 1
+    dense = np.zeros(T, dtype=np.float64)
+    sparse = np.zeros(T, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for t in range(T):
+            dense[t] = goal_reward(goal, observations[t], observations[t + 1], start, "dense")
+            sparse[t] = goal_reward(goal, observations[t], observations[t + 1], start, "sparse")
+    terminals = np.zeros(T, dtype=bool)
+    met = goal_met_at(goal, observations, start)
+    if met is not None:
+        terminals[met - 1] = True
+    return np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0), sparse, terminals
+
+
+def _run_batch(
+    model, env: ClevrRobotEnv, plan: list[dict], cfg: ImagineConfig
+) -> tuple[list[Episode], dict]:
+    from kalm.llm.generate import explain_rollouts, generate_rollouts
+
+    starts = np.stack([p["s0"] for p in plan]).astype(np.float32)
+    t0 = time.perf_counter()
+    rolls = generate_rollouts(model, [p["item"].text for p in plan], starts,
+                              [p["item"].goal for p in plan], max_steps=cfg.max_steps)
+    t1 = time.perf_counter()
+    # Cut each rollout at its first success (generation already stops there).
+    cut = []
+    for p, s0, r in zip(plan, starts, rolls):
+        met = goal_met_at(p["item"].goal, r.observations, s0)
+        T = len(r.actions) if met is None else met
+        cut.append((r.observations[: T + 1], r.actions[:T]))
+    texts = (explain_rollouts(model, [o for o, _ in cut], [a for _, a in cut])
+             if cfg.explain else [None] * len(plan))
+    t2 = time.perf_counter()
+    episodes = []
+    for p, s0, (obs, acts), text in zip(plan, starts, cut, texts):
+        item: GoalItem = p["item"]
+        v = check_rollout(env, obs, acts, item.goal, s0, explanation=text)
+        dense, sparse, terminals = _label(item.goal, obs, s0)
+        episodes.append(Episode(
+            text=item.text, goal=item.goal.to_dict(), category=item.category, seed=p["reset_seed"],
+            observations=obs, actions=acts, rewards=dense, rewards_sparse=sparse,
+            terminals=terminals, success=v.goal_met, imagined=True,
+            info={"index": p["index"], "item": p["item_index"], "k": p["k"],
+                  "validity": v.to_dict()},
+        ))
+    t3 = time.perf_counter()
+    return episodes, {"generate_s": t1 - t0, "explain_s": t2 - t1, "check_s": t3 - t2}
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return json.dumps([None if x is None else round(x, 5) for x in value])
+    return value
+
+
+def _write_validity_csv(
+    path: Path, episodes: Sequence[Episode], validities: Sequence[RolloutValidity]
+) -> None:
+    header = ["index", "category", "text", "goal", "reset_seed", *_VALIDITY_FIELDS, "failure_types"]
+
+    def write(f) -> None:
+        import io
+
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        w = csv.writer(text)
+        w.writerow(header)
+        for ep, v in zip(episodes, validities):
+            d = v.to_dict()
+            w.writerow([ep.info["index"], ep.category, ep.text, json.dumps(ep.goal), ep.seed,
+                        *(_csv_value(d[k]) for k in _VALIDITY_FIELDS),
+                        ";".join(v.failure_types())])
+        text.flush()
+        text.detach()
+
+    atomic_write(path, write)
+
+
+def _summary(episodes: Sequence[Episode], validities: Sequence[RolloutValidity],
+             generation: dict, config: dict) -> dict:
+    return {
+        "rollouts": len(episodes),
+        "categories": aggregate(validities, [ep.category for ep in episodes]),
+        "overall": validity_rates(list(validities)),
+        "generation": generation,
+        "tolerances": {
+            "realistic_tolerance": REALISTIC_TOLERANCE,
+            "workbench_margin": WORKBENCH_MARGIN,
+            "overlap_distance": OVERLAP_DISTANCE,
+            "absurd_coord": ABSURD_COORD,
+        },
+        "config": config["imagine"],
+        "model_fingerprint": config["model_fingerprint"],
+    }
+
+
+def load_imagined(out: str | Path) -> tuple[Dataset, list[RolloutValidity]]:
+    """The dataset and validities of a finished imagine run folder."""
+    path = Path(out) / "imagined.npz"
+    if not path.exists():
+        raise ImagineError(
+            f"{out} holds no imagined.npz; run `python -m kalm imagine ... --out {out}`"
+        )
+    ds = load_dataset(path)
+    return ds, [RolloutValidity.from_dict(ep.info["validity"]) for ep in ds.episodes]
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def imagine(
+    model,
+    items: list[GoalItem],
+    per_goal: int,
+    seed: int,
+    out: str | Path,
+    batch_size: int = 16,
+    max_steps: int | None = None,
+    explain: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
+    overwrite: bool = False,
+    source: dict | None = None,
+) -> tuple[Dataset, list[RolloutValidity]]:
+    """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
+
+    See the module docstring for the protocol and the run folder. ``progress``: True for a tqdm
+    bar, or a callback ``(rollouts done, total)``. ``source``: extra JSON recorded in
+    ``config.json`` (where the model and goals came from). Returns the dataset (also saved as
+    ``imagined.npz``) and one ``RolloutValidity`` per rollout, in rollout order.
+    """
+    cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
+                        max_steps=max_steps, explain=explain).validate()
+    items = list(items)
+    if not items:
+        raise ImagineError("no goals to imagine rollouts for")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ImagineError(f"{out} is a file; --out must be a run folder")
+    fingerprint_src = {
+        "imagine": asdict(cfg),
+        "goals": [it.to_dict() for it in items],
+        "model_fingerprint": model_fingerprint(model),
+    }
+    key = json.dumps(fingerprint_src, sort_keys=True).encode()
+    fingerprint = hashlib.sha1(key).hexdigest()[:16]
+    config = {**fingerprint_src, "fingerprint": fingerprint, "source": source or {},
+              "command": shlex.join(sys.argv)}
+
+    if overwrite and (out / "parts").exists():
+        shutil.rmtree(out / "parts")
+    done_parts = _load_parts(out, fingerprint)
+    run = RunDir(out, "imagine")
+    run.save_config(config)
+
+    plan = [
+        {"index": i * cfg.per_goal + k, "item_index": i, "k": k, "item": item,
+         "base_seed": rollout_base_seed(cfg.seed, i, k)}
+        for i, item in enumerate(items) for k in range(cfg.per_goal)
+    ]
+    total = len(plan)
+    batches = [plan[s : s + cfg.batch_size] for s in range(0, total, cfg.batch_size)]
+    env = ClevrRobotEnv()
+    episodes: list[Episode] = []
+    generated, gen_s, explain_s, check_s = 0, 0.0, 0.0, 0.0
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="imagine", unit="rollout")
+    t_start = time.perf_counter()
+    try:
+        run.status("running", step=0, total=total, message="starting")
+        for b, batch in enumerate(batches):
+            first = batch[0]["index"]
+            reused = done_parts.get(first)
+            wanted = [p["index"] for p in batch]
+            if reused is not None and [e.info["index"] for e in reused] == wanted:
+                episodes += reused
+            else:
+                for p in batch:
+                    s0, p["reset_seed"] = initial_state(env, p["item"].goal, p["base_seed"])
+                    p["s0"] = np.asarray(s0, dtype=np.float32)
+                new, times = _run_batch(model, env, batch, cfg)
+                save_dataset(Dataset(new, make_meta(kind="imagine-part", fingerprint=fingerprint)),
+                             _part_path(out, first, batch[-1]["index"]))
+                episodes += new
+                generated += len(new)
+                gen_s += times["generate_s"]
+                explain_s += times["explain_s"]
+                check_s += times["check_s"]
+                vs = [RolloutValidity.from_dict(e.info["validity"]) for e in new]
+                rates = validity_rates(vs)
+                run.log_metrics({
+                    "batch": b, "first": first, "rollouts": len(new),
+                    "generate_s": round(times["generate_s"], 3),
+                    "explain_s": round(times["explain_s"], 3),
+                    "check_s": round(times["check_s"], 3),
+                    "rollouts_per_s": round(len(new) / max(times["generate_s"], 1e-9), 3),
+                    "match_rate": rates["match_rate"],
+                    "realistic_transition_rate": rates["realistic_transition_rate"],
+                })
+            run.status("running", step=len(episodes), total=total,
+                       message=f"{len(episodes)}/{total} rollouts")
+            if bar is not None:
+                bar.update(len(batch))
+                bar.set_postfix(match=f"{np.mean([e.success for e in episodes]):.2f}")
+            elif callable(progress):
+                progress(len(episodes), total)
+    except KeyboardInterrupt:
+        run.status("stopped", step=len(episodes), total=total,
+                   message="interrupted; rerun the same command to resume")
+        raise
+    except Exception as e:
+        run.status("failed", step=len(episodes), total=total, message=str(e))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        env.close()
+
+    validities = [RolloutValidity.from_dict(ep.info["validity"]) for ep in episodes]
+    dataset = Dataset(episodes, make_meta(kind="imagine", command=config["command"], config=config))
+    save_dataset(dataset, out / "imagined.npz")
+    _write_validity_csv(out / "validity.csv", episodes, validities)
+    generation = {
+        "rollouts_generated": generated,
+        "rollouts_resumed": total - generated,
+        "generate_s": round(gen_s, 3),
+        "explain_s": round(explain_s, 3),
+        "check_s": round(check_s, 3),
+        "wall_s": round(time.perf_counter() - t_start, 3),
+        # generation alone (the LM), and with explanations and validity checks
+        "rollouts_per_s": round(generated / gen_s, 3) if generated and gen_s > 0 else None,
+        "rollouts_per_s_with_checks": (
+            round(generated / (gen_s + explain_s + check_s), 3) if generated else None
+        ),
+    }
+    write_json_atomic(out / "summary.json", _summary(episodes, validities, generation, config))
+    run.status("done", step=total, total=total, message=f"{total} rollouts imagined")
+    return dataset, validities
