@@ -105,7 +105,7 @@ class ImagineConfig:
     per_goal: int = 4
     """Rollouts per goal item, each from its own seeded initial state."""
     seed: int = 0
-    """Seed of the initial states: rollout k of item i starts from a reset seeded by (seed, i, k)."""
+    """Seed of the initial states (rollout k of item i: a reset seeded from (seed, i, k))."""
     batch_size: int = 16
     """Rollouts generated together (also the size of a resumable part)."""
     max_steps: int | None = None
