@@ -48,7 +48,8 @@ def main() -> None:
     t = time.perf_counter()
     model = load_grounded(run)
     out: dict = {"load_s": round(time.perf_counter() - t, 1)}
-    split = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else None
+    split_file = next((d / "split.json" for d in (run, run.parent) if (d / "split.json").exists()), None)
+    split = json.loads(split_file.read_text()) if split_file else None
     data = args.data or (split["data"] if split else None)
     if data:
         ds = load_dataset(data)
