@@ -114,11 +114,15 @@ class NumericCodec(nn.Module):
         self.register_buffer("obs_mean", torch.zeros(OBS_DIM))
         self.register_buffer("obs_std", torch.ones(OBS_DIM))
         self.register_buffer("delta_std", torch.ones(OBS_DIM))
+        # Whole-episode changes (consequence objective) are ~4x larger than one push's.
+        self.register_buffer("episode_delta_std", torch.ones(OBS_DIM))
 
-    def set_stats(self, obs_mean, obs_std, delta_std) -> None:
+    def set_stats(self, obs_mean, obs_std, delta_std, episode_delta_std=None) -> None:
         self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
         self.obs_std.copy_(torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3))
         self.delta_std.copy_(torch.as_tensor(delta_std, dtype=torch.float32).clamp_min(1e-3))
+        ep = delta_std if episode_delta_std is None else episode_delta_std
+        self.episode_delta_std.copy_(torch.as_tensor(ep, dtype=torch.float32).clamp_min(1e-3))
 
     # ----------------------------------------------------------------- inputs
     def embed_states(self, obs: torch.Tensor) -> torch.Tensor:

@@ -103,7 +103,9 @@ class GroundedLM(nn.Module):
         out = {"state": zero, "action": zero, "text": zero}
         if len(batch.st_b):
             pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos])
-            tgt = (batch.st_target - batch.st_base) / self.codec.delta_std
+            scale = torch.where(batch.st_episode.unsqueeze(-1), self.codec.episode_delta_std,
+                                self.codec.delta_std)
+            tgt = (batch.st_target - batch.st_base) / scale
             out["state"] = F.mse_loss(pred, tgt)
         if len(batch.at_b):
             logits = self.codec.action_logits(h[batch.at_b, batch.at_pos])
@@ -144,7 +146,10 @@ class GroundedLM(nn.Module):
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        self.codec.load_state_dict(load_file(str(folder / "codec.safetensors")))
+        sd = load_file(str(folder / "codec.safetensors"))
+        # Checkpoints from before the consequence objective had its own scale lack it.
+        sd.setdefault("episode_delta_std", sd["delta_std"].clone())
+        self.codec.load_state_dict(sd)
         if (folder / "adapter").exists():
             from peft import set_peft_model_state_dict
             sd = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
@@ -155,5 +160,3 @@ class GroundedLM(nn.Module):
             if missing.unexpected_keys:
                 raise ValueError(f"checkpoint has unknown LM weights: {missing.unexpected_keys[:3]}")
 
-    def stats_from_dataset(self, observations: np.ndarray, deltas: np.ndarray) -> None:
-        self.codec.set_stats(observations.mean(0), observations.std(0), deltas.std(0))

@@ -56,6 +56,8 @@ class State:
     target: bool = False
     base: np.ndarray | None = None
     """The state the predicted change is measured from (the previous state)."""
+    episode: bool = False
+    """The change spans a whole episode (consequence), not one push: scaled by its own statistics."""
 
 
 @dataclass
@@ -124,7 +126,7 @@ def dynamics_sequence(obs: np.ndarray, action: int, next_obs: np.ndarray,
 def consequence_sequence(goal_text: str, obs0: np.ndarray, final_obs: np.ndarray,
                          style: str = "kalm") -> list[Segment]:
     return [Text(_p(style, "cons_state")), State(obs0), Text(_p(style, "cons_goal", goal_text)),
-            State(final_obs, target=True, base=obs0)]
+            State(final_obs, target=True, base=obs0, episode=True)]
 
 
 def explain_prompt(observations: np.ndarray, actions: np.ndarray, style: str = "kalm") -> list[Segment]:
@@ -158,6 +160,7 @@ class Batch:
     st_pos: torch.Tensor
     st_target: torch.Tensor  # (Nt, 10)
     st_base: torch.Tensor  # (Nt, 10)
+    st_episode: torch.Tensor  # (Nt,) bool: whole-episode change (consequence)
     at_b: torch.Tensor  # action targets
     at_pos: torch.Tensor
     at_target: torch.Tensor
@@ -208,7 +211,7 @@ def collate(
     eos = tokenizer.eos_token_id
     rows: list[list[int]] = []
     S: dict[str, list] = {k: [] for k in ("sb", "sp", "so", "ab", "ap", "ai", "am",
-                                          "tb", "tp", "tg", "tbase", "ub", "up", "ua",
+                                          "tb", "tp", "tg", "tbase", "te", "ub", "up", "ua",
                                           "xb", "xp", "xt")}
     for b, seq in enumerate(sequences):
         ids: list[int] = []
@@ -226,6 +229,7 @@ def collate(
                     S["tb"].append(b); S["tp"].append(len(ids) - 1)
                     S["tg"].append(np.asarray(seg.obs, np.float32))
                     S["tbase"].append(np.asarray(seg.base, np.float32))
+                    S["te"].append(bool(seg.episode))
                 S["sb"].append(b); S["sp"].append(len(ids)); S["so"].append(np.asarray(seg.obs, np.float32))
                 ids.extend([ph] * positions_per_state)
             else:
@@ -265,6 +269,7 @@ def collate(
         action_b=ab, action_pos=ap, action_ids=torch.tensor(S["ai"], dtype=torch.long),
         action_maskable=torch.tensor(S["am"], dtype=torch.bool),
         st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"),
+        st_episode=torch.tensor(S["te"], dtype=torch.bool),
         at_b=ub, at_pos=up, at_target=torch.tensor(S["ua"], dtype=torch.long),
         tt_b=xb, tt_pos=xp, tt_target=torch.tensor(S["xt"], dtype=torch.long),
         lengths=[len(r) for r in rows],

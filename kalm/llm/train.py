@@ -96,10 +96,12 @@ class GroundingData:
             return rollout_sequence(e.text, obs, act, st)
         return explain_sequence(e.text, obs, act, st)
 
-    def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Observation mean/std, one-push change std, whole-episode change std."""
         obs = np.concatenate([e.obs for e in self.all])
         deltas = np.concatenate([e.obs[1:] - e.obs[:-1] for e in self.all if len(e.actions)])
-        return obs.mean(0), obs.std(0), deltas.std(0)
+        episode = np.stack([e.obs[-1] - e.obs[0] for e in self.succ])
+        return obs.mean(0), obs.std(0), deltas.std(0), episode.std(0)
 
 
 def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:

@@ -60,6 +60,10 @@ def test_placeholders_land_on_the_right_positions(state_tokens, P):
     tgt = tok(" red left", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert ex.tt_target.tolist() == tgt
     assert ex.input_ids[0, ex.tt_pos + 1].tolist() == tgt[:-1] + [ex.input_ids[0, -1].item()]
+    # one-push changes and whole-episode changes (consequence) are flagged for their own scale
+    assert b.st_episode.tolist() == [False, False]
+    cb = collate([consequence_sequence("red left", obs[0], obs[2])], tok, P)
+    assert cb.st_episode.tolist() == [True]
     # left padding for generation shifts every index by the pad length
     lp = collate([seq, [Text("hi")]], tok, P, left_pad=True)
     assert lp.attention_mask[1, -1] == 1 and lp.attention_mask[1, 0] == 0
