@@ -136,11 +136,9 @@ def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence
     from kalm.llm.sequences import rollout_sequence
 
     model.eval()
-    seqs = []
-    for t, o, a in zip(texts, observations, actions):
-        s = rollout_sequence(t, np.asarray(o)[: len(a) + 1], np.asarray(a), model.prompt_style)
-        seqs.append([seg if not hasattr(seg, "target") else type(seg)(**{**vars(seg), "target": False})
-                     for seg in s])
+    # Target flags only add prediction sites; the action is read from the last position.
+    seqs = [rollout_sequence(t, np.asarray(o)[: len(a) + 1], np.asarray(a), model.prompt_style)
+            for t, o, a in zip(texts, observations, actions)]
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         h, _ = model.hidden(model.embed(batch), batch.attention_mask)
