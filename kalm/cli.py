@@ -187,6 +187,14 @@ def _add_config_options(parser: argparse.ArgumentParser, cls, skip: set[str]) ->
             parser.add_argument(flag, dest=f.name, default=None, type=type(default), help=h)
 
 
+def _add_goal_source(parser: argparse.ArgumentParser) -> None:
+    """--suite | --goals (one required) and --limit: where a command's goals come from."""
+    g = parser.add_mutually_exclusive_group(required=True)
+    g.add_argument("--suite", help="train, rephrase, easy, hard (comma-separated) or all")
+    g.add_argument("--goals", help="a goals file (JSON Lines)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first K goals")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kalm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,12 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="success per goal category of a policy")
     e.add_argument("--policy", required=True,
                    help="'expert', 'random', or a trained policy's run folder")
-    g = e.add_mutually_exclusive_group(required=True)
-    g.add_argument("--suite", help="train, rephrase, easy, hard (comma-separated) or all")
-    g.add_argument("--goals", help="a goals file (JSON Lines)")
+    _add_goal_source(e)
     e.add_argument("--episodes", type=int, default=50, help="episodes per category")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (same for all policies)")
-    e.add_argument("--limit", type=int, default=None, help="use only the first K goals")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--video", default=None, help="folder for MP4s of the first episodes")
     e.add_argument("--video-episodes", type=int, default=2, help="videos per category")
@@ -236,10 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("imagine", help="imagine rollouts for goal texts with a grounded LM")
     im.add_argument("--model", required=True,
                     help="grounded model folder (a `ground` run, or its model/ folder)")
-    g = im.add_mutually_exclusive_group(required=True)
-    g.add_argument("--suite", help="train, rephrase, easy, hard (comma-separated) or all")
-    g.add_argument("--goals", help="a goals file (JSON Lines)")
-    im.add_argument("--limit", type=int, default=None, help="use only the first K goals")
+    _add_goal_source(im)
     im.add_argument("--per-goal", type=int, default=4,
                     help="rollouts per goal, each from its own seeded initial state")
     im.add_argument("--seed", type=int, default=0, help="seed of the initial states (and suites)")

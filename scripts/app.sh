@@ -8,9 +8,7 @@ cd "$ROOT"
 
 bash scripts/setup.sh
 
-export MUJOCO_GL="${MUJOCO_GL:-egl}"
-export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source scripts/env.sh
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 # Streamlit's file watcher would watch the whole repo recursively (.venv and runs/ included: thousands
 # of folders, and inotify overflows). Off by default; to reload on edits while developing pages,

@@ -7,9 +7,7 @@ cd "$ROOT"
 
 bash scripts/setup.sh
 
-export MUJOCO_GL="${MUJOCO_GL:-egl}"
-export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source scripts/env.sh
 
 if (($# == 0)); then set -- tests; fi
 echo "[test] .venv/bin/python -m pytest -q $*"
