@@ -5,6 +5,7 @@ Commands:
   evaluate  success per goal category of a policy, on seeded episodes
   ground    ground a causal LM on a dataset's (goal text, rollout) pairs
   imagine   a grounded LM's rollouts for goal texts, with their validity checks
+  train     offline RL of a goal-conditioned policy on real (and imagined) rollouts
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         out=Path(args.out),
         suite=args.suite,
         noise=args.noise,
+        expert=args.expert,
         progress=not args.quiet,
         overwrite=args.overwrite,
     )
@@ -157,6 +159,40 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from kalm.rl.config import TrainConfig
+
+    if not Path(args.real).exists():
+        raise CLIError(f"real dataset {args.real} not found; make one with "
+                       "`python -m kalm collect --episodes 4000 --out PATH`")
+    if Path(args.real).is_dir():
+        raise CLIError(f"--real {args.real} is a folder; pass a dataset file (.npz)")
+    for p in args.imagined or []:
+        if not Path(p).exists():
+            raise CLIError(f"imagined rollouts {p} not found; pass an `imagine` run folder or its "
+                           "imagined.npz")
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+              if getattr(args, f.name, None) is not None}
+    values["real"] = args.real
+    cfg = TrainConfig(**values).validate()
+    from kalm.rl.train import train_policy
+
+    summary = train_policy(cfg, args.out, progress=not (args.quiet or args.json),
+                           resume=not args.restart, device=args.device)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        d = summary["data"]
+        print(f"{summary['message']} (step {summary['step']}/{summary['steps']}); data: "
+              f"{d['real']['transitions']} real + {d['imagined_transitions']} imagined transitions, "
+              f"{d['goal_texts']} goal texts")
+        print(f"policy in {summary['policy']}; evaluate with "
+              f"`python -m kalm evaluate --policy {args.out} --suite all`")
+    return 0
+
+
 def _add_config_options(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
     """One --flag per dataclass field (help from the field's docstring-comment in the source)."""
     import ast
@@ -209,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: relation goals with training phrasings")
     c.add_argument("--noise", type=float, default=0.1,
                    help="epsilon: probability of a random push instead of the expert's")
+    c.add_argument("--expert", choices=["greedy", "direct"], default="greedy",
+                   help="expert behaviour: greedy over the goal's balls, or direct (relations: push "
+                        "the named ball toward its target while that makes progress)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -258,6 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--json", action="store_true", help="print the summary as JSON")
     im.add_argument("--quiet", action="store_true", help="no progress bar")
     im.set_defaults(func=cmd_imagine)
+
+    from kalm.rl.config import TrainConfig
+
+    tr = sub.add_parser("train", help="offline RL of a goal-conditioned policy (d3rlpy)")
+    tr.add_argument("--real", required=True, help="real offline dataset (.npz from `collect`)")
+    tr.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
+    tr.add_argument("--restart", action="store_true",
+                    help="discard the folder's checkpoint, policy and metrics and start over")
+    tr.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
+    tr.add_argument("--json", action="store_true", help="print the summary as JSON")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(tr, TrainConfig, skip={"real"})
+    tr.set_defaults(func=cmd_train)
     return p
 
 

@@ -88,3 +88,15 @@ def test_cli_evaluate_writes_videos(tmp_path, capsys):
     vids = list((tmp_path / "v").glob("*.mp4"))
     assert len(vids) == 1 and vids[0].stat().st_size > 1000
     assert sum("video" in e for e in out["episodes"]) == 1
+
+
+def test_direct_expert_pushes_the_named_ball_and_succeeds():
+    from kalm.goals.spec import COLORS
+
+    items = suite_items("train", 0)
+    res = evaluate(ExpertPolicy(seed=0, mode="direct"), items, episodes=12, seed=0)
+    assert res.categories["train"]["success_rate"] >= 0.9
+    pushes = [(e.goal["src"], COLORS[a // 8]) for e in res.episodes for a in e.actions]
+    assert np.mean([src == ball for src, ball in pushes]) >= 0.8
+    with pytest.raises(ValueError, match="mode"):
+        ExpertPolicy(mode="lazy")

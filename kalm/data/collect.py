@@ -45,7 +45,7 @@ from kalm.envs.clevr import ClevrRobotEnv
 from kalm.goals.language import STYLES, describe
 from kalm.goals.spec import Goal
 from kalm.goals.suites import SUITES, GoalItem, relation_configs, suite_items
-from kalm.policy.expert import ExpertPolicy
+from kalm.policy.expert import EXPERT_MODES, ExpertPolicy
 
 __all__ = [
     "MAX_RESET_TRIES",
@@ -62,7 +62,9 @@ __all__ = [
 # few percent of the time, so this bound is only reached by a goal that (nearly) always holds.
 MAX_RESET_TRIES = 100
 # Config keys that decide what episode i is (so a partial run can be resumed with them).
-_EPISODE_KEYS = ("seed", "suite", "noise", "style")
+_EPISODE_KEYS = ("seed", "suite", "noise", "style", "expert")
+# Keys added later: parts written before them hold these values.
+_KEY_DEFAULTS = {"expert": "greedy"}
 _PART_RE = re.compile(r"^episodes-(\d{7})-(\d{7})\.npz$")
 # Streams of the per-episode seed sequence (seed, i, stream, ...).
 _GOAL_STREAM, _RESET_STREAM, _EXPERT_STREAM = 0, 1, 2
@@ -187,7 +189,7 @@ def _remove_partial(folder: Path) -> None:
 
 
 def _same_episodes(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in _EPISODE_KEYS)
+    return all(a.get(k, _KEY_DEFAULTS.get(k)) == b.get(k, _KEY_DEFAULTS.get(k)) for k in _EPISODE_KEYS)
 
 
 def load_partial(out: str | Path, config: dict | None = None) -> list[Episode]:
@@ -248,6 +250,7 @@ def collect_dataset(
     progress: bool = True,
     chunk: int = 100,
     overwrite: bool = False,
+    expert: str = "greedy",
 ) -> Dataset:
     """Collect ``episodes`` expert episodes and save them to ``out`` (see the module docstring).
 
@@ -268,6 +271,8 @@ def collect_dataset(
         raise ValueError(f"style must be one of {', '.join(STYLES)}; got {style!r}")
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be in [0, 1]; got {noise}")
+    if expert not in EXPERT_MODES:
+        raise ValueError(f"expert must be one of {', '.join(EXPERT_MODES)}; got {expert!r}")
     if out.exists() and not overwrite:
         raise CollectError(
             f"{out} already exists; choose another path or pass overwrite=True (--overwrite)"
@@ -279,6 +284,7 @@ def collect_dataset(
         "suite": suite,
         "noise": float(noise),
         "style": style,
+        "expert": expert,
         "chunk": int(chunk),
     }
     try:
@@ -299,8 +305,8 @@ def collect_dataset(
         for i in range(len(done), episodes):
             goal, text, category = episode_goal(seed, i, items, style)
             expert_seed = _derived_int(seed, i, _EXPERT_STREAM)
-            expert = ExpertPolicy(noise=noise, seed=expert_seed, env=sim_env)
-            ep = collect_episode(env, expert, goal, text, category, seed, i)
+            policy = ExpertPolicy(noise=noise, seed=expert_seed, env=sim_env, mode=expert)
+            ep = collect_episode(env, policy, goal, text, category, seed, i)
             pending.append(ep)
             n_success += ep.success
             bar.update(1)

@@ -43,6 +43,10 @@ class GroundConfig:
     action_input_dropout: float = 0.3
     """In goal->rollout sequences, probability that an action's input is masked (breaks the
     shortcut of copying the previous action)."""
+    init_from: str = ""
+    """Start from the trained weights (adapter or LM weights, codec) of a grounded model folder
+    of the same design (model, prompt style, state tokens, adapter, LoRA settings, codec width),
+    e.g. to continue the shipped checkpoint on new data; its data statistics are kept."""
     # --- objectives
     objectives: list[str] = field(default_factory=lambda: list(OBJECTIVES))
     """Training objectives among rollout, dynamics, consequence, explain."""

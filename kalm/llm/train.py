@@ -138,6 +138,25 @@ def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
     return model
 
 
+# Config fields that decide the shape of what is trained: an init_from folder must share them.
+_DESIGN_KEYS = ("model", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
+                "lora_targets", "codec_hidden")
+
+
+def _init_from(model: GroundedLM, cfg: GroundConfig) -> None:
+    folder = Path(cfg.init_from)
+    if (folder / "model" / "grounded.json").exists():
+        folder = folder / "model"
+    if not (folder / "grounded.json").exists():
+        raise ValueError(f"init_from {cfg.init_from!r} is not a grounded model folder (no grounded.json)")
+    other = GroundConfig.load(folder / "config.json")
+    diff = [k for k in _DESIGN_KEYS if getattr(other, k) != getattr(cfg, k)]
+    if diff:
+        raise ValueError(f"init_from {cfg.init_from!r} has another design: "
+                         + ", ".join(f"{k}={getattr(other, k)!r} (here {getattr(cfg, k)!r})" for k in diff))
+    model.load_trained(folder)
+
+
 def _batch_losses(model: GroundedLM, seqs, cfg: GroundConfig, tokens, action_mask_p: float,
                   wrapped=None):
     batch = collate(seqs, model.tokenizer, model.positions_per_state, tokens=tokens)
@@ -219,6 +238,8 @@ def train_grounding(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, lm, tokenizer)
     model.codec.set_stats(*train_data.stats())
+    if cfg.init_from and not (resume and (run.path / "checkpoint" / "trainer_state.pt").exists()):
+        _init_from(model, cfg)
     codec_params = list(model.codec.parameters())
     lm_params = [p for p in model.lm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": lm_params, "lr": cfg.lr},

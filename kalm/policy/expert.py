@@ -40,7 +40,9 @@ from kalm.goals.spec import (
     ball_xy,
 )
 
-__all__ = ["ExpertPolicy", "goal_cost"]
+__all__ = ["EXPERT_MODES", "ExpertPolicy", "goal_cost"]
+
+EXPERT_MODES = ("greedy", "direct")
 
 # relation: dst is an obstacle disk for src of this radius (ball contact 0.26 plus a margin).
 OBSTACLE_RADIUS = 0.28
@@ -195,15 +197,22 @@ class ExpertPolicy:
 
     ``noise``: probability of a uniformly random push instead of the expert's (epsilon-noise).
     ``seed``: for the noise and the tie-breaking random pushes.
+    ``mode``: ``"greedy"`` takes the best push of any goal ball; ``"direct"`` (relation goals)
+    pushes only the source ball while a push of it makes progress, and falls back to greedy when
+    none does (e.g. dst against a wall). Direct rollouts are a simpler function of the state (the
+    named ball, pushed toward its target), which is what a small LM can learn to imitate.
     """
 
     noise: float = 0.0
     seed: int | None = None
+    mode: str = "greedy"
     env: ClevrRobotEnv = field(default_factory=ClevrRobotEnv, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1]; got {self.noise}")
+        if self.mode not in EXPERT_MODES:
+            raise ValueError(f"mode must be one of {', '.join(EXPERT_MODES)}; got {self.mode!r}")
         self.rng = np.random.default_rng(self.seed)
         self.goal: Goal | None = None
         self.start_obs: np.ndarray | None = None
@@ -246,11 +255,20 @@ class ExpertPolicy:
         obs = np.asarray(obs, dtype=np.float64)
         if self.noise > 0 and self.rng.random() < self.noise:
             return int(self.rng.integers(N_ACTIONS))
+        now = self._cost(obs)
+        if self.mode == "direct" and isinstance(self.goal, Relation):
+            b = COLORS.index(self.goal.src)
+            direct = self._outcomes(obs, [b * N_DIRECTIONS + d for d in range(N_DIRECTIONS)])
+            for cost, ok, a, _ in direct:
+                if ok:
+                    return a
+            best_cost, _, best_a, _ = min(direct, key=lambda o: o[0])
+            if best_cost < now - MIN_PROGRESS:
+                return best_a
         outcomes = self._outcomes(obs, self._candidates())
         for cost, ok, a, _ in outcomes:
             if ok:
                 return a
-        now = self._cost(obs)
         best_cost, _, best_a, _ = min(outcomes, key=lambda o: o[0])
         if best_cost < now - MIN_PROGRESS or isinstance(self.goal, Move):
             return best_a

@@ -168,3 +168,30 @@ def test_config_validation_and_data_errors(tmp_path):
         GroundConfig.from_dict({"nope": 1})
     with pytest.raises(FileNotFoundError):
         load_grounded(tmp_path)
+
+
+def test_init_from_starts_from_a_trained_model_of_the_same_design(dataset_path, tmp_path):
+    lm, tok = tiny_lm()
+    base = GroundConfig(data=str(dataset_path), **{**PRESETS["tiny"], "steps": 3, "save_every": 3})
+    first = train_grounding(base, tmp_path / "a", lm=lm, tokenizer=tok, progress=False)
+    # lr 0: the continued run must hold exactly the first run's weights
+    cont = GroundConfig(**{**base.to_dict(), "steps": 1, "lr": 0.0, "codec_lr": 0.0,
+                           "init_from": str(tmp_path / "a")})
+    lm2, tok2 = tiny_lm()
+    second = train_grounding(cont, tmp_path / "b", lm=lm2, tokenizer=tok2, progress=False)
+    obs = _obs(2, seed=5)
+    r1 = generate_rollouts(first, ["put red left of blue"] * 2, obs, max_steps=3)
+    r2 = generate_rollouts(second, ["put red left of blue"] * 2, obs, max_steps=3)
+    for a, b in zip(r1, r2):
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_allclose(a.observations, b.observations, atol=1e-5)
+    # a fresh run without init_from differs
+    fresh = GroundConfig(**{**cont.to_dict(), "init_from": ""})
+    lm3, tok3 = tiny_lm()
+    third = train_grounding(fresh, tmp_path / "c", lm=lm3, tokenizer=tok3, progress=False)
+    r3 = generate_rollouts(third, ["put red left of blue"] * 2, obs, max_steps=3)
+    assert any(not np.allclose(a.observations, c.observations) for a, c in zip(r1, r3))
+    other = GroundConfig(**{**cont.to_dict(), "lora_r": 4})
+    lm4, tok4 = tiny_lm()
+    with pytest.raises(ValueError, match="lora_r"):
+        train_grounding(other, tmp_path / "d", lm=lm4, tokenizer=tok4, progress=False)
