@@ -173,6 +173,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not Path(p).exists():
             raise CLIError(f"imagined rollouts {p} not found; pass an `imagine` run folder or its "
                            "imagined.npz")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {args.device}: no CUDA device here; use --device cpu")
+    elif args.device != "cpu":
+        raise CLIError(f"--device must be cpu or cuda[:N]; got {args.device!r}")
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
               if getattr(args, f.name, None) is not None}
     values["real"] = args.real

@@ -1,4 +1,4 @@
-"""Policies for CLEVR-Robot: the scripted expert, the random floor, and (later) learned ones."""
+"""Policies for CLEVR-Robot: the scripted expert, the random floor, and trained ones (``kalm.rl``)."""
 
 from kalm.policy.base import Policy, RandomPolicy
 from kalm.policy.expert import ExpertPolicy
@@ -7,7 +7,8 @@ __all__ = ["Policy", "RandomPolicy", "ExpertPolicy", "make_policy"]
 
 
 def make_policy(spec: str, seed: int | None = None) -> Policy:
-    """Build a policy from its command-line name: ``expert``, ``random`` or a run folder."""
+    """Build a policy from its command-line name: ``expert``, ``random`` or a train run folder
+    (``kalm.rl.policy.TrainedPolicy``)."""
     from pathlib import Path
 
     if spec == "expert":
@@ -15,17 +16,25 @@ def make_policy(spec: str, seed: int | None = None) -> Policy:
     if spec == "random":
         return RandomPolicy(seed=seed)
     if spec.startswith("llm:"):
-        raise ValueError(
-            f"policy {spec!r}: the LLM-as-policy baseline needs a grounded LM, which this version "
-            "cannot load yet; use 'expert' or 'random'"
-        )
+        from kalm.policy.llm import LLMPolicy
+
+        folder = spec[len("llm:"):]
+        if not folder or not Path(folder).exists():
+            raise ValueError(
+                f"policy {spec!r}: {folder!r} is not a grounded model folder; pass llm:DIR with "
+                "DIR a `python -m kalm ground` run or assets/grounded/clevr")
+        try:
+            return LLMPolicy(folder)
+        except FileNotFoundError as exc:
+            raise ValueError(f"policy {spec!r}: {exc}") from None
     path = Path(spec)
     if not path.exists():
         raise ValueError(
             f"policy {spec!r} is neither 'expert', 'random' nor an existing run folder; "
             "train one with `python -m kalm train ...` or use 'expert' / 'random'"
         )
-    raise ValueError(
-        f"{spec!r} is not a policy this version can load (trained-policy folders come with the "
-        "offline RL stage); use 'expert' or 'random'"
-    )
+    from kalm.rl.policy import TrainedPolicy, describe_run_folder, policy_dir
+
+    if policy_dir(path) is None:
+        raise ValueError(describe_run_folder(path))
+    return TrainedPolicy.load(path)

@@ -1,0 +1,188 @@
+"""The typed configuration of offline RL training; saved as ``config.json`` in every train run."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "ALGOS", "AlgoInfo", "canonical_algo", "FILTERS", "parse_filter",
+           "RESUMABLE_FIELDS"]
+
+
+@dataclass(frozen=True)
+class AlgoInfo:
+    name: str
+    d3rlpy_class: str
+    discrete: bool
+    description: str
+
+
+# The algorithm registry: discrete ones train on CLEVR-Robot (Discrete(40) actions); the
+# continuous ones are listed for continuous-action environments (Meta-World in the paper).
+ALGOS: dict[str, AlgoInfo] = {a.name: a for a in (
+    AlgoInfo("discrete_bc", "DiscreteBC", True, "behaviour cloning (the paper's CLEVR BC)"),
+    AlgoInfo("discrete_cql", "DiscreteCQL", True, "conservative Q-learning (paper: alpha 10)"),
+    AlgoInfo("double_dqn", "DoubleDQN", True, "double DQN (no conservatism: a plain Q baseline)"),
+    AlgoInfo("discrete_sac", "DiscreteSAC", True, "soft actor-critic for discrete actions"),
+    AlgoInfo("nfq", "NFQ", True, "neural fitted Q iteration"),
+    AlgoInfo("bc", "BC", False, "behaviour cloning, continuous actions"),
+    AlgoInfo("cql", "CQL", False, "conservative Q-learning, continuous actions"),
+    AlgoInfo("iql", "IQL", False, "implicit Q-learning, continuous actions"),
+    AlgoInfo("td3_plus_bc", "TD3PlusBC", False, "TD3+BC, continuous actions"),
+)}
+
+_ALIASES = {re.sub(r"[^a-z0-9]", "", k): k for k in ALGOS}
+_ALIASES.update({re.sub(r"[^a-z0-9]", "", a.d3rlpy_class.lower()): k for k, a in ALGOS.items()})
+_ALIASES.update({"td3bc": "td3_plus_bc", "ddqn": "double_dqn", "dbc": "discrete_bc",
+                 "dcql": "discrete_cql", "dsac": "discrete_sac"})
+
+
+def canonical_algo(name: str) -> str:
+    """``DiscreteBC``, ``discrete-bc``, ``TD3+BC`` ... -> the registry name; ValueError if unknown."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower().replace("+", "plus"))
+    if key in _ALIASES:
+        return _ALIASES[key]
+    key2 = re.sub(r"[^a-z0-9]", "", name.lower())
+    if key2 in _ALIASES:
+        return _ALIASES[key2]
+    raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGOS)}")
+
+
+# Filters of imagined rollouts (their validity, from `imagine`): 'none', or a comma-separated
+# list of requirements of kalm.imagine.validity.REQUIREMENTS ('match' = 'goal_met').
+FILTERS = {
+    "none": "keep every imagined rollout (KALM's setting)",
+    "match": "the goal holds on a generated state",
+    "goal_met": "the goal holds on a generated state",
+    "realistic": "every transition agrees with the simulator",
+    "replay": "the imagined actions replayed in the simulator meet the goal",
+    "in_workbench": "no generated state leaves the workbench",
+    "no_overlap": "no generated state has overlapping balls",
+    "finite": "no generated state is NaN or absurd",
+    "cycle": "the LM's explanation names the same goal",
+}
+
+
+def parse_filter(spec: str) -> list[str]:
+    """``'none'`` -> []; ``'replay,realistic'`` -> requirement names (ValueError if unknown)."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts or parts == ["none"]:
+        return []
+    bad = [p for p in parts if p not in FILTERS or p == "none"]
+    if bad:
+        raise ValueError(f"unknown filter {bad[0]!r}; choose 'none' or a comma-separated list of "
+                         f"{', '.join(k for k in FILTERS if k != 'none')}")
+    return list(dict.fromkeys("goal_met" if p == "match" else p for p in parts))
+
+
+# Options that may change when a run is resumed (everything else must match config.json).
+RESUMABLE_FIELDS = {"steps", "max_minutes", "eval_episodes"}
+
+
+@dataclass
+class TrainConfig:
+    """Offline RL of a goal-conditioned policy on real (and imagined) rollouts."""
+
+    algo: str = "discrete_bc"
+    """Algorithm: discrete_bc, discrete_cql, double_dqn, discrete_sac, nfq (CLEVR); bc, cql, iql, td3_plus_bc (continuous)."""
+    real: str = ""
+    """Real offline dataset (.npz from `python -m kalm collect`)."""
+    imagined: list[str] = field(default_factory=list)
+    """Imagined rollouts: `imagine` run folders or their imagined.npz (none: real data only)."""
+    imagined_ratio: float = 0.5
+    """Fraction of every batch drawn from imagined transitions (0.5 = 1:1, as in the paper)."""
+    filter: str = "none"
+    """Keep imagined rollouts that pass: none, or a comma list of match, replay, realistic, in_workbench, no_overlap, finite, cycle."""
+    embedder: str = "minilm"
+    """Goal text embedder: minilm (all-MiniLM-L6-v2, 384-d), hash:K (hashed bag of words) or st:DIR."""
+    reward: str = "dense"
+    """Reward label: dense or sparse."""
+    steps: int = 20000
+    """Gradient steps in all (may be raised when resuming)."""
+    steps_per_epoch: int = 1000
+    """Steps between metrics rows and checkpoints."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    lr: float = 3e-4
+    """Learning rate (actor and critic alike)."""
+    gamma: float = 0.99
+    """Discount."""
+    cql_alpha: float = 10.0
+    """Weight of CQL's conservative loss (the paper used 10)."""
+    bc_beta: float = 0.5
+    """DiscreteBC regulariser weight: d3rlpy adds beta * mean squared log-probability (a pull toward uniform)."""
+    target_update_interval: int = 1000
+    """Steps between target-network copies (Q-learning algorithms)."""
+    hidden_units: list[int] = field(default_factory=lambda: [256, 256])
+    """Layers of the fused MLP (the paper: 256 256)."""
+    state_units: int = 128
+    """Width of the state branch."""
+    goal_units: int = 128
+    """Width of the goal-embedding projection."""
+    fusion: str = "concat"
+    """How state and goal features meet: concat or film."""
+    seed: int = 0
+    """Seed of initialisation and batch sampling."""
+    eval_episodes: int = 0
+    """Evaluate in the simulator at every epoch end on this many episodes of eval_suite (0 = never)."""
+    eval_suite: str = "train"
+    """Goal suite(s) of the per-epoch evaluation (comma-separated)."""
+    max_minutes: float = 0.0
+    """Stop (with a checkpoint and a policy) after this many minutes; 0 = no limit."""
+
+    def validate(self) -> "TrainConfig":
+        from kalm.goals.suites import SUITES
+        from kalm.rl.embed import check_embedder_name
+        from kalm.rl.encoder import FUSIONS
+
+        self.algo = canonical_algo(self.algo)
+        self.imagined = [str(p) for p in self.imagined]
+        try:
+            self.hidden_units = [int(u) for u in self.hidden_units]
+        except (TypeError, ValueError):
+            raise ValueError(f"hidden_units must be integers; got {self.hidden_units}") from None
+        if not self.hidden_units or min(self.hidden_units) < 1:
+            raise ValueError("hidden_units must be one or more positive integers")
+        if self.reward not in ("dense", "sparse"):
+            raise ValueError(f"reward must be 'dense' or 'sparse'; got {self.reward!r}")
+        if not 0.0 <= self.imagined_ratio <= 1.0:
+            raise ValueError(f"imagined_ratio must be in [0, 1]; got {self.imagined_ratio}")
+        parse_filter(self.filter)
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
+        for name in ("steps", "steps_per_epoch", "batch_size", "target_update_interval",
+                     "state_units", "goal_units"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1]; got {self.gamma}")
+        if self.eval_episodes < 0 or self.max_minutes < 0:
+            raise ValueError("eval_episodes and max_minutes must be 0 or more")
+        bad = [s for s in self.eval_suite.split(",") if s not in SUITES and s != "all"]
+        if bad:
+            raise ValueError(f"unknown eval_suite {bad[0]!r}; choose from {', '.join(SUITES)}")
+        check_embedder_name(self.embedder)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**d).validate()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

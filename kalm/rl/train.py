@@ -1,0 +1,344 @@
+"""Offline RL of a goal-conditioned policy on real and imagined rollouts (KALM's last stage).
+
+``train_policy(cfg, out)`` trains (or resumes) a run in the folder ``out``:
+
+    config.json      the TrainConfig (the same dataclass drives the CLI and the app)
+    status.json      state, step / total, message (RunDir; the app polls it)
+    data.json        where the data came from (SHA-1 of each file), transitions per source, how
+                     many imagined rollouts each filter dropped, number of goal texts
+    metrics.csv      one row per epoch: step, mean losses, steps/s, the imagined share of the
+                     batches, and (with eval_episodes) the simulator success rate
+    checkpoint/      the latest checkpoint: state.pt (networks, optimizers, torch RNG; read with
+                     torch.load(weights_only=True)) and trainer.json (step, sampler RNG)
+    policy/          the final policy: policy.json + policy.safetensors (``kalm.rl.policy``)
+
+Batches come from ``kalm.rl.data.MixedSampler``: ``imagined_ratio`` of each batch is imagined
+transitions (default 0.5, KALM's 1:1), the rest real. The observation is ``[state | goal text
+embedding]`` and the networks use ``kalm.rl.encoder.GoalEncoderFactory``.
+
+Rerunning the same command resumes from ``checkpoint/`` (``steps``, ``max_minutes`` and
+``eval_episodes`` may change; anything else, or changed data files, is refused with a message).
+A finished run whose ``steps`` were not raised is left as it is. ``max_minutes`` stops early
+with a checkpoint and a usable policy; Ctrl-C saves a checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kalm.data.episodes import N_ACTIONS, OBS_DIM
+from kalm.rl.config import RESUMABLE_FIELDS, TrainConfig, parse_filter
+from kalm.runs import RunDir, read_status, write_json_atomic
+
+__all__ = ["train_policy", "prepare_data", "TrainData"]
+
+
+class TrainData:
+    """The sampler plus what ``data.json`` records about the sources."""
+
+    def __init__(self, sampler, info: dict, embedder) -> None:
+        self.sampler = sampler
+        self.info = info
+        self.embedder = embedder
+
+
+def prepare_data(cfg: TrainConfig, embedder=None,
+                 status: Callable[[str], None] | None = None) -> TrainData:
+    """Load, filter and embed the data of ``cfg``; returns the mixed sampler and the data info."""
+    from kalm.rl.data import (
+        MixedSampler,
+        TransitionTable,
+        file_fingerprint,
+        filter_imagined,
+        load_imagined_sources,
+        load_real,
+    )
+    from kalm.rl.embed import make_embedder
+
+    say = status or (lambda msg: None)
+    if not cfg.real:
+        raise ValueError("a real dataset is needed (--real PATH)")
+    say("loading data")
+    real = load_real(cfg.real)
+    real_eps = [ep for ep in real.episodes if ep.length > 0]
+    sources = load_imagined_sources(cfg.imagined)
+    require = parse_filter(cfg.filter)
+    im_eps, im_info = [], []
+    for f, ds in sources:
+        kept, counts = filter_imagined(ds.episodes, require)
+        im_eps += kept
+        im_info.append({"path": str(f), "sha1": file_fingerprint(f), **counts,
+                        "transitions": sum(ep.length for ep in kept)})
+    if sources and not im_eps:
+        raise ValueError(f"no imagined rollout is left after --filter {cfg.filter} (and dropping "
+                         "empty or non-finite ones); loosen the filter or drop --imagined")
+
+    emb = embedder if embedder is not None else make_embedder(cfg.embedder)
+    texts = list(dict.fromkeys(ep.text for ep in (*real_eps, *im_eps)))
+    say(f"embedding {len(texts)} goal texts with {emb.name}")
+    Z = emb.embed(texts)
+    index = {t: i for i, t in enumerate(texts)}
+    real_table = TransitionTable.from_episodes(real_eps, [index[ep.text] for ep in real_eps], cfg.reward)
+    im_table = (TransitionTable.from_episodes(im_eps, [index[ep.text] for ep in im_eps], cfg.reward)
+                if im_eps else None)
+    sampler = MixedSampler(real_table, im_table, Z, cfg.imagined_ratio, seed=cfg.seed)
+    info = {
+        "real": {"path": str(cfg.real), "sha1": file_fingerprint(cfg.real),
+                 "episodes": len(real_eps), "transitions": len(real_table)},
+        "imagined": im_info,
+        "imagined_transitions": len(im_table) if im_table is not None else 0,
+        "imagined_ratio_used": sampler.ratio,
+        "goal_texts": len(texts),
+        "embedder": emb.name,
+        "goal_dim": int(emb.dim),
+        "reward": cfg.reward,
+        "filter": cfg.filter,
+    }
+    return TrainData(sampler, info, emb)
+
+
+def _check_resume(run: RunDir, cfg: TrainConfig) -> None:
+    old_raw = json.loads((run.path / "config.json").read_text())
+    new = cfg.to_dict()
+    diff = [k for k in new if k not in RESUMABLE_FIELDS and old_raw.get(k) != new[k]]
+    if diff:
+        what = "; ".join(f"{k}: {old_raw.get(k)!r} -> {new[k]!r}" for k in diff[:4])
+        raise ValueError(f"{run.path} holds a train run with another config ({what}); rerun with "
+                         "the same options to resume, use another --out, or add --restart")
+
+
+def _save_checkpoint(run: RunDir, algo, sampler, step: int, epoch_rows: int) -> None:
+    from kalm.rl.algos import save_training_state
+
+    tmp = run.path / ".checkpoint.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_training_state(algo, tmp / "state.pt", {"step": step})
+    write_json_atomic(tmp / "trainer.json", {"step": step, "metric_rows": epoch_rows,
+                                             "sampler_rng": sampler.rng.bit_generator.state})
+    final, old = run.path / "checkpoint", run.path / ".checkpoint.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int) -> Path:
+    import datetime as dt
+
+    from kalm.rl.algos import save_weights
+    from kalm.rl.policy import POLICY_FORMAT, POLICY_VERSION
+
+    tmp = run.path / ".policy.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    meta = {
+        "format": POLICY_FORMAT, "format_version": POLICY_VERSION, "algo": cfg.algo,
+        "discrete": True, "observation_size": OBS_DIM + data.info["goal_dim"],
+        "action_size": N_ACTIONS, "state_dim": OBS_DIM, "goal_dim": data.info["goal_dim"],
+        "embedder": cfg.embedder, "step": step,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+    }
+    save_weights(algo, tmp / "policy.safetensors", {"algo": cfg.algo, "step": str(step)})
+    write_json_atomic(tmp / "policy.json", meta)
+    final, old = run.path / "policy", run.path / ".policy.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def _evaluate(algo, data: TrainData, cfg: TrainConfig) -> float:
+    from kalm.evaluate import evaluate
+    from kalm.goals.suites import SUITES, suite_items
+    from kalm.rl.policy import TrainedPolicy
+
+    names = list(SUITES) if "all" in cfg.eval_suite.split(",") else cfg.eval_suite.split(",")
+    items = [it for n in names for it in suite_items(n, cfg.seed)]
+    res = evaluate(TrainedPolicy(algo, data.embedder), items, episodes=cfg.eval_episodes,
+                   seed=cfg.seed)
+    rates = [m["success_rate"] for m in res.categories.values()]
+    return float(np.mean(rates))
+
+
+def train_policy(
+    cfg: TrainConfig,
+    out: str | Path,
+    progress: bool = True,
+    resume: bool = True,
+    device: str = "cpu",
+    embedder=None,
+    on_epoch: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a policy into the run folder ``out`` (see the module docstring).
+
+    ``embedder``: an embedder object to use instead of building ``cfg.embedder`` (tests).
+    ``on_epoch``: called with each metrics row. ``should_stop``: polled every step; True stops
+    like the time budget (checkpoint + policy). Returns a summary dict (out, step, steps,
+    state, message, policy, data).
+    """
+    import d3rlpy
+
+    from kalm.rl.algos import build_algo, load_training_state
+
+    cfg.validate()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; --out must be a run folder")
+    prev = read_status(out) if out.exists() else None
+    if prev and prev.get("stage") not in (None, "train"):
+        raise ValueError(f"{out} is a {prev['stage']} run; choose another --out for training")
+    run = RunDir(out, "train")
+    ck = run.path / "checkpoint"
+    resuming = resume and (ck / "trainer.json").exists() and (run.path / "config.json").exists()
+    if resuming:
+        _check_resume(run, cfg)
+    else:
+        for name in ("checkpoint", "policy", ".checkpoint.tmp", ".policy.tmp"):
+            if (run.path / name).exists():
+                shutil.rmtree(run.path / name)
+        for name in ("metrics.csv", "data.json"):
+            (run.path / name).unlink(missing_ok=True)
+    run.save_config(cfg.to_dict())
+    write_json_atomic(run.path / "command.json", {"command": shlex.join(sys.argv)})
+
+    def say(msg: str, step: int = 0) -> None:
+        run.status("running", step, cfg.steps, msg)
+
+    try:
+        data = prepare_data(cfg, embedder, status=say)
+        if resuming and (run.path / "data.json").exists():
+            old = json.loads((run.path / "data.json").read_text())
+            old_sha = [old["real"]["sha1"], *[s["sha1"] for s in old["imagined"]]]
+            new_sha = [data.info["real"]["sha1"], *[s["sha1"] for s in data.info["imagined"]]]
+            if old_sha != new_sha:
+                raise ValueError(f"the data files changed since {out} was started; use another "
+                                 "--out, or add --restart to train again from scratch")
+        write_json_atomic(run.path / "data.json", data.info)
+
+        d3rlpy.seed(cfg.seed)
+        algo = build_algo(cfg, data.sampler.observation_size, N_ACTIONS, discrete=True, device=device)
+        step, rows = 0, 0
+        if resuming:
+            st = load_training_state(algo, ck / "state.pt")
+            tr = json.loads((ck / "trainer.json").read_text())
+            step, rows = int(tr["step"]), int(tr.get("metric_rows", 0))
+            assert step == int(st["step"])
+            data.sampler.rng.bit_generator.state = tr["sampler_rng"]
+            algo.set_grad_step(step)
+        if step >= cfg.steps and (run.path / "policy" / "policy.json").exists():
+            msg = f"already trained to step {step}; raise --steps to train on"
+            run.status("done", step, cfg.steps, msg)
+            return {"out": str(out), "step": step, "steps": cfg.steps, "state": "done",
+                    "message": msg, "policy": str(run.path / "policy"), "data": data.info}
+    except KeyboardInterrupt:
+        run.status("stopped", 0, cfg.steps, "interrupted while loading; rerun to start")
+        raise
+    except Exception as e:
+        run.status("failed", 0, cfg.steps, f"{type(e).__name__}: {e}")
+        raise
+
+    bar = None
+    if progress and step < cfg.steps:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.algo}", unit="step")
+    t_start = time.time()
+    last_status = 0.0
+    sums: dict[str, float] = {}
+    n_in_epoch, imagined_in_epoch, t_epoch = 0, 0, time.time()
+    state, message = "done", "finished"
+    interrupted = False
+    saved_at = step
+
+    def log_row(final_partial: bool = False) -> None:
+        nonlocal sums, n_in_epoch, imagined_in_epoch, t_epoch, rows
+        if n_in_epoch == 0:
+            return
+        dt_s = max(time.time() - t_epoch, 1e-9)
+        row: dict[str, Any] = {
+            "epoch": -(-step // cfg.steps_per_epoch), "step": step,
+            **{k: round(v / n_in_epoch, 6) for k, v in sums.items()},
+            "imagined_fraction": round(imagined_in_epoch / (n_in_epoch * cfg.batch_size), 4),
+            "steps_per_s": round(n_in_epoch / dt_s, 2),
+            "elapsed_s": round(time.time() - t_start, 1),
+            "eval_success": "",
+        }
+        if cfg.eval_episodes and not final_partial:
+            run.status("running", step, cfg.steps, f"evaluating at step {step}")
+            row["eval_success"] = round(_evaluate(algo, data, cfg), 4)
+        run.log_metrics(row)
+        rows += 1
+        if on_epoch is not None:
+            on_epoch(row)
+        sums, n_in_epoch, imagined_in_epoch, t_epoch = {}, 0, 0, time.time()
+
+    try:
+        while step < cfg.steps:
+            batch = data.sampler.sample(cfg.batch_size)
+            loss = algo.update(batch)
+            step += 1
+            n_in_epoch += 1
+            imagined_in_epoch += data.sampler.last_imagined
+            for k, v in loss.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if bar is not None:
+                bar.update(1)
+            if step % cfg.steps_per_epoch == 0 or step == cfg.steps:
+                log_row()
+                _save_checkpoint(run, algo, data.sampler, step, rows)
+                saved_at = step
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in list(loss.items())[:2]})
+            now = time.time()
+            if now - last_status > 1.0:
+                main_loss = next(iter(loss.items()), ("loss", float("nan")))
+                run.status("running", step, cfg.steps, f"{main_loss[0]} {main_loss[1]:.4f}")
+                last_status = now
+            if step < cfg.steps and cfg.max_minutes and (now - t_start) / 60 >= cfg.max_minutes:
+                state, message = "done", (f"time budget of {cfg.max_minutes} min reached at step "
+                                          f"{step}; rerun the same command to continue")
+                break
+            if step < cfg.steps and should_stop is not None and should_stop():
+                state, message = "stopped", f"stopped at step {step}; rerun the same command to continue"
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        state, message = "stopped", f"interrupted at step {step}; rerun the same command to resume"
+    except Exception as e:
+        if bar is not None:
+            bar.close()
+        run.status("failed", step, cfg.steps, f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if step % cfg.steps_per_epoch and step < cfg.steps:
+        log_row(final_partial=True)
+    if saved_at != step:
+        _save_checkpoint(run, algo, data.sampler, step, rows)
+    policy = _save_policy(run, algo, cfg, data, step)
+    run.status(state, step, cfg.steps, message)
+    if interrupted:
+        raise KeyboardInterrupt
+    return {"out": str(out), "step": step, "steps": cfg.steps, "state": state, "message": message,
+            "policy": str(policy), "data": data.info}
