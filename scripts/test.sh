@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-bash scripts/setup.sh
+KALM_WITH_BROWSER=1 bash scripts/setup.sh
 
 source scripts/env.sh
 
