@@ -9,6 +9,11 @@ st.set_page_config(page_title="KALM", page_icon=":robot_face:", layout="wide")
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+    st.Page("pages/imagine.py", title="Imagine", icon=":material/auto_awesome:"),
+    st.Page("pages/validity.py", title="Validity", icon=":material/fact_check:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
 ]
 
 st.navigation(pages).run()

@@ -1,0 +1,13 @@
+"""Logic behind the app's pages (Data, Imagine, Validity), kept out of the page files.
+
+Nothing here imports Streamlit: the pages gather input and show what these functions return, so
+the same code is tested without a browser.
+
+- ``kalm.ui.paths``: where datasets, grounded models and imagined sets are found, and the check
+  that keeps typed paths inside the runs folder or ``assets/``;
+- ``kalm.ui.plots``: plotly figures of episodes (ball positions, actions, top view) and of
+  validity figures;
+- ``kalm.ui.episodes``: tables and filters over a dataset's episodes;
+- ``kalm.ui.imagine``: one or a few imagined rollouts in memory, with their validity;
+- ``kalm.ui.report``: reading an imagined set's run folder for the Validity page.
+"""

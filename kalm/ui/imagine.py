@@ -1,0 +1,314 @@
+"""Imagined rollouts in memory, for the Imagine page: one goal text, or a few, and their checks.
+
+A goal with a spec goes through the same code as ``python -m kalm imagine``
+(``kalm.imagine.generate``): a seeded initial state where the goal does not already hold, greedy
+generation that stops when the goal holds, the cut at the first success, the LM's explanation and
+``check_rollout``. Batch item ``i`` starts from ``rollout_base_seed(seed, i, 0)``, as rollout
+``k = 0`` of item ``i`` of ``imagine --per-goal N --seed seed`` does. A text that parses to no
+goal is still imagined (from the reset of ``seed``, run to ``max_steps``), but has no validity:
+matching, replay success and cycle consistency need a goal spec.
+
+Nothing is written to disk. Generation holds a lock, so two app sessions do not share the CPU
+cores at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from kalm.envs.clevr import N_BALLS, ClevrRobotEnv
+from kalm.goals.parser import goals_equivalent, parse_goal_text
+from kalm.goals.spec import Goal, goal_from_dict
+from kalm.goals.suites import DEFAULT_CATEGORY, GoalItem
+from kalm.imagine.validity import (
+    ABSURD_COORD,
+    OVERLAP_DISTANCE,
+    REALISTIC_TOLERANCE,
+    WORKBENCH_MARGIN,
+    RolloutValidity,
+    per_ball_errors,
+    replay_rollout,
+)
+
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "GoalTextProblem",
+    "ImaginedRollout",
+    "Check",
+    "check_goal_text",
+    "imagine_one",
+    "imagine_batch",
+    "validity_checks",
+    "batch_rows",
+    "per_ball_step_errors",
+    "side_by_side_video",
+]
+
+MAX_TEXT_CHARS = 300
+_LOCK = threading.Lock()
+
+
+class GoalTextProblem(ValueError):
+    """A goal text that cannot be imagined at all (empty, too long)."""
+
+
+@dataclass
+class ImaginedRollout:
+    """One imagined rollout with what the app shows about it."""
+
+    text: str
+    category: str
+    goal: dict | None
+    """The goal spec (None: the text parses to no goal; then there is no validity)."""
+    reset_seed: int
+    observations: np.ndarray
+    """float32 (T + 1, 10): s_0 from the reset, the rest written by the LM."""
+    actions: np.ndarray
+    replay: np.ndarray
+    """float64 (T + 1, 10): the simulator running the same actions from s_0."""
+    per_ball_errors: np.ndarray
+    """(T, 5): each transition's per-ball error against the simulator (NaN: not measurable)."""
+    validity: RolloutValidity | None
+    explanation: str | None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(len(self.actions))
+
+    @property
+    def explanation_goal(self) -> dict | None:
+        """The goal the LM's explanation parses to (None: no explanation, or not understood)."""
+        if not self.explanation:
+            return None
+        g = parse_goal_text(self.explanation)
+        return g.to_dict() if g is not None else None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the validity panel."""
+
+    name: str
+    value: str
+    ok: bool | None
+    """True: passed, False: failed, None: not computed / informative."""
+    help: str
+
+
+def check_goal_text(text: str) -> tuple[str, Goal | None]:
+    """The cleaned text and the goal it parses to (None when it parses to nothing).
+
+    Raises ``GoalTextProblem`` for an empty or overlong text (the LM cannot imagine from it).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise GoalTextProblem("Type a goal first: the goal text is empty.")
+    clean = " ".join(text.split())
+    if len(clean) > MAX_TEXT_CHARS:
+        raise GoalTextProblem(
+            f"The goal text is {len(clean)} characters long; keep it under {MAX_TEXT_CHARS}."
+        )
+    return clean, parse_goal_text(clean)
+
+
+def per_ball_step_errors(env: ClevrRobotEnv, observations: np.ndarray,
+                         actions: Sequence[int]) -> np.ndarray:
+    """(T, 5): per-ball error of each imagined transition against ``env.simulate`` from the
+    imagined state (NaN where a state is non-finite or absurd, as ``check_rollout`` leaves out)."""
+    obs = np.asarray(observations, dtype=np.float64)
+    out = np.full((len(actions), N_BALLS), np.nan)
+    with np.errstate(invalid="ignore"):
+        ok = np.all(np.isfinite(obs) & (np.abs(obs) <= ABSURD_COORD), axis=-1)
+    for t, a in enumerate(actions):
+        if ok[t] and ok[t + 1]:
+            e = per_ball_errors(env.simulate(obs[t], int(a)), obs[t + 1])
+            if np.all(np.isfinite(e)):
+                out[t] = e
+    return out
+
+
+def _finish(env: ClevrRobotEnv, text: str, category: str, goal: dict | None, reset_seed: int,
+            obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
+            explanation: str | None, timings: dict) -> ImaginedRollout:
+    t0 = time.perf_counter()
+    obs = np.asarray(obs, dtype=np.float32)
+    acts = np.asarray(acts, dtype=np.int64).reshape(-1)
+    replay = replay_rollout(env, obs[0], acts)
+    errors = per_ball_step_errors(env, obs, acts)
+    timings = {**timings, "replay_s": round(time.perf_counter() - t0, 3)}
+    return ImaginedRollout(text, category, goal, int(reset_seed), obs, acts, replay, errors,
+                           validity, explanation, timings)
+
+
+def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
+                   explain: bool) -> list[ImaginedRollout]:
+    """The CLI's batch code (``kalm.imagine.generate``) on goal items, in memory."""
+    from kalm.evaluate import initial_state
+    from kalm.imagine.generate import ImagineConfig, _run_batch
+
+    cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
+                        explain=explain).validate()
+    env = ClevrRobotEnv()
+    try:
+        plan = []
+        for i, (item, base) in enumerate(zip(items, base_seeds)):
+            s0, reset_seed = initial_state(env, item.goal, int(base))
+            plan.append({"index": i, "item_index": i, "k": 0, "item": item,
+                         "base_seed": int(base), "reset_seed": reset_seed,
+                         "s0": np.asarray(s0, dtype=np.float32)})
+        episodes, times = _run_batch(model, env, plan, cfg)
+        timings = {k: round(v, 3) for k, v in times.items()}
+        out = []
+        for item, ep in zip(items, episodes):
+            v = RolloutValidity.from_dict(ep.info["validity"])
+            out.append(_finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
+                               ep.observations, ep.actions, v, v.explanation, timings))
+        return out
+    finally:
+        env.close()
+
+
+def _imagine_free_text(model, text: str, seed: int, max_steps: int | None,
+                       explain: bool) -> ImaginedRollout:
+    """A text with no goal spec: generated to ``max_steps`` (50 when None), no validity."""
+    from kalm.llm.generate import explain_rollouts, generate_rollouts
+
+    env = ClevrRobotEnv()
+    try:
+        s0, _ = env.reset(seed=int(seed))
+        t0 = time.perf_counter()
+        r = generate_rollouts(model, [text], np.asarray(s0, dtype=np.float32)[None], [None],
+                              max_steps=max_steps)[0]
+        t1 = time.perf_counter()
+        explanation = (explain_rollouts(model, [r.observations], [r.actions])[0]
+                       if explain else None)
+        t2 = time.perf_counter()
+        timings = {"generate_s": round(t1 - t0, 3), "explain_s": round(t2 - t1, 3), "check_s": 0.0}
+        return _finish(env, text, DEFAULT_CATEGORY, None, int(seed), r.observations, r.actions,
+                       None, explanation, timings)
+    finally:
+        env.close()
+
+
+def imagine_one(model, text: str, seed: int, goal: Goal | dict | None = None,
+                max_steps: int | None = None, explain: bool = True,
+                category: str = DEFAULT_CATEGORY) -> ImaginedRollout:
+    """Imagine one rollout for ``text`` from the initial state of ``seed``.
+
+    ``goal``: the goal spec (a Goal or its dict); when None it is parsed from the text, and a
+    text that parses to nothing is imagined without validity. ``seed`` is the base reset seed:
+    the first of ``seed, seed + 1, ...`` whose state does not already meet the goal is used.
+    Raises ``GoalTextProblem`` for an empty or overlong text.
+    """
+    clean, parsed = check_goal_text(text)
+    if isinstance(goal, dict):
+        goal = goal_from_dict(goal)
+    goal = goal if goal is not None else parsed
+    with _LOCK:
+        if goal is None:
+            return _imagine_free_text(model, clean, seed, max_steps, explain)
+        return _imagine_items(model, [GoalItem(clean, goal, category)], [int(seed)],
+                              max_steps, explain)[0]
+
+
+def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | None = None,
+                  explain: bool = True, batch_size: int = 8,
+                  progress: Callable[[int, int], None] | None = None) -> list[ImaginedRollout]:
+    """One rollout per goal item, item ``i`` from ``rollout_base_seed(seed, i, 0)`` (as the CLI's
+    ``--per-goal`` rollout 0), generated ``batch_size`` at a time."""
+    from kalm.imagine.generate import rollout_base_seed
+
+    items = list(items)
+    out: list[ImaginedRollout] = []
+    for start in range(0, len(items), max(1, batch_size)):
+        chunk = items[start: start + batch_size]
+        seeds = [rollout_base_seed(seed, start + j, 0) for j in range(len(chunk))]
+        with _LOCK:
+            out += _imagine_items(model, chunk, seeds, max_steps, explain)
+        if progress is not None:
+            progress(len(out), len(items))
+    return out
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def validity_checks(v: RolloutValidity) -> list[Check]:
+    """The validity panel of one rollout: each check, its value, and whether it passed."""
+    T = v.transitions
+    return [
+        Check("Goal met (match)",
+              f"yes, at step {v.success_step}" if v.goal_met else "no",
+              v.goal_met, "The goal holds on a state the LM wrote."),
+        Check("Realistic transitions", f"{v.realistic_transitions} / {T}", v.realistic,
+              f"Transitions whose largest per-ball error against the simulator is at most "
+              f"{REALISTIC_TOLERANCE}."
+              + (f" First unrealistic step: {v.first_unrealistic_step}."
+                 if v.first_unrealistic_step is not None else "")),
+        Check("Per-ball error (mean / max)",
+              f"{_fmt(v.dynamics_error_mean)} / {_fmt(v.dynamics_error_max)}",
+              None if v.dynamics_error_max is None else v.dynamics_error_max <= REALISTIC_TOLERANCE,
+              "Euclidean distance between each imagined ball centre and where the simulator puts "
+              "it, one transition at a time from the imagined state."),
+        Check("Out of workbench", f"{v.out_of_workbench_states} states", not v.out_of_workbench,
+              f"Generated states with a ball centre more than {WORKBENCH_MARGIN} outside the "
+              "workbench."),
+        Check("Overlap", f"{v.overlap_states} states", not v.overlap,
+              f"Generated states with two ball centres closer than {OVERLAP_DISTANCE:.2f}."),
+        Check("Absurd states", f"{v.absurd_states} states", not v.absurd,
+              f"Generated states with a NaN, infinite or beyond-{ABSURD_COORD} coordinate."),
+        Check("Replay success", "yes" if v.replay_success else "no", v.replay_success,
+              "The imagined actions, run open loop in the simulator from s_0, meet the goal."),
+        Check("Replay drift at the end", _fmt(v.replay_final_error), None,
+              "Mean per-ball distance between the imagined final state and the replayed one."),
+        Check("Cycle consistent",
+              "not computed" if v.cycle_consistent is None
+              else ("yes" if v.cycle_consistent else "no"),
+              v.cycle_consistent,
+              "The LM's own explanation of the rollout parses to the same goal."),
+    ]
+
+
+def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
+    """One table row per rollout: its goal and every validity figure."""
+    rows = []
+    for i, r in enumerate(rollouts):
+        v = r.validity
+        row = {"#": i, "category": r.category, "text": r.text, "steps": r.steps}
+        if v is None:
+            row.update(match=None, realistic=None, dynamics_error_max=None)
+        else:
+            row.update(
+                match=v.goal_met, realistic=f"{v.realistic_transitions}/{v.transitions}",
+                dynamics_error_mean=v.dynamics_error_mean, dynamics_error_max=v.dynamics_error_max,
+                out_of_workbench=v.out_of_workbench_states, overlap=v.overlap_states,
+                replay_success=v.replay_success, cycle_consistent=v.cycle_consistent,
+                failures=", ".join(v.failure_types()) or "none",
+            )
+        row["explanation"] = r.explanation
+        rows.append(row)
+    return rows
+
+
+def side_by_side_video(observations: np.ndarray, actions: Sequence[int],
+                       fps: float = 10) -> tuple[bytes, np.ndarray]:
+    """The MP4 of the imagined rollout beside the simulator's replay (``kalm.imagine.render``),
+    and the side-by-side frame at the start of every step (for a step slider)."""
+    from kalm.imagine.render import imagined_frames
+    from kalm.video import mp4_bytes
+
+    frames = imagined_frames(observations, actions, side_by_side_replay=True)
+    return mp4_bytes(frames, fps=fps), np.stack(frames[::4])
+
+
+def explanation_agrees(r: ImaginedRollout) -> bool | None:
+    """Whether the explanation parses to the rollout's goal (None: nothing to compare)."""
+    if r.goal is None or not r.explanation:
+        return None
+    return goals_equivalent(parse_goal_text(r.explanation), goal_from_dict(r.goal))

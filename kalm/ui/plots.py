@@ -1,0 +1,227 @@
+"""Plotly figures of episodes and validity figures, for the app's pages.
+
+Balls keep the environment's order and colours (red, blue, green, purple, cyan). Episode figures
+take observations ``(T + 1, 10)`` and actions ``(T,)``; ``step`` marks one step on every figure
+(the app's step slider), and ``compare`` draws a second trajectory (the simulator's replay of an
+imagined rollout) dashed beside the first.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from kalm.envs.clevr import N_BALLS, N_DIRECTIONS, PUSH_DIRECTIONS
+from kalm.envs.clevr_model import BALL_COLORS_RGBA, BALL_RADIUS, WORKBENCH
+from kalm.goals.spec import COLORS
+
+__all__ = [
+    "BALL_HEX",
+    "DIRECTION_NAMES",
+    "action_label",
+    "positions_figure",
+    "actions_figure",
+    "topview_figure",
+    "step_errors_figure",
+    "histogram_figure",
+]
+
+BALL_HEX: tuple[str, ...] = tuple(
+    "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in rgba[:3])) for rgba in BALL_COLORS_RGBA
+)
+# Push direction d of action ball * 8 + d (kalm.envs.clevr.PUSH_DIRECTIONS); +y is "behind".
+DIRECTION_NAMES: tuple[str, ...] = (
+    "right", "behind", "left", "front",
+    "right-behind", "left-behind", "right-front", "left-front",
+)
+_HEIGHT = 330
+_STEP_LINE = dict(color="#444", width=1, dash="dash")
+# Colours of categories in stacked histograms (not the ball colours, to avoid confusion).
+CATEGORY_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#9d755d", "#bab0ac")
+_MARGIN = dict(l=10, r=10, t=60, b=10)
+
+
+def action_label(action: int) -> str:
+    """``"push red right"`` for an action index."""
+    ball, d = divmod(int(action), N_DIRECTIONS)
+    return f"push {COLORS[ball]} {DIRECTION_NAMES[d]}"
+
+
+def _finite(obs: np.ndarray) -> np.ndarray:
+    """Observations as float64 with NaN / inf turned into gaps (None in plotly)."""
+    o = np.asarray(obs, dtype=np.float64)
+    return np.where(np.isfinite(o), o, np.nan)
+
+
+def positions_figure(
+    observations: np.ndarray,
+    step: int | None = None,
+    compare: np.ndarray | None = None,
+    names: tuple[str, str] = ("", "simulator"),
+    title: str = "Ball positions",
+) -> go.Figure:
+    """x and y of each ball over the steps (two panels); ``compare`` dashed, ``step`` marked."""
+    obs = _finite(observations)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("x (left → right)", "y (front → behind)"))
+    fig.update_annotations(font_size=12, x=0.0, xanchor="left")
+    t = np.arange(len(obs))
+    series = [(obs, "solid", names[0])]
+    if compare is not None:
+        series.append((_finite(compare), "dot", names[1]))
+    for o, dash, suffix in series:
+        for b in range(N_BALLS):
+            for row, k in ((1, 2 * b), (2, 2 * b + 1)):
+                label = f"{COLORS[b]} {suffix}".strip()
+                fig.add_trace(go.Scatter(
+                    x=np.arange(len(o)), y=o[:, k], mode="lines+markers", name=COLORS[b],
+                    legendgroup=COLORS[b], showlegend=row == 1 and dash == "solid",
+                    line=dict(color=BALL_HEX[b], dash=dash, width=2), marker=dict(size=4),
+                    hovertemplate=f"{label}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
+                ), row=row, col=1)
+    if step is not None:
+        for row in (1, 2):
+            fig.add_vline(x=int(step), line=_STEP_LINE, row=row, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1, range=[-0.3, max(len(t) - 0.7, 1)])
+    fig.update_layout(title=title, height=_HEIGHT + 90, margin=_MARGIN,
+                      legend=dict(orientation="h", y=-0.18), hovermode="closest")
+    return fig
+
+
+def actions_figure(actions: Sequence[int], step: int | None = None,
+                   title: str = "Actions") -> go.Figure:
+    """One arrow per step in the pushed ball's row, pointing the way it was pushed as seen in the
+    top view (right = +x, up = +y, "behind")."""
+    acts = [int(a) for a in np.asarray(actions).reshape(-1)]
+    balls = [a // N_DIRECTIONS for a in acts]
+    dirs = [a % N_DIRECTIONS for a in acts]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(  # small dots that carry the hover text
+        x=list(range(len(acts))), y=[COLORS[b] for b in balls], mode="markers",
+        marker=dict(size=7, color=[BALL_HEX[b] for b in balls], opacity=0.35),
+        text=[f"step {t}: {action_label(a)} (action {a})" for t, a in enumerate(acts)],
+        hovertemplate="%{text}<extra></extra>", showlegend=False,
+    ))
+    length = 20  # pixels
+    for t, (b, d) in enumerate(zip(balls, dirs)):
+        dx, dy = PUSH_DIRECTIONS[d] / np.linalg.norm(PUSH_DIRECTIONS[d])
+        # The arrow ends at (t, ball) shifted by half its length, so that it is centred there.
+        fig.add_annotation(
+            x=t, y=COLORS[b], ax=-dx * length, ay=dy * length, xshift=dx * length / 2,
+            yshift=dy * length / 2, showarrow=True, arrowhead=2, arrowsize=1.1, arrowwidth=2.2,
+            arrowcolor=BALL_HEX[b], text="",
+        )
+    if step is not None and acts:
+        fig.add_vline(x=min(int(step), len(acts) - 1), line=_STEP_LINE)
+    fig.update_yaxes(categoryorder="array", categoryarray=list(COLORS), range=[-0.6, N_BALLS - 0.4],
+                     title_text="ball")
+    fig.update_xaxes(title_text="step", range=[-0.8, max(len(acts) - 0.2, 1)])
+    fig.update_layout(title=title, height=280, margin=_MARGIN)
+    return fig
+
+
+def topview_figure(
+    observations: np.ndarray,
+    step: int | None = None,
+    compare: np.ndarray | None = None,
+    names: tuple[str, str] = ("", "simulator"),
+    title: str = "Top view",
+) -> go.Figure:
+    """Each ball's path on the workbench seen from above; balls drawn to scale at ``step``."""
+    obs = _finite(observations)
+    x0, x1, y0, y1 = WORKBENCH
+    fig = go.Figure()
+    fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1,
+                  line=dict(color="#888", width=1), fillcolor="rgba(200,200,200,0.15)",
+                  layer="below")
+    series = [(obs, "solid", names[0])]
+    if compare is not None:
+        series.append((_finite(compare), "dot", names[1]))
+    for o, dash, suffix in series:
+        for b in range(N_BALLS):
+            label = f"{COLORS[b]} {suffix}".strip()
+            fig.add_trace(go.Scatter(
+                x=o[:, 2 * b], y=o[:, 2 * b + 1], mode="lines+markers", name=COLORS[b],
+                legendgroup=COLORS[b], showlegend=dash == "solid",
+                line=dict(color=BALL_HEX[b], dash=dash, width=2),
+                marker=dict(size=5, symbol=["circle-open"] + ["circle"] * (len(o) - 1),
+                            line=dict(width=1)),
+                customdata=np.arange(len(o)),
+                hovertemplate=(f"{label}<br>step %{{customdata}}<br>"
+                               "(%{x:.3f}, %{y:.3f})<extra></extra>"),
+            ))
+            if len(o) > 1 and np.all(np.isfinite(o[-1, 2 * b: 2 * b + 2])):
+                fig.add_trace(go.Scatter(
+                    x=[o[-1, 2 * b]], y=[o[-1, 2 * b + 1]], mode="markers", showlegend=False,
+                    legendgroup=COLORS[b],
+                    marker=dict(size=10, color=BALL_HEX[b], line=dict(color="#222", width=1)),
+                    hoverinfo="skip"))
+    if step is not None:
+        s = min(max(int(step), 0), len(obs) - 1)
+        for b in range(N_BALLS):
+            cx, cy = obs[s, 2 * b], obs[s, 2 * b + 1]
+            if np.isfinite(cx) and np.isfinite(cy):
+                fig.add_shape(type="circle", x0=cx - BALL_RADIUS, x1=cx + BALL_RADIUS,
+                              y0=cy - BALL_RADIUS, y1=cy + BALL_RADIUS,
+                              line=dict(color=BALL_HEX[b], width=2),
+                              fillcolor=_rgba(BALL_HEX[b], 0.25))
+    pad = BALL_RADIUS + 0.05
+    fig.update_xaxes(range=[x0 - pad, x1 + pad], title_text="x", zeroline=False, constrain="domain")
+    fig.update_yaxes(range=[y0 - pad, y1 + pad], title_text="y (behind ↑)", zeroline=False,
+                     scaleanchor="x", scaleratio=1)
+    fig.update_layout(title=title, height=_HEIGHT + 60, margin=_MARGIN,
+                      legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i: i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def step_errors_figure(per_ball: np.ndarray, tolerance: float, step: int | None = None,
+                       title: str = "Per-ball error") -> go.Figure:
+    """Per-ball error ``(T, 5)`` of each imagined transition against the simulator's; the
+    tolerance of a realistic transition as a line. NaN rows (unmeasurable steps) are gaps."""
+    err = np.asarray(per_ball, dtype=np.float64).reshape(-1, N_BALLS)
+    fig = go.Figure()
+    for b in range(N_BALLS):
+        fig.add_trace(go.Bar(x=np.arange(len(err)), y=err[:, b], name=COLORS[b],
+                             marker_color=BALL_HEX[b],
+                             hovertemplate=(f"{COLORS[b]}<br>step %{{x}}<br>"
+                                            "error %{y:.4f}<extra></extra>")))
+    fig.add_hline(y=tolerance, line=dict(color="#c00", dash="dash"),
+                  annotation_text=f"realistic ≤ {tolerance}", annotation_position="top left")
+    if step is not None and len(err):
+        fig.add_vline(x=min(int(step), len(err) - 1), line=_STEP_LINE)
+    fig.update_layout(title=title, barmode="group", height=_HEIGHT, margin=_MARGIN,
+                      xaxis_title="step t (transition s_t → s_t+1)", yaxis_title="error",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def histogram_figure(values: Sequence[float], title: str, groups: Sequence[str] | None = None,
+                     marker: float | None = None, marker_text: str = "",
+                     nbins: int = 30) -> go.Figure:
+    """A histogram of one validity figure, stacked by ``groups`` (categories) when given."""
+    v = np.asarray(values, dtype=np.float64)
+    fig = go.Figure()
+    if groups is None:
+        fig.add_trace(go.Histogram(x=v[np.isfinite(v)], nbinsx=nbins, name=title,
+                                   marker_color=CATEGORY_COLORS[0]))
+    else:
+        g = np.asarray(groups)
+        for k, name in enumerate(dict.fromkeys(g.tolist())):
+            sel = (g == name) & np.isfinite(v)
+            fig.add_trace(go.Histogram(x=v[sel], nbinsx=nbins, name=str(name),
+                                       marker_color=CATEGORY_COLORS[k % len(CATEGORY_COLORS)]))
+        fig.update_layout(barmode="stack")
+    if marker is not None:
+        fig.add_vline(x=marker, line=dict(color="#c00", dash="dash"),
+                      annotation_text=marker_text, annotation_position="top right")
+    fig.update_layout(title=title, height=280, margin=_MARGIN, xaxis_title=title,
+                      yaxis_title="rollouts", legend=dict(orientation="h", y=-0.3))
+    return fig

@@ -1,0 +1,359 @@
+"""Imagine page: a grounded LM writes rollouts for goal texts; each is shown beside the
+simulator's replay of its actions, with its validity checks and the LM's own explanation."""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from kalm.goals.parser import parse_goal_text  # noqa: E402
+from kalm.goals.spec import goal_from_dict  # noqa: E402
+from kalm.goals.suites import SUITES, GoalItem, suite_items  # noqa: E402
+from kalm.imagine.validity import REALISTIC_TOLERANCE, validity_rates  # noqa: E402
+from kalm.ui.imagine import (  # noqa: E402
+    GoalTextProblem,
+    batch_rows,
+    check_goal_text,
+    explanation_agrees,
+    imagine_batch,
+    imagine_one,
+    side_by_side_video,
+    validity_checks,
+)
+from kalm.ui.paths import (  # noqa: E402
+    DEFAULT_GROUNDED,
+    app_runs_root,
+    display_path,
+    find_grounded_models,
+)
+from kalm.ui.plots import (  # noqa: E402
+    action_label,
+    actions_figure,
+    positions_figure,
+    step_errors_figure,
+    topview_figure,
+)
+
+MODES = ("One goal", "Batch of goals")
+NO_PICK = "(type your own below)"
+MAX_BATCH = 32
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _model(path: str, stamp: float):
+    """A grounded model, loaded once per folder version and shared between sessions."""
+    from kalm.llm.train import load_grounded
+
+    return load_grounded(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _video(observations: np.ndarray, actions: np.ndarray):
+    return side_by_side_video(observations, actions)
+
+
+@st.cache_data(show_spinner=False)
+def _suite(name: str) -> list[dict]:
+    return [it.to_dict() for it in suite_items(name)]
+
+
+def _stamp(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+
+
+def load_model(folder: Path):
+    """The model, or None after showing why it cannot be loaded."""
+    try:
+        with st.spinner(f"Loading the grounded model `{display_path(folder)}` (once)…"):
+            return _model(str(folder), _stamp(folder))
+    except Exception as e:  # missing base LM, corrupt weights: a message, not a traceback
+        st.error(f"Could not load the grounded model `{display_path(folder)}`: {e}")
+        return None
+
+
+def _pick_suite_goal() -> None:
+    """Fill the goal text from the suite picker."""
+    choice = st.session_state.get("im_pick")
+    if choice and choice != NO_PICK:
+        suite, i = choice.split(":", 1)
+        item = _suite(suite)[int(i)]
+        st.session_state["im_text"] = item["text"]
+        st.session_state["im_pick_item"] = item
+
+
+# ----------------------------------------------------------------------------- showing a rollout
+def show_validity(r) -> None:
+    st.markdown("#### Validity")
+    if r.validity is None:
+        st.warning(
+            "No validity checks: the goal text parses to no goal spec, and matching the goal, "
+            "replaying it and cycle consistency need one. The dynamics errors below need no goal."
+        )
+        return
+    checks = validity_checks(r.validity)
+    cols = st.columns(3)
+    for k, c in enumerate(checks):
+        icon = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]",
+                None: ":gray[:material/info:]"}[c.ok]
+        cols[k % 3].metric(f"{icon} {c.name}", c.value, help=c.help, border=True)
+    fails = r.validity.failure_types()
+    if fails:
+        st.caption("Failure types: " + ", ".join(fails))
+    else:
+        st.success("Fully valid: every check passed.")
+
+
+def show_explanation(r) -> None:
+    st.markdown("#### The LM explains its rollout")
+    if r.explanation is None:
+        st.caption("Not asked (tick “Ask the LM to explain” to check cycle consistency).")
+        return
+    st.info(f"“{r.explanation or '(empty)'}”")
+    g = r.explanation_goal
+    agrees = explanation_agrees(r)
+    if g is None:
+        st.caption("The explanation parses to no goal.")
+    else:
+        st.caption("It parses to:")
+        st.json(g)
+    if agrees is True:
+        st.success("Cycle consistent: the explanation names the intended goal.")
+    elif agrees is False:
+        st.warning("Cycle inconsistent: the explanation names another goal.")
+
+
+def _show_video(slot, r):
+    """Render (or take from the cache) the side-by-side video into ``slot``; its step frames."""
+    try:
+        mp4, step_frames = _video(r.observations, r.actions)
+    except Exception as e:  # no OpenGL, no ffmpeg: a message, the rest of the page stays
+        slot.error(f"Could not render the rollout: {e}")
+        return None
+    with slot.container():
+        st.video(mp4, loop=True, autoplay=True, muted=True)
+        st.caption("Left: the LM's imagined states. Right: the simulator replaying the same "
+                   "actions from the same start.")
+    return step_frames
+
+
+def show_rollout(r, key: str) -> None:
+    """Video, synced step view, plots, validity and explanation of one imagined rollout."""
+    st.subheader(f"“{r.text}”")
+    tm = r.timings
+    meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
+            f"LM {tm.get('generate_s', 0):.1f} s · explanation {tm.get('explain_s', 0):.1f} s · "
+            f"checks {tm.get('check_s', 0) + tm.get('replay_s', 0):.1f} s")
+    st.caption(meta)
+    if r.goal is not None:
+        with st.expander("Goal spec (JSON)"):
+            st.json(r.goal)
+    T = r.steps
+    left, right = st.columns(2)
+    # A new rollout's video is rendered last (it takes longest), so plots and checks show
+    # first; once rendered (cached) it is drawn in place, so that reruns do not restart it.
+    video_id = hash((r.observations.tobytes(), r.actions.tobytes()))
+    rendered = st.session_state.setdefault("im_rendered", set())
+    video_slot = left.empty()
+    step_frames = None
+    if video_id in rendered:
+        step_frames = _show_video(video_slot, r)
+    else:
+        video_slot.info("Rendering the imagined rollout and the simulator's replay…")
+    with right:
+        step = st.slider("Step (synced with this frame and the plots)", 0, T, 0,
+                         key=f"{key}_step_{T}") if T else 0
+        frame_slot = st.empty()
+    p1, p2 = st.columns(2)
+    with p1:
+        st.plotly_chart(topview_figure(r.observations, step, compare=r.replay,
+                                       names=("imagined", "simulator")), key=f"{key}_top")
+    with p2:
+        st.plotly_chart(positions_figure(r.observations, step, compare=r.replay,
+                                         names=("imagined", "simulator")), key=f"{key}_pos")
+    st.caption("Solid: the LM's imagined states; dotted: the simulator replaying its actions. "
+               "Top view: ○ start, ● end, balls drawn to scale at the chosen step.")
+    if T:
+        p3, p4 = st.columns(2)
+        with p3:
+            st.plotly_chart(actions_figure(r.actions, step), key=f"{key}_act")
+            st.caption("The ball pushed at each step; the arrow points the way it was pushed, as "
+                       "seen in the top view.")
+        with p4:
+            st.plotly_chart(step_errors_figure(r.per_ball_errors, REALISTIC_TOLERANCE, step),
+                            key=f"{key}_err")
+            st.caption("Each transition checked against the simulator from the imagined state: "
+                       "how far each ball lands from where the physics puts it.")
+    show_validity(r)
+    show_explanation(r)
+    if video_id not in rendered:
+        step_frames = _show_video(video_slot, r)
+    if step_frames is None:
+        return
+    rendered.add(video_id)
+    nxt = f"next: {action_label(r.actions[step])}" if step < T else "final state"
+    frame_slot.image(step_frames[min(step, len(step_frames) - 1)],
+                     caption=f"step {step} / {T} · {nxt}", width="stretch")
+
+
+# ----------------------------------------------------------------------------- page
+st.title("Imagine")
+st.caption(
+    "A grounded LM writes a rollout (states and actions) for a goal text, from a real initial "
+    "state. The simulator replays its actions beside it, and the validity checks say whether the "
+    "imagination is physically and semantically sound."
+)
+
+models = find_grounded_models()
+if not models:
+    st.error(f"No grounded model found in assets/grounded or under {app_runs_root()}. Train one "
+             "with `python -m kalm ground --data assets/data/relation4k.npz --out runs/NAME`.")
+    st.stop()
+labels = [m.label for m in models]
+default = next((i for i, m in enumerate(models)
+                if m.path.resolve() == DEFAULT_GROUNDED.resolve()), 0)
+model_label = st.selectbox("Grounded model", labels, index=default, key="im_model",
+                           help="The shipped model, and grounded runs under the runs folder.")
+model_dir = models[labels.index(model_label)].path
+mode = st.radio("Mode", MODES, horizontal=True, key="im_mode")
+
+if mode == MODES[0]:
+    options = [NO_PICK] + [f"{s}:{i}" for s in SUITES for i in range(len(_suite(s)))]
+
+    def _fmt(o: str) -> str:
+        if o == NO_PICK:
+            return o
+        s, i = o.split(":", 1)
+        return f"{s} · {_suite(s)[int(i)]['text']}"
+
+    st.selectbox("Pick a goal from a suite (optional)", options, key="im_pick", format_func=_fmt,
+                 on_change=_pick_suite_goal)
+    text = st.text_input("Goal text", key="im_text",
+                         placeholder="e.g. Put the red ball to the left of the blue ball")
+    picked = st.session_state.get("im_pick_item")
+    goal = None
+    if text.strip():
+        if picked and picked["text"] == text:
+            goal = goal_from_dict(picked["goal"])
+        else:
+            goal = parse_goal_text(text)
+        if goal is None:
+            st.warning(
+                "This text parses to no goal spec. The LM can still imagine a rollout for it, but "
+                "without a spec there is no validity check (goal match, replay, cycle consistency)."
+            )
+        else:
+            st.caption("Goal spec (parsed from the text):")
+            st.json(goal.to_dict())
+    c1, c2, c3 = st.columns(3)
+    seed = c1.number_input("Initial state seed", 0, 2**31 - 2, 0, key="im_seed",
+                           help="The env reset seed (the first one from here whose state does "
+                                "not already meet the goal).")
+    max_steps = c2.number_input("Max steps", 1, 50, 20, key="im_max_steps",
+                                help="Generation stops when the goal holds, or after this many "
+                                     "pushes (a 'move' goal is always one push).")
+    explain = c3.checkbox("Ask the LM to explain its rollout", True, key="im_explain",
+                          help="Cycle consistency: does its explanation name the same goal?")
+    if st.button("Imagine", type="primary", key="im_go"):
+        try:
+            clean, _ = check_goal_text(text)
+        except GoalTextProblem as e:
+            st.error(str(e))
+        else:
+            model = load_model(model_dir)
+            if model is not None:
+                t0 = time.perf_counter()
+                try:
+                    with st.spinner("The LM is imagining…"):
+                        st.session_state["im_result"] = imagine_one(
+                            model, clean, int(seed), goal=goal, max_steps=int(max_steps),
+                            explain=explain)
+                    st.session_state["im_clicked_at"] = t0
+                except Exception as e:
+                    st.error(f"Imagination failed: {e}")
+    result = st.session_state.get("im_result")
+    if result is not None:
+        st.divider()
+        show_rollout(result, "im_one")
+        t0 = st.session_state.pop("im_clicked_at", None)
+        if t0 is not None:
+            st.session_state["im_last_total_s"] = time.perf_counter() - t0
+        if "im_last_total_s" in st.session_state:
+            st.caption(f"Last imagination: {st.session_state['im_last_total_s']:.1f} s from the "
+                       "click to the finished page (generation, checks and rendering; the first "
+                       "one also loads the model).")
+
+else:
+    src = st.radio("Goals", ("From a suite", "My goal texts"), horizontal=True, key="imb_src")
+    items: list[GoalItem] = []
+    if src == "From a suite":
+        b1, b2 = st.columns(2)
+        suite = b1.selectbox("Suite", SUITES, index=SUITES.index("easy"), key="imb_suite")
+        all_items = [GoalItem.from_dict(d) for d in _suite(suite)]
+        n = b2.number_input(f"Goals (first N of {len(all_items)})", 1,
+                            min(MAX_BATCH, len(all_items)), min(4, len(all_items)),
+                            key=f"imb_n_{suite}")
+        items = all_items[: int(n)]
+    else:
+        lines = st.text_area("One goal text per line", key="imb_lines", height=130,
+                             placeholder="Put the red ball to the left of the blue ball\n"
+                                         "Move the green ball behind the cyan ball")
+        bad = []
+        for line in (s.strip() for s in lines.splitlines()):
+            if not line:
+                continue
+            g = parse_goal_text(line)
+            if g is None:
+                bad.append(line)
+            else:
+                items.append(GoalItem(line, g, "custom"))
+        if bad:
+            st.warning("Skipped (they parse to no goal spec, and validity needs one): "
+                       + "; ".join(f"“{b}”" for b in bad))
+        if len(items) > MAX_BATCH:
+            st.warning(f"Only the first {MAX_BATCH} goals are used.")
+            items = items[:MAX_BATCH]
+    c1, c2, c3 = st.columns(3)
+    seed = c1.number_input("Seed", 0, 2**31 - 2, 0, key="imb_seed",
+                           help="Goal i starts from the reset of a seed derived from (seed, i), "
+                                "as `python -m kalm imagine --seed` does.")
+    max_steps = c2.number_input("Max steps", 1, 50, 20, key="imb_max_steps")
+    explain = c3.checkbox("Ask the LM to explain each rollout", True, key="imb_explain")
+    if st.button(f"Imagine {len(items)} rollout(s)", type="primary", key="imb_go"):
+        if not items:
+            st.error("No goal to imagine: pick a suite, or type goal texts that parse to a goal.")
+        else:
+            model = load_model(model_dir)
+            if model is not None:
+                bar = st.progress(0.0, text="Imagining…")
+                try:
+                    st.session_state["imb_result"] = imagine_batch(
+                        model, items, int(seed), max_steps=int(max_steps), explain=explain,
+                        progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"))
+                    bar.empty()
+                except Exception as e:
+                    bar.empty()
+                    st.error(f"Imagination failed: {e}")
+    batch = st.session_state.get("imb_result")
+    if batch:
+        st.divider()
+        rates = validity_rates([r.validity for r in batch])
+        m = st.columns(5)
+        m[0].metric("Match", f"{100 * rates['match_rate']:.0f}%")
+        rt = rates["realistic_transition_rate"]
+        m[1].metric("Realistic transitions", "–" if rt is None else f"{100 * rt:.0f}%")
+        m[2].metric("Replay success", f"{100 * rates['replay_success_rate']:.0f}%")
+        cc = rates["cycle_consistency"]
+        m[3].metric("Cycle consistent", "–" if cc is None else f"{100 * cc:.0f}%")
+        m[4].metric("Fully valid", f"{100 * rates['fully_valid_rate']:.0f}%")
+        st.dataframe(batch_rows(batch), hide_index=True, key="imb_table",
+                     column_config={k: st.column_config.NumberColumn(format="%.4f")
+                                    for k in ("dynamics_error_mean", "dynamics_error_max")})
+        view = st.selectbox("View rollout", list(range(len(batch))), key="imb_view",
+                            format_func=lambda i: f"#{i} · {batch[i].text}")
+        show_rollout(batch[view], f"imb_{view}")

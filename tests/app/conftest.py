@@ -1,0 +1,80 @@
+"""Fixtures of the app page tests: a runs folder with a tiny grounded model, a tiny dataset and a
+tiny imagined set, all made here from configs (nothing is downloaded)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[2]
+PAGES = REPO / "pages"
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> Path:
+    """runs/ with ``tiny-ground`` (a grounded model on a tiny Llama), ``collect-tiny/data.npz``
+    (6 expert episodes) and ``imagine-tiny`` (4 imagined rollouts: imagined.npz, validity.csv,
+    summary.json)."""
+    from kalm.data.collect import collect_dataset
+    from kalm.goals.suites import suite_items
+    from kalm.imagine.generate import imagine
+    from kalm.llm.base import tiny_lm
+    from kalm.llm.config import GroundConfig
+    from kalm.llm.train import build_model
+
+    root = tmp_path_factory.mktemp("app")
+    runs = root / "runs"
+    base = root / "tinylm"  # the base LM, a local HF folder (outside runs/)
+    lm, tok = tiny_lm()
+    lm.save_pretrained(base)
+    tok.save_pretrained(base)
+    cfg = GroundConfig(model=str(base))
+    model = build_model(cfg, lm, tok)
+    model_dir = runs / "tiny-ground" / "model"
+    model.save(model_dir)
+    cfg.save(model_dir / "config.json")
+    status = {"stage": "ground", "state": "done"}
+    (runs / "tiny-ground" / "status.json").write_text(json.dumps(status))
+
+    collect_dataset(episodes=6, seed=0, out=runs / "collect-tiny" / "data.npz", progress=False)
+
+    items = suite_items("easy")[:1] + suite_items("rephrase")[:1]
+    imagine(model, items, per_goal=2, seed=0, out=runs / "imagine-tiny", batch_size=4,
+            max_steps=3, progress=False)
+    return runs
+
+
+@pytest.fixture
+def runs_dir(tiny_runs, tmp_path, monkeypatch) -> Path:
+    """A private copy of ``tiny_runs`` (tests may damage it), set as KALM_RUNS_DIR."""
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_runs, runs)
+    monkeypatch.setenv("KALM_RUNS_DIR", str(runs))
+    return runs
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
+
+
+def run_ok(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def elements(at: AppTest, kind: str) -> list:
+    """Every element of a kind (e.g. "video", "plotly_chart", "imgs") anywhere on the page."""
+    found = []
+
+    def walk(node) -> None:
+        if getattr(node, "type", None) == kind:
+            found.append(node)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return found

@@ -1,0 +1,132 @@
+"""The Imagine page with a tiny grounded model: one goal, free text, suite picks and batches."""
+
+from kalm.goals.suites import suite_items
+
+from .conftest import elements, page, run_ok
+
+TINY = "runs/tiny-ground"
+
+
+def tiny_page(max_steps: int = 3):
+    at = run_ok(page("imagine"))
+    at.selectbox(key="im_model").set_value(TINY)
+    at.number_input(key="im_max_steps").set_value(max_steps)
+    return run_ok(at)
+
+
+def metric_labels(at) -> list[str]:
+    return [m.label for m in at.metric]
+
+
+def test_page_lists_models_with_the_shipped_one_by_default(runs_dir):
+    at = run_ok(page("imagine"))
+    assert at.title[0].value == "Imagine"
+    box = at.selectbox(key="im_model")
+    assert box.value == "assets/grounded/clevr"
+    assert TINY in box.options
+    assert at.text_input(key="im_text").value == ""
+    assert at.button(key="im_go")
+    assert not at.error and not elements(at, "video")
+
+
+def test_empty_goal_text_gives_an_error_not_a_traceback(runs_dir):
+    at = tiny_page()
+    at.button(key="im_go").click()
+    run_ok(at)
+    assert at.error and "empty" in at.error[0].value
+    at.text_input(key="im_text").set_value("   ")
+    at.button(key="im_go").click()
+    run_ok(at)
+    assert at.error and "empty" in at.error[0].value
+    assert not elements(at, "video")
+
+
+def test_imagining_a_goal_shows_video_plots_validity_and_explanation(runs_dir):
+    at = tiny_page()
+    at.text_input(key="im_text").set_value("Put the red ball to the left of the blue ball")
+    run_ok(at)
+    assert '"relation"' in at.json[0].value  # the parsed spec, before generating
+    at.number_input(key="im_seed").set_value(5)
+    at.button(key="im_go").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    labels = metric_labels(at)
+    for name in ("Goal met (match)", "Realistic transitions", "Per-ball error (mean / max)",
+                 "Out of workbench", "Overlap", "Replay success", "Cycle consistent"):
+        assert any(name in lab for lab in labels), (name, labels)
+    realistic = next(m for m in at.metric if "Realistic transitions" in m.label)
+    done, total = realistic.value.split(" / ")
+    assert 1 <= int(total) <= 3 and 0 <= int(done) <= int(total)
+    assert len(elements(at, "video")) == 1
+    assert len(elements(at, "plotly_chart")) == 4  # top view, positions, actions, errors
+    assert any("The LM explains" in m.value for m in at.markdown)
+    assert at.info  # the explanation text
+    # the step slider drives the frame
+    if at.slider:
+        at.slider[0].set_value(at.slider[0].max)
+        run_ok(at)
+        (img,) = elements(at, "image")
+        assert "final state" in img.proto.imgs[0].caption
+    # the result survives a rerun (it is kept in the session)
+    run_ok(at)
+    assert len(elements(at, "video")) == 1
+
+
+def test_unparseable_text_warns_and_still_imagines_without_validity(runs_dir):
+    at = tiny_page(max_steps=2)
+    at.text_input(key="im_text").set_value("do a little dance")
+    run_ok(at)
+    assert any("parses to no goal spec" in w.value for w in at.warning)
+    at.button(key="im_go").click()
+    run_ok(at)
+    assert not at.error
+    assert any("No validity checks" in w.value for w in at.warning)
+    assert not any("Goal met" in lab for lab in metric_labels(at))
+    assert len(elements(at, "video")) == 1
+
+
+def test_suite_pick_fills_the_goal_text(runs_dir):
+    at = tiny_page()
+    item = suite_items("hard")[0]
+    at.selectbox(key="im_pick").set_value("hard:0")
+    run_ok(at)
+    assert at.text_input(key="im_text").value == item.text
+    assert f'"{item.goal.kind}"' in at.json[0].value
+
+
+def test_batch_mode_tabulates_validity_and_shows_a_chosen_rollout(runs_dir):
+    at = run_ok(page("imagine"))
+    at.selectbox(key="im_model").set_value(TINY)
+    at.radio(key="im_mode").set_value("Batch of goals")
+    run_ok(at)
+    at.selectbox(key="imb_suite").set_value("easy")
+    run_ok(at)
+    at.number_input(key="imb_n_easy").set_value(2)
+    at.number_input(key="imb_max_steps").set_value(2)
+    at.checkbox(key="imb_explain").uncheck()
+    at.button(key="imb_go").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert {"Match", "Realistic transitions", "Replay success"} <= set(metric_labels(at))
+    table = at.dataframe[-1].value
+    assert len(table) == 2 and {"match", "realistic", "failures"} <= set(table.columns)
+    view = at.selectbox(key="imb_view")
+    assert len(view.options) == 2
+    view.set_value(1)
+    run_ok(at)
+    assert at.subheader[-1].value == f"“{suite_items('easy')[1].text}”"
+    assert len(elements(at, "video")) == 1
+
+
+def test_batch_of_typed_goals_skips_unparseable_lines(runs_dir):
+    at = run_ok(page("imagine"))
+    at.radio(key="im_mode").set_value("Batch of goals")
+    run_ok(at)
+    at.radio(key="imb_src").set_value("My goal texts")
+    run_ok(at)
+    at.text_area(key="imb_lines").set_value("gibberish words\n\n")
+    run_ok(at)
+    assert any("Skipped" in w.value for w in at.warning)
+    at.button(key="imb_go").click()
+    run_ok(at)
+    assert at.error and "No goal to imagine" in at.error[0].value
