@@ -1,6 +1,10 @@
 """kalm app: the Streamlit entry point. It declares the pages; each page lives in `pages/`.
 
 Run it with `bash scripts/app.sh` (http://127.0.0.1:8501).
+
+Every page calls `kalm.ui.navigation.ensure_app_navigation()` first: because a `pages/` folder lies
+beside this file, Streamlit would otherwise run a directly opened page URL (e.g. /data) on its own,
+without this file, when that is the first request a fresh server gets (see that module).
 """
 
 import streamlit as st

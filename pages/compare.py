@@ -20,6 +20,9 @@ import streamlit as st
 import kalm
 from kalm import jobs
 from kalm.runs import write_json_atomic
+from kalm.ui.navigation import ensure_app_navigation
+
+ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
 
 CACHE = "compare-cache"
 REFRESH_S = 2.0

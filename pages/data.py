@@ -32,6 +32,9 @@ from kalm.ui.plots import (  # noqa: E402
     positions_figure,
     topview_figure,
 )
+from kalm.ui.navigation import ensure_app_navigation  # noqa: E402
+
+ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
 
 OTHER = "Other path…"
 MODES = {"simulate": "physics replay (the pusher moves the balls)",

@@ -1,15 +1,23 @@
-"""Home page: what KALM does, and the runs found on this machine."""
+"""Home page: KALM in three steps, a one-click demo, and the runs found on this machine."""
 
-import json
-import os
-from pathlib import Path
+from kalm.ui.navigation import ensure_app_navigation
 
-import streamlit as st
+ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
 
-import kalm
+import os  # noqa: E402
 
-# Run folders (collect, ground, imagine, train, evaluate) live here; KALM_RUNS_DIR overrides it.
-RUNS_DIR = Path(os.environ.get("KALM_RUNS_DIR", Path(__file__).resolve().parent.parent / "runs"))
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco (the demo's video)
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import streamlit as st  # noqa: E402
+from streamlit.errors import StreamlitAPIException  # noqa: E402
+
+import kalm  # noqa: E402
+from kalm.ui import home as home_ui  # noqa: E402
+from kalm.ui.paths import display_path  # noqa: E402
 
 STEPS = [
     (
@@ -49,18 +57,118 @@ digraph kalm {
 }
 """
 
+ICONS = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]",
+         None: ":gray[:material/info:]"}
 
-def read_status(run_dir: Path) -> dict | str | None:
-    """The run's status.json as a dict, None when absent, or a message saying why it is unreadable."""
-    path = run_dir / "status.json"
-    if not path.is_file():
-        return None
+
+# The same function, source and all, as the Imagine page's: Streamlit keys a cached function on
+# its module, name and source, so both pages share one loaded model (tests/test_app.py checks it).
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _model(path: str, stamp: float):
+    """A grounded model, loaded once per folder version and shared between sessions."""
+    from kalm.llm.train import load_grounded
+
+    return load_grounded(path)
+
+
+def _stamp(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _demo_video(observations, actions) -> bytes:
+    from kalm.ui.imagine import side_by_side_video
+
+    return side_by_side_video(observations, actions)[0]
+
+
+def page_link(page: str, label: str, icon: str) -> None:
+    """A link to another page of the app (a caption when the page runs outside the app)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return f"status.json could not be read ({exc}); the run may still be writing it."
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(f"{label}: open it from the sidebar.")
 
 
+def run_demo(model_dir: Path) -> None:
+    """Load the model (once), imagine the demo goal, keep the result in the session."""
+    from kalm.goals.spec import goal_from_dict
+    from kalm.ui.imagine import imagine_one
+
+    t0 = time.perf_counter()
+    try:
+        with st.spinner(f"Loading the grounded model `{display_path(model_dir)}` (once, about "
+                        "20 s on a CPU)…"):
+            model = _model(str(model_dir), _stamp(model_dir))
+    except Exception as e:  # missing base LM, corrupt weights: a message, not a traceback
+        st.error(f"Could not load the grounded model `{display_path(model_dir)}`: {e}")
+        return
+    t1 = time.perf_counter()
+    try:
+        with st.spinner("The LM is imagining the rollout…"):
+            result = imagine_one(model, home_ui.DEMO_TEXT, home_ui.DEMO_SEED,
+                                 goal=goal_from_dict(home_ui.DEMO_GOAL),
+                                 max_steps=home_ui.DEMO_MAX_STEPS, explain=True,
+                                 category=home_ui.DEMO_CATEGORY)
+    except Exception as e:
+        st.error(f"The demo could not imagine its rollout: {e}")
+        return
+    st.session_state["home_demo"] = {"result": result, "clicked": t0, "load_s": t1 - t0}
+
+
+def show_validity(r) -> None:
+    from kalm.ui.imagine import validity_checks
+
+    v = r.validity
+    rows = ["| | Check | Result |", "|---|---|---|"]
+    rows += [f"| {ICONS[c.ok]} | {c.name} | {c.value} |" for c in validity_checks(v)]
+    st.markdown("\n".join(rows))
+    fails = v.failure_types()
+    if fails:
+        st.caption("Failure types: " + ", ".join(fails) + ". The Imagine page explains each "
+                   "check.")
+    else:
+        st.success("Fully valid: every check passed.")
+
+
+def show_demo(demo: dict) -> None:
+    r = demo["result"]
+    st.markdown(f"**“{r.text}”** · {r.steps} steps imagined from reset seed {r.reset_seed}")
+    left, right = st.columns([3, 2])
+    with right:
+        st.markdown("##### Validity")
+        show_validity(r)
+        if r.explanation is not None:
+            st.markdown(f"The LM explains its rollout as: “{r.explanation or '(empty)'}”")
+    with left:
+        with st.spinner("Rendering the imagined states and the simulator's replay…"):
+            try:
+                mp4 = _demo_video(r.observations, r.actions)
+            except Exception as e:  # no OpenGL, no ffmpeg: a message, not a traceback
+                st.error(f"Could not render the rollout: {e}")
+                mp4 = None
+        if mp4 is not None:
+            st.video(mp4, loop=True, autoplay=True, muted=True)
+            st.caption("Left: the LM's imagined states. Right: the simulator replaying the same "
+                       "actions from the same start.")
+    clicked = demo.pop("clicked", None)
+    if clicked is not None:
+        demo["total_s"] = time.perf_counter() - clicked
+    if "total_s" in demo:
+        tm = r.timings
+        st.caption(f"{demo['total_s']:.1f} s from the click to the video (model "
+                   f"{demo['load_s']:.1f} s, generation {tm.get('generate_s', 0):.1f} s, "
+                   f"explanation {tm.get('explain_s', 0):.1f} s, the rest checks and rendering).")
+
+
+def table(rows: list[dict], empty: str, key: str) -> None:
+    if rows:
+        st.dataframe(rows, hide_index=True, key=key, width="stretch")
+    else:
+        st.info(empty)
+
+
+# ----------------------------------------------------------------------------- page
 st.title("KALM")
 st.caption(f"Knowledgeable Agents from Language Model rollouts · kalm {kalm.__version__}")
 st.markdown(
@@ -75,21 +183,74 @@ for column, (name, text) in zip(st.columns(len(STEPS)), STEPS):
         st.markdown(text)
 st.graphviz_chart(DIAGRAM)
 
-st.header("Local runs")
-run_dirs = sorted(
-    (p for p in RUNS_DIR.iterdir() if p.is_dir()) if RUNS_DIR.is_dir() else [],
-    key=lambda p: p.stat().st_mtime,
-    reverse=True,
+st.header("Try it: one click")
+st.markdown(
+    f"The shipped grounded model imagines a rollout for **“{home_ui.DEMO_TEXT}”**, a phrasing it "
+    "never saw in training, from a fixed initial state (seed "
+    f"{home_ui.DEMO_SEED}); the simulator then replays the imagined actions beside it, and the "
+    "validity checks say whether the imagination is sound."
 )
-if not run_dirs:
-    st.info(f"No runs yet. Runs appear here once created under `{RUNS_DIR}`.")
-for run_dir in run_dirs:
-    status = read_status(run_dir)
-    state = status.get("state") or status.get("status") if isinstance(status, dict) else None
-    with st.expander(f"{run_dir.name} · {state}" if isinstance(state, str) else run_dir.name):
-        if status is None:
-            st.caption("No status.json in this run folder.")
-        elif isinstance(status, str):
-            st.warning(status)
-        else:
-            st.json(status)
+model_dir = Path(home_ui.DEMO_MODEL)
+problem = home_ui.demo_model_problem(model_dir)
+if problem:
+    st.warning(problem + " The demo needs it: restore `assets/grounded/clevr` from the "
+               "repository, or ground a model with `python -m kalm ground --data "
+               "assets/data/relation4k.npz --out runs/NAME` and use it on the Imagine page.")
+clicked = st.button("Imagine a novel goal", type="primary", icon=":material/auto_awesome:",
+                    key="home_demo_go", disabled=problem is not None)
+if clicked and problem is None:
+    run_demo(model_dir)
+demo = st.session_state.get("home_demo")
+if demo is not None:
+    show_demo(demo)
+links = st.columns(2)
+with links[0]:
+    page_link("pages/imagine.py", "More goals, seeds and batches on the Imagine page",
+              ":material/auto_awesome:")
+with links[1]:
+    page_link("pages/compare.py", "Policies compared on the same goals on the Compare page",
+              ":material/compare:")
+
+st.header("Local runs")
+runs = home_ui.local_runs()
+st.caption(f"Found in `assets/` and in the runs folder `{home_ui.runs_folder_label()}` "
+           "(`$KALM_RUNS_DIR`).")
+m = st.columns(5)
+m[0].metric("Datasets", len(runs.datasets))
+m[1].metric("Grounded models", len(runs.grounded))
+m[2].metric("Imagined sets", len(runs.imagined))
+m[3].metric("Trained policies", len(runs.policies))
+m[4].metric("Jobs", len(runs.jobs), f"{runs.running_jobs} running" if runs.running_jobs else None,
+            delta_color="off")
+tabs = st.tabs(["Datasets", "Grounded models", "Imagined sets", "Trained policies", "Jobs",
+                "Run folders"])
+with tabs[0]:
+    table(runs.datasets, "No dataset found: make one with `python -m kalm collect --out "
+          "runs/NAME/data.npz`.", "home_datasets")
+    page_link("pages/data.py", "Browse their episodes on the Data page", ":material/dataset:")
+with tabs[1]:
+    table(runs.grounded, "No grounded model found: ground one on the Train page.",
+          "home_grounded")
+    page_link("pages/imagine.py", "Imagine with them on the Imagine page",
+              ":material/auto_awesome:")
+with tabs[2]:
+    table(runs.imagined, "No imagined set yet: `python -m kalm imagine ... --out runs/NAME`, or "
+          "start one on the Train page.", "home_imagined")
+    page_link("pages/validity.py", "Their validity reports on the Validity page",
+              ":material/fact_check:")
+with tabs[3]:
+    table(runs.policies, "No trained policy yet: train one on the Train page (or "
+          "`python -m kalm train`).", "home_policies")
+    page_link("pages/compare.py", "Evaluate them on the Compare page", ":material/compare:")
+with tabs[4]:
+    table(runs.jobs, "No background job yet: the Train page starts them.", "home_jobs")
+    page_link("pages/train.py", "Follow, stop or resume them on the Train page",
+              ":material/model_training:")
+with tabs[5]:
+    if runs.folders:
+        st.dataframe(runs.folders, hide_index=True, key="home_folders", width="stretch")
+    else:
+        st.info(f"No runs yet. Runs appear here once created under "
+                f"`{home_ui.runs_folder_label()}`.")
+    for message in runs.problems:
+        st.warning(message)

@@ -39,6 +39,9 @@ from kalm.ui.plots import (  # noqa: E402
     step_errors_figure,
     topview_figure,
 )
+from kalm.ui.navigation import ensure_app_navigation  # noqa: E402
+
+ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
 
 MODES = ("One goal", "Batch of goals")
 NO_PICK = "(type your own below)"

@@ -16,6 +16,9 @@ from pathlib import Path
 import streamlit as st
 
 from kalm import jobs
+from kalm.ui.navigation import ensure_app_navigation
+
+ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
 
 STATE_COLOURS = {"running": "blue", "done": "green", "failed": "red", "stopped": "orange"}
 MAX_JOBS_SHOWN = 20

@@ -28,6 +28,9 @@ from kalm.ui.report import (  # noqa: E402
     load_imagined_set,
     worst_rollouts,
 )
+from kalm.ui.navigation import ensure_app_navigation  # noqa: E402
+
+ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
 
 OTHER = "Other folder…"
 TABLE_COLUMNS = ["index", "category", "text", "steps", "goal_met", "realistic_transitions",

@@ -3,13 +3,17 @@
 The browser is Debian's ``/usr/bin/chromium`` (never downloaded), driven over the Chrome DevTools
 Protocol with the ``websockets`` package. For each page the test waits until the app has finished
 rendering, checks the DOM holds no exception box and holds the page's main elements, and saves a
-screenshot (into ``$KALM_E2E_SCREENSHOTS`` when set, else the test's tmp folder). On Compare it
-evaluates expert vs random and renders their side-by-side video through the UI.
+screenshot (into ``$KALM_E2E_SCREENSHOTS`` when set, else the test's tmp folder). Every page must
+run inside ``app.py``'s navigation (its sidebar entries, the wide layout), also when its URL is
+the first request a fresh server gets (``kalm.ui.navigation``). On Compare it evaluates expert vs
+random and renders their side-by-side video through the UI; on Home the one-click demo imagines
+a rollout with the shipped grounded model.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -27,6 +31,13 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("KALM_CHROMIUM", "/usr/bin/chromium")
 PAGES = [("home", "/"), ("data", "/data"), ("imagine", "/imagine"), ("validity", "/validity"),
          ("train", "/train"), ("compare", "/compare")]
+# The sidebar entries app.py declares, and each page's own title (its h1).
+NAV = ["Home", "Data", "Imagine", "Validity", "Train", "Compare"]
+TITLES = {"home": "KALM", "data": "Data", "imagine": "Imagine", "validity": "Validity",
+          "train": "Train", "compare": "Compare"}
+# The main column at WIDTH px with the sidebar open: about 1100 px in the app's wide layout,
+# 736 px in Streamlit's default centred one (a page run without app.py).
+WIDE_MIN_PX = 950
 WIDTH, HEIGHT = 1400, 1800
 
 pytestmark = pytest.mark.slow
@@ -106,16 +117,14 @@ def fake_finished_job(runs: Path) -> None:
                                  f"grounded model in {run / 'model'}\n")
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The app served by `streamlit run` on a free port, with an empty-ish runs folder."""
-    runs = tmp_path_factory.mktemp("runs")
-    fake_finished_job(runs)
+@contextlib.contextmanager
+def serve(runs: Path, log_path: Path):
+    """The app served by `streamlit run` on a free port, reading ``runs`` as its runs folder."""
     port = free_port()
     env = {**os.environ, "KALM_RUNS_DIR": str(runs), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
-    log = open(runs.parent / "streamlit.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port),
@@ -125,7 +134,7 @@ def app(tmp_path_factory):
     try:
         wait_until(lambda: proc.poll() is None and urllib.request.urlopen(
             base + "/_stcore/health", timeout=2).read() == b"ok", 90, "the Streamlit server")
-        yield base, runs
+        yield base
     finally:
         proc.terminate()
         try:
@@ -133,6 +142,25 @@ def app(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app served on a free port, with an empty-ish runs folder (one finished job)."""
+    runs = tmp_path_factory.mktemp("runs")
+    fake_finished_job(runs)
+    with serve(runs, runs.parent / "streamlit.log") as base:
+        yield base, runs
+
+
+@pytest.fixture
+def fresh_app(tmp_path):
+    """A server of its own whose first request is the test's: Streamlit decides how to run pages
+    on a server's first session, so a direct link must be the first thing it sees."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with serve(runs, tmp_path / "streamlit.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +271,28 @@ def type_into(cdp: CDP, aria_label: str, text: str) -> None:
                  windowsVirtualKeyCode=13, nativeVirtualKeyCode=13)
 
 
+def nav_titles(cdp: CDP) -> list[str]:
+    """The sidebar's page entries as shown (the label, without the icon's ligature text)."""
+    return cdp.js("""Array.from(document.querySelectorAll('[data-testid="stSidebarNavLink"]'))
+        .map(a => a.innerText.trim().split('\\n').filter(s => s.trim()).pop())""")
+
+
+def main_title(cdp: CDP) -> str:
+    return cdp.js("document.querySelector('[data-testid=\"stMain\"] h1').innerText")
+
+
+def main_width(cdp: CDP) -> float:
+    return cdp.js("document.querySelector('[data-testid=\"stMainBlockContainer\"]')"
+                  ".getBoundingClientRect().width")
+
+
+def assert_inside_app(cdp: CDP, name: str) -> None:
+    """The page runs inside app.py's navigation: its sidebar, its title, the wide layout."""
+    assert nav_titles(cdp) == NAV, (name, nav_titles(cdp))
+    assert main_title(cdp).startswith(TITLES[name]), (name, main_title(cdp))
+    assert main_width(cdp) >= WIDE_MIN_PX, (name, main_width(cdp))
+
+
 def open_page(cdp: CDP, url: str) -> None:
     cdp.send("Page.navigate", url=url)
     wait_until(lambda: cdp.js("document.readyState") == "complete", 60, f"{url} to load")
@@ -254,10 +304,18 @@ def test_every_page_renders_without_errors(app, browser, shots):
     for name, path in PAGES:
         open_page(browser, base + path)
         assert exceptions(browser) == [], f"{name}: {exceptions(browser)}"
-        title = browser.js("document.querySelector('[data-testid=\"stMain\"] h1').innerText")
+        title = main_title(browser)
         assert title, name
+        assert_inside_app(browser, name)
         if name == "home":
             assert "KALM" in title
+            text = browser.js("document.body.innerText")
+            assert "Local runs" in text and "Grounded models" in text
+            metrics = browser.js("""Array.from(document.querySelectorAll(
+                '[data-testid="stMetric"]')).map(m => m.innerText.split('\\n').filter(s => s))""")
+            assert [m[0] for m in metrics] == ["Datasets", "Grounded models", "Imagined sets",
+                                               "Trained policies", "Jobs"], metrics
+            assert metrics[-1][1] == "1", metrics  # the fake finished job
         if name == "train":
             assert title.startswith("Train")
             assert count(browser, '[data-testid="stForm"]') >= 2
@@ -293,3 +351,42 @@ def test_compare_evaluates_and_shows_chart_and_video(app, browser, shots):
     screenshot(browser, shots / "compare-results.png")
     print(f"screenshot: {shots / 'compare-results.png'}")
     assert list((runs / "compare-cache" / "videos").glob("*.mp4"))
+
+
+def test_direct_links_open_inside_the_app_navigation(fresh_app, browser, shots):
+    """Each page URL opened in a fresh tab, a page (not /) first on a fresh server: every one runs
+    inside app.py's navigation (its sidebar entries, the wide layout), not as a bare pages/ file."""
+    base = fresh_app
+    for name, path in [p for p in PAGES if p[0] != "home"] + [("home", "/")]:
+        open_page(browser, base + path)
+        assert exceptions(browser) == [], f"{name}: {exceptions(browser)}"
+        assert_inside_app(browser, name)
+        shot = shots / f"direct-{path.strip('/') or 'root'}.png"
+        screenshot(browser, shot)
+        print(f"screenshot: {shot}")
+
+
+def test_home_demo_imagines_with_the_shipped_model(app, browser, shots):
+    """One click on Home: the shipped grounded model imagines the demo goal; the side-by-side
+    video and the validity table appear (the first click also loads the model)."""
+    if not (REPO / "assets" / "grounded" / "clevr" / "grounded.json").is_file():
+        pytest.skip("no shipped grounded model in assets/grounded/clevr")
+    base, runs = app
+    open_page(browser, base + "/")
+    assert browser.js("""(() => {
+      const b = document.querySelector('.st-key-home_demo_go button');
+      if (!b || b.disabled) return false;
+      b.scrollIntoView(); b.click(); return true;
+    })()"""), "no enabled demo button"
+    t0 = time.time()
+    wait_until(lambda: count(browser, '[data-testid="stMain"] video') >= 1, 300,
+               "the demo's video")
+    took = time.time() - t0
+    wait_rendered(browser)
+    assert exceptions(browser) == []
+    text = browser.js("document.body.innerText")
+    assert "Goal met (match)" in text and "Replay success" in text
+    assert "The LM explains its rollout" in text
+    assert browser.js("document.querySelector('[data-testid=\"stMain\"] video').src")
+    screenshot(browser, shots / "home-demo.png")
+    print(f"demo video {took:.1f} s after the click; screenshot: {shots / 'home-demo.png'}")
