@@ -6,6 +6,8 @@ Commands:
   ground    ground a causal LM on a dataset's (goal text, rollout) pairs
   imagine   a grounded LM's rollouts for goal texts, with their validity checks
   train     offline RL of a goal-conditioned policy on real (and imagined) rollouts
+  reproduce the whole pipeline (collect, ground, imagine, oracle, train, evaluate) and a results
+            table beside the paper's figures
 """
 
 from __future__ import annotations
@@ -200,6 +202,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import shlex
+
+    from kalm.reproduce import STAGES, make_config, reproduce
+
+    def int_list(text: str | None, flag: str) -> list[int] | None:
+        if text is None:
+            return None
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise CLIError(f"{flag} takes comma-separated integers; got {text!r}") from None
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    bad = [s for s in stages or [] if s not in STAGES]
+    if bad:
+        raise CLIError(f"unknown stage {bad[0]!r}; stages: {', '.join(STAGES)}")
+    if args.grounded and not Path(args.grounded).exists():
+        raise CLIError(f"--grounded {args.grounded} not found; pass a grounded model folder "
+                       "(a `ground` run or assets/grounded/clevr)")
+    cfg = make_config(
+        args.preset, seeds=int_list(args.seeds, "--seeds"), grounded=args.grounded, lm=args.lm,
+        algo=args.algo, steps=args.steps, episodes=args.episodes_per_category,
+        llm_episodes=args.llm_episodes, filter=args.filter, embedder=args.embedder,
+        real_episodes=args.real_episodes,
+        ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
+        train_args=shlex.split(args.train_args) if args.train_args is not None else None)
+    res = reproduce(cfg, args.out, stages=stages)
+    if res:
+        print(f"results in {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def _add_config_options(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
     """One --flag per dataclass field (help from the field's docstring-comment in the source)."""
     import ast
@@ -317,6 +352,43 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(tr, TrainConfig, skip={"real"})
     tr.set_defaults(func=cmd_train)
+
+    from kalm.reproduce import PRESETS as REPRO_PRESETS
+    from kalm.reproduce import STAGES
+
+    rp = sub.add_parser("reproduce", help="run the whole pipeline and tabulate every method per "
+                                          "category beside the paper's figures")
+    rp.add_argument("--preset", choices=sorted(REPRO_PRESETS), default="cpu",
+                    help="sizes: cpu (the 2-core machine; hours) or tiny (a minute; needs "
+                         "--grounded or --lm)")
+    rp.add_argument("--out", default="runs/reproduce", help="folder of the whole run (rerun the "
+                                                            "same command to resume)")
+    rp.add_argument("--seeds", default=None, help="training seeds, comma-separated (cpu: 0,1,2)")
+    rp.add_argument("--grounded", default=None,
+                    help="use this grounded model (e.g. assets/grounded/clevr) instead of the "
+                         "ground stage")
+    rp.add_argument("--lm", default=None, help="base LM of the ground stage (packaged name or a "
+                                               "local HF folder)")
+    rp.add_argument("--stages", default=None,
+                    help=f"run only these stages, comma-separated: {','.join(STAGES)}")
+    rp.add_argument("--algo", default=None, help="offline RL algorithm of every method "
+                                                 "(default DiscreteBC)")
+    rp.add_argument("--steps", type=int, default=None, help="gradient steps per policy")
+    rp.add_argument("--episodes-per-category", type=int, default=None,
+                    help="evaluation episodes per category (cpu: 50)")
+    rp.add_argument("--llm-episodes", type=int, default=None,
+                    help="episodes per category of the LLM-as-policy baseline (cpu: 20; 0 skips it)")
+    rp.add_argument("--filter", default=None,
+                    help="imagined-rollout filter of kalm_filtered (cpu: match,realistic)")
+    rp.add_argument("--embedder", default=None, help="goal embedder of the policies (cpu: minilm)")
+    rp.add_argument("--real-episodes", type=int, default=None,
+                    help="real episodes to collect (cpu: 4000)")
+    rp.add_argument("--ground-args", default=None,
+                    help="extra `ground` options in one string, e.g. \"--steps 400 --init-from "
+                         "assets/grounded/clevr\"")
+    rp.add_argument("--train-args", default=None,
+                    help="extra `train` options for every policy, in one string")
+    rp.set_defaults(func=cmd_reproduce)
     return p
 
 

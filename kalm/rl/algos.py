@@ -41,7 +41,7 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
                          f"actions but this data has {kind} ones; use one of {', '.join(options)}")
     enc = GoalEncoderFactory(state_dim=OBS_DIM, state_units=cfg.state_units,
                              goal_units=cfg.goal_units, hidden_units=list(cfg.hidden_units),
-                             fusion=cfg.fusion)
+                             fusion=cfg.fusion, state_features=cfg.state_features)
     common: dict[str, Any] = {"batch_size": cfg.batch_size, "gamma": cfg.gamma}
     A = d3rlpy.algos
     name = cfg.algo

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TrainConfig", "ALGOS", "AlgoInfo", "canonical_algo", "FILTERS", "parse_filter",
-           "RESUMABLE_FIELDS"]
+           "RESUMABLE_FIELDS", "LEGACY_DEFAULTS"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,10 @@ def parse_filter(spec: str) -> list[str]:
 # Options that may change when a run is resumed (everything else must match config.json).
 RESUMABLE_FIELDS = {"steps", "max_minutes", "eval_episodes"}
 
+# Options added after configs were first saved, with the value that reproduces what a config
+# written before them meant (a policy.json or config.json lacking the key gets this value).
+LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw"}
+
 
 @dataclass
 class TrainConfig:
@@ -124,6 +128,8 @@ class TrainConfig:
     """Width of the goal-embedding projection."""
     fusion: str = "concat"
     """How state and goal features meet: concat or film."""
+    state_features: str = "pairwise"
+    """State branch input: raw (the 10 ball coordinates) or pairwise (plus every ball pair's dx, dy and distance)."""
     seed: int = 0
     """Seed of initialisation and batch sampling."""
     eval_episodes: int = 0
@@ -136,7 +142,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         from kalm.goals.suites import SUITES
         from kalm.rl.embed import check_embedder_name
-        from kalm.rl.encoder import FUSIONS
+        from kalm.rl.encoder import FUSIONS, STATE_FEATURES
 
         self.algo = canonical_algo(self.algo)
         self.imagined = [str(p) for p in self.imagined]
@@ -153,6 +159,9 @@ class TrainConfig:
         parse_filter(self.filter)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
+        if self.state_features not in STATE_FEATURES:
+            raise ValueError(f"state_features must be one of {', '.join(STATE_FEATURES)}; got "
+                             f"{self.state_features!r}")
         for name in ("steps", "steps_per_epoch", "batch_size", "target_update_interval",
                      "state_units", "goal_units"):
             if getattr(self, name) < 1:
@@ -181,7 +190,7 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d).validate()
+        return cls(**{**LEGACY_DEFAULTS, **d}).validate()
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from kalm.data.episodes import N_ACTIONS, OBS_DIM
-from kalm.rl.config import RESUMABLE_FIELDS, TrainConfig, parse_filter
+from kalm.rl.config import LEGACY_DEFAULTS, RESUMABLE_FIELDS, TrainConfig, parse_filter
 from kalm.runs import RunDir, read_status, write_json_atomic
 
 __all__ = ["train_policy", "prepare_data", "TrainData"]
@@ -106,7 +106,7 @@ def prepare_data(cfg: TrainConfig, embedder=None,
 
 
 def _check_resume(run: RunDir, cfg: TrainConfig) -> None:
-    old_raw = json.loads((run.path / "config.json").read_text())
+    old_raw = {**LEGACY_DEFAULTS, **json.loads((run.path / "config.json").read_text())}
     new = cfg.to_dict()
     diff = [k for k in new if k not in RESUMABLE_FIELDS and old_raw.get(k) != new[k]]
     if diff:

@@ -1,0 +1,881 @@
+"""Reproduce KALM's comparison end to end: ``python -m kalm reproduce --preset cpu``.
+
+One command runs the whole pipeline into one folder ``OUT`` and writes a results table that sets
+every method's success per goal category beside the paper's figures:
+
+=========  =======================================================================================
+stage      what it runs (the project's own commands, in-process) and what it writes
+=========  =======================================================================================
+collect    ``collect`` relation goals, direct expert, noise 0.05 -> ``OUT/data/real.npz``
+ground     ``ground --data OUT/data/real.npz --preset P`` -> ``OUT/ground/`` (skipped with
+           ``--grounded DIR``: that model is used and recorded as reused)
+imagine    ``imagine`` per novel suite (rephrase, easy, hard) with the grounded model, on the
+           evaluation's goal items (``OUT/goals/SUITE.jsonl``: the suite drawn with the evaluation
+           seed) from initial states of another seed (``imagine_seed``) -> ``OUT/imagine/SUITE/``
+oracle     ``collect --suite SUITE`` expert episodes of the same goals -> ``OUT/oracle/SUITE.npz``
+train      ``train`` per method and seed -> ``OUT/train/METHOD-sSEED/``:
+           ``kalm`` real + imagined (ratio 0.5, filter none: KALM's setting),
+           ``kalm_filtered`` the same keeping only imagined rollouts that pass ``filter``,
+           ``real_only`` real data alone (the paper's baseline),
+           ``oracle`` real + the oracle episodes (same ratio: an upper reference)
+evaluate   every trained policy, ``random`` (floor) and ``llm:GROUNDED`` (the grounded LM as a
+           policy, once, on ``llm_episodes`` per category: it is slow) on train, rephrase, easy,
+           hard with the same seed -> ``OUT/eval/POLICY.json``
+results    ``OUT/results.json`` and ``OUT/results.md``
+=========  =======================================================================================
+
+Rerunning the same command reuses what is done: ``OUT/stages.json`` records each stage's state,
+its settings, its wall time (summed over sittings) and its units (one collect, one imagine per
+suite, one train per method and seed, one evaluation per policy). A finished unit is skipped; an
+unfinished one reruns its command, which resumes from its own saved work (collect parts, grounding
+and training checkpoints, imagine parts). Raising ``--seeds`` adds units; changing a setting of a
+finished stage is refused (use another ``--out``), except for the evaluation, which is redone.
+``--stages`` runs a subset (the stages it needs must be done already).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kalm.runs import write_json_atomic
+
+__all__ = ["PRESETS", "STAGES", "METHODS", "NOVEL", "CATEGORIES", "PAPER", "ReproduceConfig",
+           "ReproduceError", "reproduce", "make_config"]
+
+STAGES = ("collect", "ground", "imagine", "oracle", "train", "evaluate", "results")
+METHODS = ("kalm", "kalm_filtered", "real_only", "oracle")
+NOVEL = ("rephrase", "easy", "hard")
+CATEGORIES = ("train", *NOVEL)
+
+# The published figures (../shared/spec/clevr_robot.md): success over the novel goals, match rates
+# of the generated rollouts, and ImagineBench's hard-task figures.
+PAPER: dict[str, Any] = {
+    "novel_mean": {
+        "bc": {"kalm": 46.0, "real_only": 26.0,
+               "note": "KALM (Llama-2-7B, 100k pairs) 46% over 1,400 novel goals vs 26% for the "
+                       "best baseline on real data alone"},
+        "cql": {"kalm": 27.1, "real_only": 15.5, "note": "with CQL: 27.1% vs 15.5%"},
+    },
+    "match_rate": {"rephrase": 85.0, "easy": 36.0, "hard": 28.0},
+    "imaginebench_hard": {"kalm": 35.44, "oracle": 64.37,
+                          "note": "ImagineBench (the authors' follow-up): offline RL on imaginary "
+                                  "rollouts 35.44% on hard tasks vs 64.37% on real rollouts of "
+                                  "those tasks"},
+}
+
+
+class ReproduceError(ValueError):
+    """The pipeline cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class ReproduceConfig:
+    """Settings of one reproduction (a preset plus command-line overrides); saved in OUT."""
+
+    preset: str = "cpu"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Training seeds (one policy per method and seed)."""
+    # --- real data
+    real_episodes: int = 4000
+    real_seed: int = 1
+    real_noise: float = 0.05
+    expert: str = "direct"
+    # --- grounding
+    grounded: str = ""
+    """A grounded model folder to use instead of grounding one (the ground stage is skipped)."""
+    lm: str = ""
+    """Base LM of the ground stage (packaged name or local HF folder); '' = the preset's."""
+    ground_preset: str = "cpu"
+    ground_args: list[str] = field(default_factory=list)
+    """Extra `ground` options, e.g. ['--steps', '400', '--init-from', 'assets/grounded/clevr']."""
+    # --- imagination
+    imagine_seed: int = 1000
+    """Seed of the imagined rollouts' initial states (differs from eval_seed)."""
+    imagine_goals: dict[str, int] = field(default_factory=lambda: {"rephrase": 400, "easy": 100,
+                                                                   "hard": 110})
+    """Goal items imagined per novel suite (spread over the suite; 0 or more than it has = all)."""
+    imagine_per_goal: dict[str, int] = field(default_factory=lambda: {"rephrase": 1, "easy": 20,
+                                                                      "hard": 1})
+    imagine_batch: int = 32
+    imagine_max_steps: int = 0
+    """Cap on imagined rollout length (0 = the goal's horizon, 50)."""
+    explain: bool = False
+    """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
+    # --- oracle data
+    oracle_episodes: dict[str, int] = field(default_factory=lambda: {"rephrase": 400, "easy": 2000,
+                                                                     "hard": 100})
+    # --- offline RL
+    algo: str = "discrete_bc"
+    steps: int = 10000
+    steps_per_epoch: int = 1000
+    embedder: str = "minilm"
+    imagined_ratio: float = 0.5
+    filter: str = "match,realistic"
+    """Filter of kalm_filtered (kalm itself keeps every rollout, as the paper)."""
+    train_args: list[str] = field(default_factory=list)
+    """Extra `train` options for every method (e.g. ['--batch-size', '128'])."""
+    # --- evaluation
+    eval_seed: int = 0
+    episodes: int = 50
+    """Evaluation episodes per category for every policy."""
+    llm_episodes: int = 20
+    """Episodes per category for the LLM-as-policy baseline (0 = skip it)."""
+    random_baseline: bool = True
+
+    def validate(self) -> "ReproduceConfig":
+        from kalm.rl.config import canonical_algo, parse_filter
+
+        if not self.seeds:
+            raise ReproduceError("--seeds needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ReproduceError("--seeds must be distinct non-negative integers; "
+                                 f"got {self.seeds}")
+        for name in ("real_episodes", "steps", "steps_per_epoch", "episodes", "imagine_batch"):
+            if getattr(self, name) < 1:
+                raise ReproduceError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.llm_episodes < 0 or self.imagine_max_steps < 0:
+            raise ReproduceError("llm_episodes and imagine_max_steps must be 0 or more")
+        if self.imagine_seed == self.eval_seed:
+            raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
+                                 "must not be the evaluation's)")
+        for d in (self.imagine_goals, self.imagine_per_goal, self.oracle_episodes):
+            if set(d) != set(NOVEL) or min(d.values()) < 0:
+                raise ReproduceError(f"per-suite sizes need rephrase, easy, hard >= 0; got {d}")
+        if min(self.imagine_per_goal.values()) < 1 or min(self.oracle_episodes.values()) < 1:
+            raise ReproduceError("imagine_per_goal and oracle_episodes must be at least 1 "
+                                 "per suite")
+        try:
+            self.algo = canonical_algo(self.algo)
+            if not parse_filter(self.filter):
+                raise ReproduceError("--filter must name at least one check for kalm_filtered "
+                                     "(kalm already keeps every rollout)")
+        except ValueError as e:
+            raise ReproduceError(str(e)) from None
+        if "cycle" in self.filter.split(",") and not self.explain:
+            self.explain = True  # the cycle check needs the LM's explanations
+        if self.grounded and not Path(self.grounded).exists():
+            raise ReproduceError(f"--grounded {self.grounded} not found; pass a grounded model "
+                                 "folder (a `ground` run or assets/grounded/clevr)")
+        return self
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The 2-core CPU machine (measured with the shipped grounded model while another job held
+    # one core): collect ~7 min, grounding ~1 h (skipped with --grounded), imagination 21 min,
+    # oracle data 8 min, ~2.2 min per policy (12 policies: ~27 min), evaluation ~20 s per policy
+    # plus the LLM policy (~0.4 s a step: ~15-20 min for 20 episodes per category).
+    "cpu": {},
+    # Seconds to a minute: tiny sizes, for tests and smoke runs. It needs a grounded model
+    # (--grounded) or a small base LM for the ground stage (--lm DIR, e.g. a tiny test model).
+    "tiny": {
+        "seeds": [0], "real_episodes": 24, "ground_preset": "tiny",
+        "ground_args": ["--steps", "4", "--eval-every", "2", "--save-every", "2"],
+        "imagine_goals": {"rephrase": 2, "easy": 2, "hard": 1},
+        "imagine_per_goal": {"rephrase": 1, "easy": 2, "hard": 1},
+        "imagine_batch": 4, "imagine_max_steps": 3,
+        "oracle_episodes": {"rephrase": 3, "easy": 3, "hard": 1},
+        "steps": 40, "steps_per_epoch": 20, "embedder": "hash:64", "filter": "finite",
+        "train_args": ["--batch-size", "32"],
+        "episodes": 2, "llm_episodes": 1,
+    },
+}
+
+
+def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
+    """The config of ``preset`` with ``overrides`` (None values are ignored), validated."""
+    if preset not in PRESETS:
+        raise ReproduceError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    values = {"preset": preset, **copy.deepcopy(PRESETS[preset])}
+    names = {f.name for f in fields(ReproduceConfig)}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k not in names:
+            raise ReproduceError(f"unknown setting {k!r}")
+        values[k] = v
+    cfg = ReproduceConfig(**values).validate()
+    if preset == "tiny" and not (cfg.grounded or cfg.lm):
+        raise ReproduceError("--preset tiny needs --grounded DIR (a grounded model) or --lm DIR "
+                             "(a small local base LM to ground): the packaged LMs take an hour")
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage bookkeeping
+# ------------------------------------------------------------------------------------------------
+
+
+class _Book:
+    """``OUT/stages.json``: per stage its state, settings, wall time and units."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "stages.json"
+        self.data: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except ValueError:
+                raise ReproduceError(f"{self.path} is unreadable; remove it (the stages' own "
+                                     "outputs are reused: rerunning resumes them)") from None
+        self.data.setdefault("stages", {})
+
+    def save(self) -> None:
+        write_json_atomic(self.path, self.data)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return self.data["stages"].setdefault(name, {"state": "pending", "wall_s": 0.0,
+                                                     "units": {}})
+
+    def check_settings(self, name: str, settings: dict, redo_on_change: bool = False) -> None:
+        st = self.stage(name)
+        old = st.get("settings")
+        if old is not None and old != settings:
+            changed = [k for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+            if not redo_on_change:
+                what = "; ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
+                raise ReproduceError(
+                    f"the {name} stage in {self.path.parent} was made with other settings "
+                    f"({what}); rerun with the same options, or use another --out")
+            st.update({"state": "pending", "units": {}, "wall_s": 0.0})
+        st["settings"] = settings
+        self.save()
+
+
+@contextlib.contextmanager
+def _logged(log: Path):
+    """Send stdout and stderr of a unit's command to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        yield
+
+
+def _run_cli(argv: list[str], log: Path) -> None:
+    """Run ``python -m kalm ARGV`` in this process (its errors raise); output goes to ``log``."""
+    from kalm.cli import CLIError, build_parser
+    from kalm.data.collect import CollectError
+
+    args = build_parser().parse_args(argv)
+    with _logged(log):
+        print(f"$ python -m kalm {shlex.join(argv)}", flush=True)
+        try:
+            args.func(args)
+        except (CLIError, CollectError) as e:
+            raise ReproduceError(f"`python -m kalm {shlex.join(argv)}` failed: {e} "
+                                 f"(log: {log})") from None
+
+
+def _dataset_made_with(path: Path, config: dict) -> bool:
+    """Whether the dataset at ``path`` was collected with ``config``'s episode settings."""
+    from kalm.data.episodes import load_dataset
+
+    try:
+        meta = load_dataset(path).meta.get("config", {})
+    except Exception:
+        return False
+    return all(meta.get(k) == v for k, v in config.items())
+
+
+def _spread(items: list, n: int) -> list:
+    """``n`` items spread evenly over ``items`` (all of them when n is 0 or too big)."""
+    if n <= 0 or n >= len(items):
+        return list(items)
+    idx = np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))
+    return [items[i] for i in idx]
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline
+# ------------------------------------------------------------------------------------------------
+
+
+class _Pipeline:
+    def __init__(self, cfg: ReproduceConfig, out: Path, say: Callable[[str], None]) -> None:
+        self.cfg, self.out, self.say = cfg, out, say
+        self.book = _Book(out)
+        self.real = out / "data" / "real.npz"
+        self.logs = out / "logs"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def model_dir(self) -> str:
+        if self.cfg.grounded:
+            return self.cfg.grounded
+        return str(self.out / "ground")
+
+    def require(self, *names: str) -> None:
+        for n in names:
+            if self.book.stage(n).get("state") != "done":
+                raise ReproduceError(f"the {n} stage has not finished in {self.out}; run it first "
+                                     f"(--stages {n}, or no --stages)")
+
+    def unit(self, stage: str, key: str, work: Callable[[], dict | None]) -> None:
+        """Run one unit of ``stage`` unless done; record its state and wall time."""
+        st = self.book.stage(stage)
+        u = st["units"].setdefault(key, {"state": "pending", "wall_s": 0.0})
+        if u["state"] == "done":
+            self.say(f"[{stage}] {key}: done before ({u['wall_s']:.0f} s), reused")
+            return
+        self.say(f"[{stage}] {key}: running")
+        u["state"] = "running"
+        st["state"], st["reused"] = "running", False
+        self.book.save()
+        t0 = time.time()
+        try:
+            extra = work() or {}
+        except BaseException as e:
+            u["wall_s"] = round(u["wall_s"] + time.time() - t0, 1)
+            st["wall_s"] = round(st["wall_s"] + time.time() - t0, 1)
+            u["state"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            u["error"] = f"{type(e).__name__}: {e}"
+            st["state"] = u["state"]
+            self.book.save()
+            raise
+        dt = time.time() - t0
+        u.update({"state": "done", "wall_s": round(u["wall_s"] + dt, 1), **extra})
+        u.pop("error", None)
+        st["wall_s"] = round(st["wall_s"] + dt, 1)
+        self.book.save()
+        self.say(f"[{stage}] {key}: {extra.get('outcome', 'done')} in {dt:.0f} s")
+
+    def finish(self, stage: str, **extra: Any) -> None:
+        st = self.book.stage(stage)
+        st.update({"state": "done", **extra})
+        st["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.book.save()
+
+    def begin(self, stage: str, settings: dict, redo_on_change: bool = False) -> bool:
+        """Check ``settings`` against the record; True when the whole stage is to be reused."""
+        self.book.check_settings(stage, settings, redo_on_change)
+        st = self.book.stage(stage)
+        st["reused"] = st.get("state") == "done"
+        self.book.save()
+        return st["reused"]
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def collect(self) -> None:
+        c = self.cfg
+        settings = {"episodes": c.real_episodes, "seed": c.real_seed, "noise": c.real_noise,
+                    "expert": c.expert}
+        reuse = self.begin("collect", settings) and self.real.exists()
+
+        def work() -> dict:
+            meta = {"seed": c.real_seed, "suite": None, "noise": float(c.real_noise),
+                    "expert": c.expert, "episodes": c.real_episodes}
+            if self.real.exists() and _dataset_made_with(self.real, meta):
+                return {"outcome": "found"}
+            _run_cli(["collect", "--episodes", str(c.real_episodes), "--seed", str(c.real_seed),
+                      "--expert", c.expert, "--noise", str(c.real_noise), "--out", str(self.real),
+                      "--quiet"], self.logs / "collect.log")
+            return {}
+
+        if not reuse:
+            self.unit("collect", "real", work)
+        self.finish("collect", outputs=[str(self.real)])
+
+    def ground(self) -> None:
+        c = self.cfg
+        if c.grounded:
+            settings = {"grounded": str(c.grounded)}
+        else:
+            settings = {"preset": c.ground_preset, "lm": c.lm, "args": list(c.ground_args),
+                        "data": self.book.stage("collect").get("settings")}
+        reuse = self.begin("ground", settings)
+        if c.grounded:
+            st = self.book.stage("ground")
+            st["units"] = {"grounded": {"state": "reused", "wall_s": 0.0, "model": c.grounded}}
+            self.finish("ground", outputs=[c.grounded], reused=True,
+                        note=f"--grounded {c.grounded}: not grounded here")
+            self.say(f"[ground] using the grounded model {c.grounded}")
+            return
+        self.require("collect")
+
+        def work() -> None:
+            argv = ["ground", "--data", str(self.real), "--out", str(self.out / "ground"),
+                    "--preset", c.ground_preset, "--quiet"]
+            if c.lm:
+                argv += ["--model", c.lm]
+            _run_cli(argv + list(c.ground_args), self.logs / "ground.log")
+
+        if not reuse:
+            self.unit("ground", "model", work)
+        self.finish("ground", outputs=[str(self.out / "ground" / "model")])
+
+    def goals_file(self, suite: str) -> Path:
+        """The evaluation's goal items of ``suite`` (spread subset for imagination)."""
+        from kalm.goals.suites import suite_items, write_goals_file
+
+        path = self.out / "goals" / f"{suite}.jsonl"
+        items = _spread(suite_items(suite, self.cfg.eval_seed), self.cfg.imagine_goals[suite])
+        write_goals_file(path, items)
+        return path
+
+    def imagine(self) -> None:
+        c = self.cfg
+        settings = {"model": self.model_dir(), "seed": c.imagine_seed, "goals_seed": c.eval_seed,
+                    "goals": c.imagine_goals, "per_goal": c.imagine_per_goal,
+                    "batch": c.imagine_batch, "max_steps": c.imagine_max_steps,
+                    "explain": c.explain, "ground": self.book.stage("ground").get("settings")}
+        self.begin("imagine", settings)
+        self.require("ground")
+        for suite in NOVEL:
+            def work(suite=suite) -> dict:
+                out = self.out / "imagine" / suite
+                argv = ["imagine", "--model", self.model_dir(), "--goals",
+                        str(self.goals_file(suite)), "--per-goal", str(c.imagine_per_goal[suite]),
+                        "--seed", str(c.imagine_seed), "--out", str(out),
+                        "--batch-size", str(c.imagine_batch), "--quiet"]
+                if c.imagine_max_steps:
+                    argv += ["--max-steps", str(c.imagine_max_steps)]
+                if not c.explain:
+                    argv.append("--no-explain")
+                _run_cli(argv, self.logs / f"imagine-{suite}.log")
+                summary = json.loads((out / "summary.json").read_text())
+                return {"rollouts": summary["overall"]["rollouts"]}
+
+            self.unit("imagine", suite, work)
+        self.finish("imagine", outputs=[str(self.out / "imagine" / s) for s in NOVEL])
+
+    def oracle(self) -> None:
+        c = self.cfg
+        settings = {"episodes": c.oracle_episodes, "seed": c.eval_seed, "noise": c.real_noise,
+                    "expert": c.expert}
+        self.begin("oracle", settings)
+        for suite in NOVEL:
+            path = self.out / "oracle" / f"{suite}.npz"
+
+            def work(suite=suite, path=path) -> dict:
+                n = c.oracle_episodes[suite]
+                meta = {"seed": c.eval_seed, "suite": suite, "noise": float(c.real_noise),
+                        "expert": c.expert, "episodes": n}
+                if path.exists() and _dataset_made_with(path, meta):
+                    return {"outcome": "found"}
+                # The suite drawn with the evaluation seed: the goals evaluated (and imagined);
+                # collect derives its reset seeds from another stream than the evaluation's.
+                _run_cli(["collect", "--suite", suite, "--episodes", str(n),
+                          "--seed", str(c.eval_seed), "--expert", c.expert,
+                          "--noise", str(c.real_noise), "--out", str(path), "--quiet"],
+                         self.logs / f"oracle-{suite}.log")
+                return {}
+
+            self.unit("oracle", suite, work)
+        self.finish("oracle", outputs=[str(self.out / "oracle" / f"{s}.npz") for s in NOVEL])
+
+    def train_argv(self, method: str, seed: int) -> list[str]:
+        c = self.cfg
+        argv = ["train", "--algo", c.algo, "--real", str(self.real),
+                "--out", str(self.out / "train" / f"{method}-s{seed}"), "--steps", str(c.steps),
+                "--steps-per-epoch", str(c.steps_per_epoch), "--seed", str(seed),
+                "--embedder", c.embedder, "--quiet"]
+        if method in ("kalm", "kalm_filtered"):
+            argv += ["--imagined", *[str(self.out / "imagine" / s) for s in NOVEL],
+                     "--imagined-ratio", str(c.imagined_ratio),
+                     "--filter", "none" if method == "kalm" else c.filter]
+        elif method == "oracle":
+            argv += ["--imagined", *[str(self.out / "oracle" / f"{s}.npz") for s in NOVEL],
+                     "--imagined-ratio", str(c.imagined_ratio), "--filter", "none"]
+        return argv + list(c.train_args)
+
+    def train(self) -> None:
+        c = self.cfg
+        settings = {"algo": c.algo, "steps": c.steps, "steps_per_epoch": c.steps_per_epoch,
+                    "embedder": c.embedder, "imagined_ratio": c.imagined_ratio,
+                    "filter": c.filter, "train_args": list(c.train_args),
+                    "upstream": {s: self.book.stage(s).get("settings")
+                                 for s in ("collect", "imagine", "oracle")}}
+        self.begin("train", settings)
+        self.require("collect", "imagine", "oracle")
+        for seed in c.seeds:
+            for method in METHODS:
+                def work(method=method, seed=seed) -> dict:
+                    log = self.logs / f"train-{method}-s{seed}.log"
+                    try:
+                        _run_cli(self.train_argv(method, seed), log)
+                    except ValueError as e:
+                        if method == "kalm_filtered" and "no imagined rollout is left" in str(e):
+                            # nothing passes the filter: no policy; the results say so
+                            return {"outcome": "skipped", "reason": str(e)}
+                        raise
+                    data = json.loads((self.out / "train" / f"{method}-s{seed}" / "data.json")
+                                      .read_text())
+                    return {"real_transitions": data["real"]["transitions"],
+                            "imagined_transitions": data["imagined_transitions"]}
+
+                self.unit("train", f"{method}-s{seed}", work)
+        self.finish("train", outputs=[str(self.out / "train")])
+
+    def policies(self) -> list[tuple[str, str, int]]:
+        """(policy id, policy spec, episodes per category) of every policy to evaluate."""
+        c = self.cfg
+        units = self.book.stage("train")["units"]
+        out = []
+        for method in METHODS:
+            for seed in c.seeds:
+                key = f"{method}-s{seed}"
+                u = units.get(key, {})
+                if u.get("state") == "done" and u.get("outcome") != "skipped":
+                    out.append((key, str(self.out / "train" / key), c.episodes))
+        if c.random_baseline:
+            out.append(("random", "random", c.episodes))
+        if c.llm_episodes:
+            out.append(("llm", f"llm:{self.model_dir()}", c.llm_episodes))
+        return out
+
+    def evaluate(self) -> None:
+        from kalm.evaluate import evaluate
+        from kalm.goals.suites import suite_items
+
+        c = self.cfg
+        settings = {"seed": c.eval_seed, "episodes": c.episodes, "llm_episodes": c.llm_episodes,
+                    "random": c.random_baseline}
+        # a rerun with new seeds or other episodes redoes only what changed (units are kept
+        # when their own settings match)
+        st = self.book.stage("evaluate")
+        was_done = st.get("state") == "done"
+        old = st.get("settings") or {}
+        keep = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes)
+        keep_llm = keep and old.get("llm_episodes") == c.llm_episodes
+        units = {k: v for k, v in st.get("units", {}).items()
+                 if (keep_llm if k == "llm" else keep)}
+        st["reused"] = was_done and old == settings and len(units) == len(st.get("units", {}))
+        st["units"] = units
+        st["settings"] = settings
+        st["state"] = "pending"
+        self.book.save()
+        self.require("train", "ground")
+        items = [it for s in CATEGORIES for it in suite_items(s, c.eval_seed)]
+        embedders: dict[str, Any] = {}
+        (self.out / "eval").mkdir(parents=True, exist_ok=True)
+        for pid, spec, n in self.policies():
+            def work(pid=pid, spec=spec, n=n) -> dict:
+                with _logged(self.logs / f"evaluate-{pid}.log"):
+                    policy = self.load_policy(spec, embedders)
+                    res = evaluate(policy, items, episodes=n, seed=c.eval_seed)
+                d = res.to_dict()
+                d["policy_id"], d["spec"] = pid, spec
+                write_json_atomic(self.out / "eval" / f"{pid}.json", d)
+                return {"success": {k: v["success_rate"] for k, v in res.categories.items()}}
+
+            self.unit("evaluate", pid, work)
+        self.finish("evaluate", outputs=[str(self.out / "eval")])
+
+    def load_policy(self, spec: str, embedders: dict[str, Any]):
+        from kalm.policy import make_policy
+
+        if spec.startswith(("llm:", "random", "expert")):
+            return make_policy(spec, seed=self.cfg.eval_seed)
+        from kalm.rl.embed import make_embedder
+        from kalm.rl.policy import TrainedPolicy, policy_dir
+
+        meta = json.loads((policy_dir(spec) / "policy.json").read_text())
+        name = meta["embedder"]
+        if name not in embedders:
+            embedders[name] = make_embedder(name)
+        return TrainedPolicy.load(spec, embedder=embedders[name])
+
+    def results(self) -> dict[str, Any]:
+        self.begin("results", {}, redo_on_change=True)
+        t0 = time.time()
+        self.book.stage("results")["state"] = "done"  # as the table will show it
+        res = build_results(self.out, self.cfg, self.book.data)
+        write_json_atomic(self.out / "results.json", res)
+        (self.out / "results.md").write_text(results_markdown(res))
+        st = self.book.stage("results")
+        st["units"] = {}
+        st["wall_s"] = round(time.time() - t0, 2)
+        self.finish("results", outputs=[str(self.out / "results.json"),
+                                        str(self.out / "results.md")])
+        return res
+
+
+# ------------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------------
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100.0 * x, 2)
+
+
+def _method_stats(evals: list[dict]) -> dict[str, Any]:
+    """Success per category over the seeds' evaluations of one method (rates in %)."""
+    cats: dict[str, Any] = {}
+    per_seed_novel = []
+    for cat in CATEGORIES:
+        rates = [e["categories"][cat]["success_rate"] for e in evals if cat in e["categories"]]
+        eps = [e["categories"][cat]["episodes"] for e in evals if cat in e["categories"]]
+        if not rates:
+            cats[cat] = None
+            continue
+        mean = float(np.mean(rates))
+        n_eps = int(sum(eps))
+        pooled = float(np.average(rates, weights=eps))
+        se_eps = math.sqrt(pooled * (1 - pooled) / n_eps) if n_eps > 1 else 0.0
+        se_seeds = float(np.std(rates, ddof=1) / math.sqrt(len(rates))) if len(rates) > 1 else None
+        se = se_seeds if se_seeds is not None else se_eps
+        cats[cat] = {"mean": _pct(mean), "stderr": _pct(se),
+                     "stderr_seeds": _pct(se_seeds), "stderr_episodes": _pct(se_eps),
+                     "per_seed": [_pct(r) for r in rates], "episodes": n_eps}
+    for e in evals:
+        if all(c in e["categories"] for c in NOVEL):
+            rates = [e["categories"][c]["success_rate"] for c in NOVEL]
+            per_seed_novel.append(float(np.mean(rates)))
+    novel = None
+    if per_seed_novel:
+        m = float(np.mean(per_seed_novel))
+        if len(per_seed_novel) > 1:
+            se = float(np.std(per_seed_novel, ddof=1) / math.sqrt(len(per_seed_novel)))
+            se_s = se
+        else:
+            se_s = None
+            se = math.sqrt(sum((cats[c]["stderr_episodes"] / 100) ** 2 for c in NOVEL)) / len(NOVEL)
+        novel = {"mean": _pct(m), "stderr": _pct(se), "stderr_seeds": _pct(se_s),
+                 "per_seed": [_pct(r) for r in per_seed_novel]}
+    return {"categories": cats, "novel_mean": novel, "seeds": len(evals)}
+
+
+def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]:
+    """Everything results.md shows, from OUT's evaluations, imagine summaries and stages.json."""
+    stages = book.get("stages", {})
+    ev_units = stages.get("evaluate", {}).get("units", {})
+    tr_units = stages.get("train", {}).get("units", {})
+
+    def load_eval(pid: str) -> dict | None:
+        p = out / "eval" / f"{pid}.json"
+        if ev_units.get(pid, {}).get("state") != "done" or not p.exists():
+            return None
+        return json.loads(p.read_text())
+
+    methods: dict[str, Any] = {}
+    for method in METHODS:
+        evals = [e for s in cfg.seeds if (e := load_eval(f"{method}-s{s}")) is not None]
+        skipped = [tr_units[f"{method}-s{s}"].get("reason") for s in cfg.seeds
+                   if tr_units.get(f"{method}-s{s}", {}).get("outcome") == "skipped"]
+        entry = _method_stats(evals) if evals else {"categories": {c: None for c in CATEGORIES},
+                                                    "novel_mean": None, "seeds": 0}
+        if skipped:
+            entry["skipped"] = skipped[0]
+        data = [tr_units[k] for k in (f"{method}-s{s}" for s in cfg.seeds)
+                if tr_units.get(k, {}).get("real_transitions") is not None]
+        if data:
+            entry["real_transitions"] = data[0].get("real_transitions")
+            entry["imagined_transitions"] = data[0].get("imagined_transitions")
+        methods[method] = entry
+    for pid in ("random", "llm"):
+        e = load_eval(pid)
+        if e is not None:
+            methods[pid] = _method_stats([e])
+            methods[pid]["spec"] = e.get("spec")
+
+    imagined: dict[str, Any] = {}
+    for suite in NOVEL:
+        p = out / "imagine" / suite / "summary.json"
+        if p.exists():
+            s = json.loads(p.read_text())
+            m = s["categories"].get(suite) or s["overall"]
+            imagined[suite] = {
+                "rollouts": m["rollouts"], "match_rate": _pct(m.get("match_rate")),
+                "realistic_rollout_rate": _pct(m.get("realistic_rollout_rate")),
+                "replay_success_rate": _pct(m.get("replay_success_rate")),
+                "out_of_workbench_rate": _pct(m.get("out_of_workbench_rate")),
+                "cycle_consistency": _pct(m.get("cycle_consistency")),
+                "mean_steps": m.get("mean_steps"),
+                "rollouts_per_s": s.get("generation", {}).get("rollouts_per_s"),
+                "paper_match_rate": PAPER["match_rate"][suite],
+            }
+    kept = _filter_counts(out, cfg)
+    for suite, k in kept.items():
+        if suite in imagined:
+            imagined[suite]["kept_by_filter"] = k
+
+    family = "cql" if "cql" in cfg.algo else "bc"
+    paper = {"novel_mean": PAPER["novel_mean"][family], "match_rate": PAPER["match_rate"],
+             "imaginebench_hard": PAPER["imaginebench_hard"]}
+    stage_rows = {}
+    for name in STAGES:
+        st = stages.get(name)
+        if st is None:
+            continue
+        stage_rows[name] = {"state": st.get("state"), "wall_s": st.get("wall_s"),
+                            "reused": bool(st.get("reused")), "note": st.get("note"),
+                            "units": {k: {"state": v.get("outcome") or v.get("state"),
+                                          "wall_s": v.get("wall_s")}
+                                      for k, v in st.get("units", {}).items()}}
+    return {
+        "preset": cfg.preset,
+        "config": asdict(cfg),
+        "categories": list(CATEGORIES),
+        "novel": list(NOVEL),
+        "stderr": ("across seeds (std / sqrt(seeds)) when there are 2 or more seeds, else the "
+                   "binomial standard error over the episodes; stderr_episodes is always the "
+                   "binomial one over all episodes pooled"),
+        "novel_mean_definition": "unweighted mean of the rephrase, easy and hard success rates",
+        "methods": methods,
+        "imagined": imagined,
+        "paper": paper,
+        "stages": stage_rows,
+        "total_wall_s": round(sum((r.get("wall_s") or 0.0) for r in stage_rows.values()), 1),
+    }
+
+
+def _filter_counts(out: Path, cfg: ReproduceConfig) -> dict[str, int]:
+    """Imagined rollouts per suite that kalm_filtered's filter keeps (from validity.csv)."""
+    from kalm.rl.config import parse_filter
+    from kalm.rl.data import filter_imagined, load_imagined_sources
+
+    counts = {}
+    for suite in NOVEL:
+        folder = out / "imagine" / suite
+        if not (folder / "imagined.npz").exists():
+            continue
+        try:
+            (_, ds), = load_imagined_sources([folder])
+            kept, _ = filter_imagined(ds.episodes, parse_filter(cfg.filter))
+        except Exception:
+            continue
+        counts[suite] = len(kept)
+    return counts
+
+
+_LABELS = {
+    "kalm": "KALM (real + imagined)",
+    "kalm_filtered": "KALM, filtered imagined",
+    "real_only": "real data only",
+    "oracle": "oracle (real + expert data of the novel goals)",
+    "random": "random policy (floor)",
+    "llm": "LLM as policy",
+}
+
+
+def _cell(v: dict | None) -> str:
+    if not v or v.get("mean") is None:
+        return "n/a"
+    return f"{v['mean']:.1f} ± {v['stderr']:.1f}"
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def results_markdown(res: dict[str, Any]) -> str:
+    cfg = res["config"]
+    paper = res["paper"]
+    seeds = ",".join(str(s) for s in cfg["seeds"])
+    lines = [
+        f"# KALM reproduction: preset `{res['preset']}`",
+        "",
+        f"Algorithm `{cfg['algo']}`, {cfg['steps']} gradient steps, seeds {seeds}, goal embedder "
+        f"`{cfg['embedder']}`, imagined ratio {cfg['imagined_ratio']}, kalm_filtered filter "
+        f"`{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, {cfg['episodes']} episodes per "
+        f"category for every policy"
+        + (f" ({cfg['llm_episodes']} for the LLM as policy, once)" if cfg["llm_episodes"] else "")
+        + f"; imagined initial states seeded with {cfg['imagine_seed']}. Grounded model: "
+        f"`{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
+        "",
+        "Success rate (%) per goal category, mean over seeds ± standard error "
+        "(across seeds with 2 or more seeds, else binomial over the episodes). *novel* is the "
+        "unweighted mean of rephrase, easy and hard.",
+        "",
+        "| method | train | rephrase | easy | hard | novel | paper novel | paper hard |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    pn, ph = paper["novel_mean"], paper["imaginebench_hard"]
+    for key, m in res["methods"].items():
+        cats = m["categories"]
+        label = _LABELS.get(key, key)
+        if key == "llm":
+            n = cats["train"]["episodes"] if cats.get("train") else "?"
+            label += f" ({n} ep./cat.)"
+        if m.get("skipped"):
+            label += " (skipped: nothing passed the filter)"
+        pnov = pn.get(key)
+        phard = ph.get(key)
+        lines.append(f"| {label} | " + " | ".join(_cell(cats.get(c)) for c in CATEGORIES)
+                     + f" | {_cell(m.get('novel_mean'))} | {'-' if pnov is None else pnov}"
+                     + f" | {'-' if phard is None else phard} |")
+    lines += [
+        "",
+        f"Paper: {pn['note']}. {ph['note']} (a different benchmark, listed for scale). The "
+        "paper's setting: Llama-2-7B fully fine-tuned on 100k pairs, 500k gradient steps, "
+        "mean of the last 5 checkpoints over 3 seeds.",
+        "",
+    ]
+    data_rows = [(k, m) for k, m in res["methods"].items() if m.get("real_transitions") is not None]
+    if data_rows:
+        lines += ["Training data (transitions; imagined = the share-0.5 source):", "",
+                  "| method | real | imagined / oracle |", "|---|---|---|"]
+        for k, m in data_rows:
+            lines.append(f"| {k} | {m['real_transitions']} | {m['imagined_transitions']} |")
+        lines.append("")
+    if res["imagined"]:
+        lines += ["Imagined rollouts (the grounded LM, `imagine` stage):", "",
+                  "| suite | rollouts | match % (paper) | realistic % | replay % | off-bench % | "
+                  "kept by filter | rollouts/s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for suite, m in res["imagined"].items():
+            def p(v):
+                return "-" if v is None else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+            lines.append(f"| {suite} | {m['rollouts']} | {p(m['match_rate'])} "
+                         f"({m['paper_match_rate']:.0f}) | {p(m['realistic_rollout_rate'])} | "
+                         f"{p(m['replay_success_rate'])} | {p(m['out_of_workbench_rate'])} | "
+                         f"{m.get('kept_by_filter', '-')} | {p(m.get('rollouts_per_s'))} |")
+        lines.append("")
+    lines += ["Stages (wall time summed over sittings; *reused*: already done when this run "
+              "started):", "", "| stage | state | wall time | reused | units |",
+              "|---|---|---|---|---|"]
+    for name, st in res["stages"].items():
+        units = ", ".join(f"{k} {_fmt_s(u['wall_s'])}" for k, u in st["units"].items())
+        note = f" {st['note']}" if st.get("note") else ""
+        lines.append(f"| {name} | {st['state']} | {_fmt_s(st['wall_s'])} | "
+                     f"{'yes' if st['reused'] else 'no'} | {units or '-'}{note} |")
+    lines += ["", f"Total wall time: {_fmt_s(res['total_wall_s'])}.", ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def reproduce(cfg: ReproduceConfig, out: str | Path, stages: list[str] | None = None,
+              say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the pipeline of ``cfg`` into ``out``; returns results.json's content
+    (or {} when ``stages`` leaves out the results stage)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReproduceError(f"{out} is a file; --out must be a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    say = say or (lambda msg: print(msg, flush=True))
+    todo = list(STAGES) if not stages else list(stages)
+    bad = [s for s in todo if s not in STAGES]
+    if bad:
+        raise ReproduceError(f"unknown stage {bad[0]!r}; stages: {', '.join(STAGES)}")
+    pipe = _Pipeline(cfg, out, say)
+    pipe.book.data["config"] = asdict(cfg)
+    pipe.book.data["command"] = shlex.join(sys.argv)
+    pipe.book.save()
+    write_json_atomic(out / "config.json", asdict(cfg))
+    res: dict[str, Any] = {}
+    for name in STAGES:
+        if name not in todo:
+            continue
+        t0 = time.time()
+        r = getattr(pipe, name)()
+        if name == "results":
+            res = r
+        say(f"[{name}] finished ({time.time() - t0:.0f} s this run)")
+    return res
+

@@ -1,0 +1,102 @@
+"""`python -m kalm reproduce --preset tiny` end to end with a tiny LM, and its reuse on rerun."""
+
+import json
+import time
+
+import pytest
+
+from kalm.cli import main
+from kalm.reproduce import CATEGORIES, METHODS, NOVEL, STAGES, ReproduceError, make_config
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_folder(tmp_path_factory):
+    """A tiny Llama saved as a local HF folder: the base LM of the ground stage."""
+    from kalm.llm.base import tiny_lm
+
+    lm, tok = tiny_lm()
+    d = tmp_path_factory.mktemp("tinylm")
+    lm.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, tiny_lm_folder,
+                                                                     monkeypatch, capsys):
+    monkeypatch.setenv("KALM_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "repro"
+    argv = ["reproduce", "--preset", "tiny", "--lm", str(tiny_lm_folder), "--out", str(out)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "results in" in first
+
+    res = json.loads((out / "results.json").read_text())
+    for method in (*METHODS, "random", "llm"):
+        cats = res["methods"][method]["categories"]
+        for cat in CATEGORIES:
+            assert cats[cat] is not None, (method, cat)
+            assert 0.0 <= cats[cat]["mean"] <= 100.0 and cats[cat]["stderr"] >= 0.0
+        assert res["methods"][method]["novel_mean"]["mean"] is not None
+    assert res["methods"]["kalm"]["imagined_transitions"] > 0
+    assert res["methods"]["real_only"]["imagined_transitions"] == 0
+    assert set(res["imagined"]) == set(NOVEL)
+    assert res["paper"]["novel_mean"]["kalm"] == 46.0
+
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert list(stages) == list(STAGES)
+    for name in STAGES:
+        assert stages[name]["state"] == "done", name
+        assert stages[name]["wall_s"] >= 0.0
+    assert stages["train"]["wall_s"] > 0.0 and len(stages["train"]["units"]) == len(METHODS)
+    assert set(stages["evaluate"]["units"]) == {f"{m}-s0" for m in METHODS} | {"random", "llm"}
+    md = (out / "results.md").read_text()
+    assert "| KALM (real + imagined) |" in md and "paper novel" in md and "| train |" in md
+
+    # a rerun reuses every stage: nothing is recomputed
+    before = {n: stages[n]["wall_s"] for n in STAGES if n != "results"}
+    t0 = time.time()
+    assert main(argv) == 0
+    rerun = capsys.readouterr().out
+    assert time.time() - t0 < 15
+    assert "running" not in rerun.replace("[results]", "")
+    stages2 = json.loads((out / "stages.json").read_text())["stages"]
+    assert {n: stages2[n]["wall_s"] for n in before} == before
+    assert all(stages2[n]["reused"] for n in before)
+
+    # another setting of a finished stage is refused with a one-line error
+    assert main(argv + ["--steps", "50"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_tiny_preset_needs_a_model_and_bad_options_are_refused(tmp_path, capsys):
+    with pytest.raises(ReproduceError, match="--grounded"):
+        make_config("tiny")
+    assert main(["reproduce", "--preset", "tiny", "--grounded", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["reproduce", "--stages", "collect,fly", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown stage" in capsys.readouterr().err
+    with pytest.raises(ReproduceError, match="seeds"):
+        make_config("cpu", seeds=[])
+    cfg = make_config("cpu", grounded="assets/grounded/clevr")
+    assert cfg.imagine_seed != cfg.eval_seed and cfg.filter == "match,realistic"
+
+
+def test_success_is_averaged_over_seeds_with_the_standard_error_across_them():
+    from kalm.reproduce import _method_stats
+
+    def ev(rates):
+        return {"categories": {c: {"success_rate": r, "episodes": 10}
+                               for c, r in zip(CATEGORIES, rates)}}
+
+    one = _method_stats([ev([0.5, 0.2, 0.4, 0.0])])
+    assert one["categories"]["train"]["mean"] == 50.0
+    assert one["categories"]["train"]["stderr"] == pytest.approx(100 * (0.25 / 10) ** 0.5, abs=0.01)
+    assert one["categories"]["train"]["stderr_seeds"] is None
+    assert one["novel_mean"]["mean"] == 20.0
+    two = _method_stats([ev([0.5, 0.2, 0.4, 0.0]), ev([0.7, 0.4, 0.4, 0.3])])
+    train = two["categories"]["train"]
+    assert train["mean"] == 60.0 and train["per_seed"] == [50.0, 70.0]
+    assert train["stderr"] == train["stderr_seeds"] == pytest.approx(10.0)
+    assert train["episodes"] == 20
+    assert two["novel_mean"]["per_seed"] == [20.0, pytest.approx(36.67, abs=0.01)]
