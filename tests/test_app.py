@@ -176,3 +176,13 @@ def test_direct_link_to_a_page_runs_inside_the_app_navigation(monkeypatch, tmp_p
     assert PagesManager.uses_pages_directory is False  # app.py's st.navigation ran
     assert at.title[0].value == "KALM"
     assert [m.label for m in at.metric][0] == "Datasets"
+
+
+def test_server_binds_to_localhost_by_default():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert "--server.address 127.0.0.1" in (root / "scripts" / "app.sh").read_text()
