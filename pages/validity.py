@@ -86,7 +86,7 @@ if not found:
     st.code(imagine_command(), language="bash")
 labels = [f.label for f in found]
 choice = st.selectbox("Imagined set", labels + [OTHER], key="val_set",
-                      help="Imagine run folders under the runs folder, newest first.")
+                      help="Imagine run folders under the runs folder, newest first, then the shipped sets in assets/imagined.")
 if choice == OTHER:
     typed = st.text_input("Folder of an imagined set, inside the runs folder or assets/",
                           key="val_path")

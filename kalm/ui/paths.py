@@ -168,8 +168,13 @@ def find_grounded_models() -> list[Found]:
 
 
 def find_imagined_sets() -> list[Found]:
-    """Imagine run folders under the runs folder: those with an ``imagined.npz``, a
-    ``validity.csv`` or a ``summary.json`` next to a config of stage ``imagine``; newest first."""
+    """Imagine run folders under the runs folder (those with an ``imagined.npz``, a
+    ``validity.csv`` or a ``summary.json`` next to a config of stage ``imagine``), newest first,
+    then the shipped ones in ``assets/imagined``."""
+    shipped_dir = ASSETS_DIR / "imagined"
+    shipped = [Found(f, display_path(f)) for f in sorted(shipped_dir.iterdir())
+               if (f / "imagined.npz").is_file() or (f / "validity.csv").is_file()] \
+        if shipped_dir.is_dir() else []
     runs = app_runs_root()
     out: list[tuple[float, Found]] = []
     for folder in _walk(runs):
@@ -183,7 +188,7 @@ def find_imagined_sets() -> list[Found]:
             except ValueError:
                 mtime = 0.0
             out.append((mtime, Found(folder, display_path(folder))))
-    return [f for _, f in sorted(out, key=lambda t: -t[0])]
+    return [f for _, f in sorted(out, key=lambda t: -t[0])] + shipped
 
 
 def _is_imagine_run(folder: Path) -> bool:

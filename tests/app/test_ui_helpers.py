@@ -40,7 +40,10 @@ def test_discovery_finds_datasets_models_and_imagined_sets(runs_dir):
     assert [m.label for m in models][:1] == ["assets/grounded/clevr"]
     tiny = next(m for m in models if m.label == "runs/tiny-ground")
     assert (tiny.path / "grounded.json").is_file()
-    assert [f.label for f in paths.find_imagined_sets()] == ["runs/imagine-tiny"]
+    shipped = sorted(f"assets/imagined/{p.name}" for p in (paths.ASSETS_DIR / "imagined").iterdir()
+                     if p.is_dir())
+    assert shipped == ["assets/imagined/easy", "assets/imagined/rephrase"]
+    assert [f.label for f in paths.find_imagined_sets()] == ["runs/imagine-tiny", *shipped]
 
 
 def test_episode_filters(runs_dir):

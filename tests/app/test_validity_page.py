@@ -87,7 +87,10 @@ def test_damaged_parts_are_warned_about_but_the_rest_is_shown(runs_dir):
 
 
 def test_no_imagined_set_shows_the_cli_command(monkeypatch, tmp_path):
+    from kalm.ui import paths
+
     monkeypatch.setenv("KALM_RUNS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(paths, "ASSETS_DIR", tmp_path / "no-assets")
     at = run_ok(page("validity"))
     assert at.info and "No imagined set" in at.info[0].value
     assert "python -m kalm imagine" in at.code[0].value
