@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,21 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> None:
+    """Swap the finished folder ``tmp`` in as ``final``: the old one is moved aside first and
+    removed last, so an interruption leaves either the old or the new folder (or the old one at
+    ``.NAME.old`` next to it), never a half-written one."""
+    tmp, final = Path(tmp), Path(final)
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def read_status(folder: str | Path) -> dict | None:

@@ -35,7 +35,7 @@ from kalm.llm.sequences import (
     explain_sequence,
     rollout_sequence,
 )
-from kalm.runs import RunDir, write_json_atomic
+from kalm.runs import RunDir, replace_dir, write_json_atomic
 
 __all__ = ["GroundingData", "build_model", "train_grounding", "load_grounded", "split_episodes"]
 
@@ -186,13 +186,7 @@ def _save_checkpoint(run: RunDir, model: GroundedLM, opt, sched, step: int, rng,
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                 "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
     (tmp / "rng.json").write_text(json.dumps(rng.bit_generator.state))
-    final = run.path / "checkpoint"
-    old = run.path / ".checkpoint.old"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_dir(tmp, run.path / "checkpoint")
 
 
 def train_grounding(

@@ -36,7 +36,7 @@ import numpy as np
 
 from kalm.data.episodes import N_ACTIONS, OBS_DIM
 from kalm.rl.config import LEGACY_DEFAULTS, RESUMABLE_FIELDS, TrainConfig, parse_filter
-from kalm.runs import RunDir, read_status, write_json_atomic
+from kalm.runs import RunDir, read_status, replace_dir, write_json_atomic
 
 __all__ = ["train_policy", "prepare_data", "TrainData"]
 
@@ -125,14 +125,7 @@ def _save_checkpoint(run: RunDir, algo, sampler, step: int, epoch_rows: int) -> 
     save_training_state(algo, tmp / "state.pt", {"step": step})
     write_json_atomic(tmp / "trainer.json", {"step": step, "metric_rows": epoch_rows,
                                              "sampler_rng": sampler.rng.bit_generator.state})
-    final, old = run.path / "checkpoint", run.path / ".checkpoint.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_dir(tmp, run.path / "checkpoint")
 
 
 def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int) -> Path:
@@ -155,14 +148,8 @@ def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int
     }
     save_weights(algo, tmp / "policy.safetensors", {"algo": cfg.algo, "step": str(step)})
     write_json_atomic(tmp / "policy.json", meta)
-    final, old = run.path / "policy", run.path / ".policy.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    final = run.path / "policy"
+    replace_dir(tmp, final)
     return final
 
 
