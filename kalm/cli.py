@@ -287,9 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: relation goals with training phrasings")
     c.add_argument("--noise", type=float, default=0.1,
                    help="epsilon: probability of a random push instead of the expert's")
-    c.add_argument("--expert", choices=["greedy", "direct"], default="greedy",
-                   help="expert behaviour: greedy over the goal's balls, or direct (relations: push "
-                        "the named ball toward its target while that makes progress)")
+    c.add_argument("--expert", choices=["greedy", "direct", "aim"], default="greedy",
+                   help="expert behaviour: greedy over the goal's balls; direct (relations: push "
+                        "the named ball toward its target while that makes progress); aim (as "
+                        "direct, choosing the push that lands it nearest a target point)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -90,13 +90,35 @@ def test_cli_evaluate_writes_videos(tmp_path, capsys):
     assert sum("video" in e for e in out["episodes"]) == 1
 
 
-def test_direct_expert_pushes_the_named_ball_and_succeeds():
+@pytest.mark.parametrize("mode", ["direct", "aim"])
+def test_direct_and_aim_experts_push_the_named_ball_and_succeed(mode):
     from kalm.goals.spec import COLORS
 
     items = suite_items("train", 0)
-    res = evaluate(ExpertPolicy(seed=0, mode="direct"), items, episodes=12, seed=0)
+    res = evaluate(ExpertPolicy(seed=0, mode=mode), items, episodes=12, seed=0)
     assert res.categories["train"]["success_rate"] >= 0.9
     pushes = [(e.goal["src"], COLORS[a // 8]) for e in res.episodes for a in e.actions]
     assert np.mean([src == ball for src, ball in pushes]) >= 0.8
     with pytest.raises(ValueError, match="mode"):
         ExpertPolicy(mode="lazy")
+
+
+def test_aim_expert_prefers_the_push_that_lands_nearest_the_target_point():
+    """Among pushes that all complete the goal, direct takes the first listed, aim the best placed."""
+    from kalm.envs.clevr import ClevrRobotEnv
+    from kalm.goals.spec import Relation
+    from kalm.policy.expert import _relation_aim
+
+    env = ClevrRobotEnv()
+    goal = Relation("red", "blue", "left")
+    # red a little too far left of blue and in front of its left side; others in the corners.
+    obs = np.array([-0.23, -0.09, 0.2, 0.0, 0.6, 0.6, -0.6, 0.6, 0.6, -0.45], dtype=np.float32)
+    experts = {m: ExpertPolicy(seed=0, mode=m, env=env) for m in ("direct", "aim")}
+    for e in experts.values():
+        e.reset(goal, obs)
+    completing = [a for a in range(8) if goal.holds(env.simulate(obs, a))]
+    assert not goal.holds(obs) and len(completing) >= 2  # a real choice between completing pushes
+    best = min(completing, key=lambda a: _relation_aim(goal, env.simulate(obs, a)))
+    assert best != completing[0]
+    assert experts["direct"].act(obs) == completing[0]
+    assert experts["aim"].act(obs) == best

@@ -421,6 +421,39 @@ def tiny_lm(
     return model, tokenizer
 
 
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The ModuleList of a decoder-only LM's transformer blocks (the longest one it holds)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n = config.num_hidden_layers
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if not lists:
+        raise ValueError(f"cannot find the {n} decoder layers of {type(model).__name__}")
+    return lists[0]
+
+
+def truncate_layers(model, n_layers: int):
+    """Keep the first ``n_layers`` decoder layers of a causal LM (in place; returns it).
+
+    The final norm and LM head stay, so the model still reads and writes text. The config is
+    updated (``num_hidden_layers``, per-layer lists such as Gemma's ``layer_types``) so caches and
+    attention masks are built for the layers that remain.
+    """
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    total = config.num_hidden_layers
+    if not 0 < n_layers <= total:
+        raise ValueError(f"lm_layers must be between 1 and {total} for this model; got {n_layers}")
+    if n_layers == total:
+        return model
+    layers = decoder_layers(model)
+    del layers[n_layers:]
+    config.num_hidden_layers = n_layers
+    for key in ("layer_types",):
+        value = getattr(config, key, None)
+        if isinstance(value, (list, tuple)) and len(value) == total:
+            setattr(config, key, list(value)[:n_layers])
+    return model
+
+
 def lm_info(model) -> dict:
     """Size and shape of a causal LM, for logs and run configs."""
     config = model.config

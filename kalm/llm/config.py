@@ -26,6 +26,9 @@ class GroundConfig:
     # --- model
     model: str = "smollm2-135m"
     """Base LM: a packaged name (smollm2-135m, gemma3-270m), a local HF folder or a .gguf file."""
+    lm_layers: int = 0
+    """Keep only the base LM's first N decoder layers (0 = all). Training and generation cost
+    scale with the layer count; the lower layers keep the word meanings grounding needs."""
     prompt_style: str = "short"
     """'kalm' (the published prompt wording) or 'short' (same structure, ~20 fewer tokens)."""
     state_tokens: str = "state"
@@ -95,6 +98,8 @@ class GroundConfig:
             raise ValueError(f"prompt_style must be 'kalm' or 'short'; got {self.prompt_style!r}")
         if self.adapter not in ("lora", "full"):
             raise ValueError(f"adapter must be 'lora' or 'full'; got {self.adapter!r}")
+        if self.lm_layers < 0:
+            raise ValueError(f"lm_layers must be >= 0 (0 = all layers); got {self.lm_layers}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
         return self

@@ -110,6 +110,10 @@ def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:
         from kalm.llm.base import load_base_lm
 
         lm, tokenizer = load_base_lm(cfg.model)
+    if cfg.lm_layers:
+        from kalm.llm.base import truncate_layers
+
+        truncate_layers(lm, cfg.lm_layers)
     if cfg.adapter == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -139,7 +143,7 @@ def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
 
 
 # Config fields that decide the shape of what is trained: an init_from folder must share them.
-_DESIGN_KEYS = ("model", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
+_DESIGN_KEYS = ("model", "lm_layers", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
                 "lora_targets", "codec_hidden")
 
 

@@ -42,7 +42,7 @@ from kalm.goals.spec import (
 
 __all__ = ["EXPERT_MODES", "ExpertPolicy", "goal_cost"]
 
-EXPERT_MODES = ("greedy", "direct")
+EXPERT_MODES = ("greedy", "direct", "aim")
 
 # relation: dst is an obstacle disk for src of this radius (ball contact 0.26 plus a margin).
 OBSTACLE_RADIUS = 0.28
@@ -117,6 +117,22 @@ def _relation_cost(g: Relation, obs: np.ndarray) -> float:
     x0, x1, y0, y1 = WORKBENCH
     clipped = np.array([np.clip(t[0], x0, x1), np.clip(t[1], y0, y1)])
     return _geodesic(p, clipped, c, OBSTACLE_RADIUS) + WALL_PENALTY * _outside_distance(t)
+
+
+def _relation_aim(g: Relation, obs: np.ndarray) -> float:
+    """Path length from src to its nearest target point beside dst, whether or not the goal holds.
+
+    Unlike ``_relation_cost`` this does not drop to 0 once the relation holds, so among several
+    pushes that complete the goal it prefers the one that lands src closest to a target point.
+    """
+    p, c = ball_xy(obs, g.src), ball_xy(obs, g.dst)
+    v = DIRECTION_VECTORS[g.dir]
+    best = math.inf
+    for ang in RELATION_TARGET_ANGLES_DEG:
+        t = c + RELATION_TARGET_RADIUS * _rot(v, ang)
+        if _inside(t):
+            best = min(best, _geodesic(p, t, c, OBSTACLE_RADIUS))
+    return best if best < math.inf else _relation_cost(g, obs)
 
 
 def _line_slots(g: Line, obs: np.ndarray) -> np.ndarray:
@@ -199,7 +215,10 @@ class ExpertPolicy:
     ``seed``: for the noise and the tie-breaking random pushes.
     ``mode``: ``"greedy"`` takes the best push of any goal ball; ``"direct"`` (relation goals)
     pushes only the source ball while a push of it makes progress, and falls back to greedy when
-    none does (e.g. dst against a wall). Direct rollouts are a simpler function of the state (the
+    none does (e.g. dst against a wall); ``"aim"`` (relation goals) pushes the source ball in the
+    direction that brings it closest to a target point beside dst, completing or not (no
+    first-listed-push shortcut), so its choice is a function of the two balls' geometry alone.
+    Direct and aim rollouts are a simpler function of the state (the
     named ball, pushed toward its target), which is what a small LM can learn to imitate.
     """
 
@@ -265,6 +284,14 @@ class ExpertPolicy:
             best_cost, _, best_a, _ = min(direct, key=lambda o: o[0])
             if best_cost < now - MIN_PROGRESS:
                 return best_a
+        if self.mode == "aim" and isinstance(self.goal, Relation):
+            b = COLORS.index(self.goal.src)
+            aimed = [(_relation_aim(self.goal, nxt), cost, ok, a)
+                     for cost, ok, a, nxt in self._outcomes(obs, [b * N_DIRECTIONS + d
+                                                                   for d in range(N_DIRECTIONS)])]
+            aim, cost, ok, a = min(aimed, key=lambda o: o[0])
+            if ok or cost < now - MIN_PROGRESS:
+                return a
         outcomes = self._outcomes(obs, self._candidates())
         for cost, ok, a, _ in outcomes:
             if ok:
