@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kalm.configio import JsonConfig
 
 __all__ = ["GroundConfig", "PRESETS", "OBJECTIVES"]
 
@@ -13,8 +14,10 @@ OBJECTIVES = ("rollout", "dynamics", "consequence", "explain")
 
 
 @dataclass
-class GroundConfig:
+class GroundConfig(JsonConfig):
     """Grounding a causal LM on (goal text, rollout) pairs."""
+
+    KIND: ClassVar[str] = "grounding"
 
     # --- data
     data: str = ""
@@ -103,24 +106,6 @@ class GroundConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GroundConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown grounding option(s): {', '.join(sorted(unknown))}")
-        return cls(**d).validate()
-
-    @classmethod
-    def load(cls, path: str | Path) -> "GroundConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kalm.configio import JsonConfig
 
 __all__ = ["TrainConfig", "ALGOS", "AlgoInfo", "canonical_algo", "FILTERS", "parse_filter",
            "RESUMABLE_FIELDS", "LEGACY_DEFAULTS"]
@@ -87,8 +87,11 @@ LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw"}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Offline RL of a goal-conditioned policy on real (and imagined) rollouts."""
+
+    KIND: ClassVar[str] = "training"
+    LEGACY: ClassVar[dict[str, Any]] = LEGACY_DEFAULTS
 
     algo: str = "discrete_bc"
     """Algorithm: discrete_bc, discrete_cql, double_dqn, discrete_sac, nfq (CLEVR); bc, cql, iql, td3_plus_bc (continuous)."""
@@ -177,21 +180,3 @@ class TrainConfig:
             raise ValueError(f"unknown eval_suite {bad[0]!r}; choose from {', '.join(SUITES)}")
         check_embedder_name(self.embedder)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**{**LEGACY_DEFAULTS, **d}).validate()
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
