@@ -257,12 +257,25 @@ def _add_config_options(parser: argparse.ArgumentParser, cls, skip: set[str]) ->
             parser.add_argument(flag, dest=f.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=h)
         elif isinstance(default, list):
-            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=h)
+            # Space- or comma-separated: --objectives rollout dynamics == --objectives rollout,dynamics
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, type=_comma_items,
+                                action=_ExtendFlat, help=h + "; space- or comma-separated")
         elif isinstance(default, dict):
             parser.add_argument(flag, dest=f.name, default=None, type=json.loads,
                                 help=h + " as JSON")
         else:
             parser.add_argument(flag, dest=f.name, default=None, type=type(default), help=h)
+
+
+def _comma_items(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
+class _ExtendFlat(argparse.Action):
+    """Stores the flattened items of ``nargs='+'`` values that each split on commas."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, [item for v in values for item in v])
 
 
 def _add_goal_source(parser: argparse.ArgumentParser) -> None:

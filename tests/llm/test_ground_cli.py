@@ -67,3 +67,16 @@ def test_ground_runs_unchanged_under_accelerate_launch_ddp(tmp_path, tiny_folder
     assert json.loads((out / "status.json").read_text())["state"] == "done"
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 4  # header + 3 steps, once
     assert (out / "model" / "codec.safetensors").exists()
+
+
+def test_list_options_take_spaces_or_commas():
+    from kalm.cli import build_parser
+
+    p = build_parser()
+    base = ["ground", "--data", "d.npz", "--out", "o"]
+    spaced = p.parse_args(base + ["--objectives", "rollout", "dynamics"])
+    commas = p.parse_args(base + ["--objectives", "rollout,dynamics"])
+    mixed = p.parse_args(base + ["--objectives", "rollout,dynamics", "explain"])
+    assert spaced.objectives == commas.objectives == ["rollout", "dynamics"]
+    assert mixed.objectives == ["rollout", "dynamics", "explain"]
+    assert p.parse_args(base).objectives is None  # the config's default applies
