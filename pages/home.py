@@ -195,7 +195,7 @@ problem = home_ui.demo_model_problem(model_dir)
 if problem:
     st.warning(problem + " The demo needs it: restore `assets/grounded/clevr` from the "
                "repository, or ground a model with `python -m kalm ground --data "
-               "assets/data/relation4k.npz --out runs/NAME` and use it on the Imagine page.")
+               "assets/data/aim4k.npz --out runs/NAME` and use it on the Imagine page.")
 clicked = st.button("Imagine a novel goal", type="primary", icon=":material/auto_awesome:",
                     key="home_demo_go", disabled=problem is not None)
 if clicked and problem is None:

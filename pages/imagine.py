@@ -215,7 +215,7 @@ st.caption(
 models = find_grounded_models()
 if not models:
     st.error(f"No grounded model found in assets/grounded or under {app_runs_root()}. Train one "
-             "with `python -m kalm ground --data assets/data/relation4k.npz --out runs/NAME`.")
+             "with `python -m kalm ground --data assets/data/aim4k.npz --out runs/NAME`.")
     st.stop()
 labels = [m.label for m in models]
 default = next((i for i, m in enumerate(models)
