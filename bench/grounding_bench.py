@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--episodes", type=int, default=30, help="rollouts per suite")
     p.add_argument("--suites", default="train,rephrase,easy,hard")
-    p.add_argument("--val", type=int, default=100, help="held-out episodes to score")
+    p.add_argument("--val", type=int, default=100, help="held-out episodes to score (0: skip)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--speed", action="store_true", help="also time generation (batch 1 and 32)")
     p.add_argument("--json", default=None)
@@ -51,7 +51,7 @@ def main() -> None:
     split_file = next((d / "split.json" for d in (run, run.parent) if (d / "split.json").exists()), None)
     split = json.loads(split_file.read_text()) if split_file else None
     data = args.data or (split["data"] if split else None)
-    if data:
+    if data and args.val > 0:
         ds = load_dataset(data)
         idx = split["val"] if split else list(range(len(ds)))
         val = [ds[i] for i in idx[: args.val]]
