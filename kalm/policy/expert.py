@@ -101,9 +101,8 @@ def _geodesic(p: np.ndarray, t: np.ndarray, c: np.ndarray, r: float) -> float:
     return tp + tt + r * max(arc, 0.0)
 
 
-def _relation_cost(g: Relation, obs: np.ndarray) -> float:
-    if g.holds(obs):
-        return 0.0
+def _nearest_target_path(g: Relation, obs: np.ndarray) -> float:
+    """Path length from src to its nearest target point beside dst inside the walls (inf if none)."""
     p, c = ball_xy(obs, g.src), ball_xy(obs, g.dst)
     v = DIRECTION_VECTORS[g.dir]
     best = math.inf
@@ -111,8 +110,17 @@ def _relation_cost(g: Relation, obs: np.ndarray) -> float:
         t = c + RELATION_TARGET_RADIUS * _rot(v, ang)
         if _inside(t):
             best = min(best, _geodesic(p, t, c, OBSTACLE_RADIUS))
+    return best
+
+
+def _relation_cost(g: Relation, obs: np.ndarray) -> float:
+    if g.holds(obs):
+        return 0.0
+    best = _nearest_target_path(g, obs)
     if best < math.inf:
         return best
+    c, v = ball_xy(obs, g.dst), DIRECTION_VECTORS[g.dir]
+    p = ball_xy(obs, g.src)
     t = c + RELATION_TARGET_RADIUS * v
     x0, x1, y0, y1 = WORKBENCH
     clipped = np.array([np.clip(t[0], x0, x1), np.clip(t[1], y0, y1)])
@@ -125,13 +133,7 @@ def _relation_aim(g: Relation, obs: np.ndarray) -> float:
     Unlike ``_relation_cost`` this does not drop to 0 once the relation holds, so among several
     pushes that complete the goal it prefers the one that lands src closest to a target point.
     """
-    p, c = ball_xy(obs, g.src), ball_xy(obs, g.dst)
-    v = DIRECTION_VECTORS[g.dir]
-    best = math.inf
-    for ang in RELATION_TARGET_ANGLES_DEG:
-        t = c + RELATION_TARGET_RADIUS * _rot(v, ang)
-        if _inside(t):
-            best = min(best, _geodesic(p, t, c, OBSTACLE_RADIUS))
+    best = _nearest_target_path(g, obs)
     return best if best < math.inf else _relation_cost(g, obs)
 
 
