@@ -14,7 +14,23 @@ Design choices (see ``../shared/spec/grounding_notes.md`` for why):
   embeddings of the colour word and of the direction words: a push of red to the left starts out
   meaning "red" + "left" to the LM.
 - **Heads**: the next state as a normalised change of every ball centre (MSE); the action as 40
-  logits (cross-entropy); the LM head for text.
+  logits (cross-entropy); the LM head for text. Both numeric heads may also read the numbers the
+  LM was just given (a skip connection around the LM), so that the LM carries the meaning of the
+  goal and the head the arithmetic of the scene:
+
+  - ``action_head="geometric"``: the LM's hidden state chooses the ball to push and a target
+    point written in the scene's own coordinates (a weighted sum of ball centres plus an offset,
+    e.g. "beside blue, on its left"); each push direction is scored by how close it lands the
+    ball to that point. A plain MLP over the hidden state is added as a residual.
+  - ``dynamics_head="physics"``: where the action is known (rollout and dynamics sites), each
+    ball's change is predicted by one small network shared across balls from the hidden state,
+    whether it is the pushed ball, the push direction and its offset from the pushed ball (a
+    pushed-ball gate; the plain head had to infer which ball moved). The consequence objective,
+    which has no action, keeps the plain head.
+- **Explanation summary** (``explain_balls``): explanation prompts end with one position per ball
+  of the final state, built from the LM's colour-word embedding plus that ball's displacement over
+  the rollout and its offsets to the others, so the explanation can name the destination ball by
+  copying a colour, as it names the source.
 """
 
 from __future__ import annotations
@@ -22,9 +38,11 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NumericCodec", "state_features", "ball_features", "PAIRS", "DIRECTION_WORDS"]
+__all__ = ["NumericCodec", "GeometricActionHead", "PhysicsHead", "state_features", "ball_features",
+           "summary_features", "PAIRS", "DIRECTION_WORDS", "ACTION_HEADS", "DYNAMICS_HEADS"]
 
 N_BALLS = 5
 N_DIRS = 8
@@ -39,6 +57,12 @@ DIRECTION_WORDS = (
 COLOR_WORDS = ("red", "blue", "green", "purple", "cyan")
 # Offsets and distances between balls are O(0.1-1); this brings them near unit scale.
 _REL_SCALE = 2.0
+# One clean push moves a ball about 0.145 along its direction (bench/calibrate_push.py).
+_PUSH = 0.145
+_PUSH_DIRECTIONS = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0),
+                    (0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
+ACTION_HEADS = ("mlp", "geometric")
+DYNAMICS_HEADS = ("mlp", "physics")
 
 
 def state_features(obs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -63,9 +87,101 @@ def ball_features(obs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> t
     return torch.stack(feats, dim=-2)
 
 
+def summary_features(final: torch.Tensor, initial: torch.Tensor, mean: torch.Tensor,
+                     std: torch.Tensor) -> torch.Tensor:
+    """(N, 10) final and initial states -> (N, 5, 34): per ball, who it is (one-hot), its
+    normalised final centre, its displacement over the rollout, and for each other ball the
+    offset to it, their distance and that ball's displacement."""
+    p = final.reshape(-1, N_BALLS, 2)
+    disp = (p - initial.reshape(-1, N_BALLS, 2)) * _REL_SCALE
+    pn = ((final - mean) / std).reshape(-1, N_BALLS, 2)
+    eye = torch.eye(N_BALLS, device=final.device).expand(p.shape[0], -1, -1)
+    feats = []
+    for b in range(N_BALLS):
+        others = [o for o in range(N_BALLS) if o != b]
+        off = (p[:, others] - p[:, b : b + 1]) * _REL_SCALE
+        dj = disp[:, others]
+        per = torch.cat([off, off.norm(dim=-1, keepdim=True), dj, dj.norm(dim=-1, keepdim=True)], -1)
+        feats.append(torch.cat([eye[:, b], pn[:, b], disp[:, b], disp[:, b].norm(dim=-1, keepdim=True),
+                                per.flatten(1)], dim=-1))
+    return torch.stack(feats, dim=1)
+
+
+SUMMARY_DIM = N_BALLS + 2 + 3 + 4 * 6
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_hidden),
                          nn.GELU(), nn.Linear(d_hidden, d_out))
+
+
+class GeometricActionHead(nn.Module):
+    """Action logits from a ball choice and a target point in scene coordinates.
+
+    ``logit(b, d) = log p(b | h) + log_softmax_d(-kappa(h) * |v_b - D_d|^2 / 0.01)`` with
+    ``v_b = sum_k alpha_k(h) p_k + c(h) - p_b``: the vector from ball b to the target point, and
+    ``D_d`` the (learned, push-calibrated) displacement of push direction d. The LM decides what
+    the goal asks (which ball; a point such as "0.3 left of blue": alpha = one-hot(blue),
+    c = (-0.3, 0)); the head does the geometry for the current state.
+    """
+
+    def __init__(self, hidden_size: int, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.ball = _mlp(hidden_size, width, N_BALLS)
+        self.point = _mlp(hidden_size, width, N_BALLS + 3)  # alpha (5), offset c (2), kappa (1)
+        d = torch.tensor(_PUSH_DIRECTIONS)
+        self.push = nn.Parameter(d / d.norm(dim=-1, keepdim=True) * _PUSH)
+
+    def forward(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        z = self.norm(h.float())
+        p = obs.float().reshape(-1, N_BALLS, 2)
+        out = self.point(z)
+        alpha, c = out[:, :N_BALLS], out[:, N_BALLS : N_BALLS + 2] * 0.3
+        kappa = F.softplus(out[:, -1] + 1.0)
+        target = (alpha.unsqueeze(-1) * p).sum(1) + c  # (N, 2)
+        v = target.unsqueeze(1) - p  # (N, 5, 2): from each ball to the target point
+        d2 = ((v.unsqueeze(2) - self.push.view(1, 1, N_DIRS, 2)) ** 2).sum(-1)  # (N, 5, 8)
+        dir_logp = torch.log_softmax(-kappa.view(-1, 1, 1) * d2 / 0.01, dim=-1)
+        ball_logp = torch.log_softmax(self.ball(z), dim=-1)
+        return (ball_logp.unsqueeze(-1) + dir_logp).flatten(1)
+
+    def target_point(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """(N, 2): the point the head aims at (for inspection and tests)."""
+        z = self.norm(h.float())
+        out = self.point(z)
+        p = obs.float().reshape(-1, N_BALLS, 2)
+        return (out[:, :N_BALLS].unsqueeze(-1) * p).sum(1) + out[:, N_BALLS : N_BALLS + 2] * 0.3
+
+
+class PhysicsHead(nn.Module):
+    """Per-ball normalised change from (hidden state, state, action), one network for all balls."""
+
+    CTX = 32
+
+    def __init__(self, hidden_size: int, width: int) -> None:
+        super().__init__()
+        self.ctx = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, self.CTX))
+        self.net = _mlp(self.CTX + 10, width, 2)
+        d = torch.tensor(_PUSH_DIRECTIONS)
+        self.register_buffer("dirs", d / d.norm(dim=-1, keepdim=True), persistent=False)
+
+    def forward(self, h: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
+                std: torch.Tensor) -> torch.Tensor:
+        n = obs.shape[0]
+        p = obs.float().reshape(n, N_BALLS, 2)
+        a = action.clamp_min(0)
+        b, u = a // N_DIRS, self.dirs[a % N_DIRS]  # (N,), (N, 2)
+        pb = p[torch.arange(n, device=obs.device), b]
+        rel = (p - pb.unsqueeze(1)) * _REL_SCALE  # (N, 5, 2)
+        uu = u.unsqueeze(1).expand(-1, N_BALLS, -1)
+        along = (rel * uu).sum(-1, keepdim=True)
+        perp = (rel[..., :1] * uu[..., 1:] - rel[..., 1:] * uu[..., :1])
+        pushed = F.one_hot(b, N_BALLS).float().unsqueeze(-1)
+        pn = ((obs.float() - mean) / std).reshape(n, N_BALLS, 2)
+        ctx = self.ctx(h.float()).unsqueeze(1).expand(-1, N_BALLS, -1)
+        f = torch.cat([ctx, pushed, uu, rel, rel.norm(dim=-1, keepdim=True), along, perp, pn], -1)
+        return self.net(f).flatten(1)
 
 
 class NumericCodec(nn.Module):
@@ -82,10 +198,20 @@ class NumericCodec(nn.Module):
         codec_hidden: int = 256,
         word_embeddings: dict[str, torch.Tensor] | None = None,
         embed_scale: float = 1.0,
+        action_head: str = "mlp",
+        dynamics_head: str = "mlp",
+        explain_balls: bool = False,
     ) -> None:
         super().__init__()
+        if action_head not in ACTION_HEADS:
+            raise ValueError(f"action_head must be one of {ACTION_HEADS}; got {action_head!r}")
+        if dynamics_head not in DYNAMICS_HEADS:
+            raise ValueError(f"dynamics_head must be one of {DYNAMICS_HEADS}; got {dynamics_head!r}")
         self.hidden_size = hidden_size
         self.state_tokens = state_tokens
+        self.action_head_kind = action_head
+        self.dynamics_head_kind = dynamics_head
+        self.explain_balls = bool(explain_balls)
         self.positions_per_state = N_BALLS if state_tokens == "ball" else 1
         we = word_embeddings or {}
 
@@ -111,6 +237,13 @@ class NumericCodec(nn.Module):
         self.state_head = nn.Sequential(nn.LayerNorm(hidden_size), _mlp(hidden_size, codec_hidden, OBS_DIM))
         self.action_head = nn.Sequential(nn.LayerNorm(hidden_size),
                                          _mlp(hidden_size, codec_hidden, N_ACTIONS))
+        self.geometric = GeometricActionHead(hidden_size, codec_hidden) if action_head == "geometric" else None
+        self.physics = PhysicsHead(hidden_size, codec_hidden) if dynamics_head == "physics" else None
+        self.summary_in = None
+        if self.explain_balls:
+            self.summary_in = _mlp(SUMMARY_DIM, codec_hidden, hidden_size)
+            with torch.no_grad():
+                self.summary_in[-1].weight.mul_(embed_scale / 0.05)
         self.register_buffer("obs_mean", torch.zeros(OBS_DIM))
         self.register_buffer("obs_std", torch.ones(OBS_DIM))
         self.register_buffer("delta_std", torch.ones(OBS_DIM))
@@ -133,6 +266,13 @@ class NumericCodec(nn.Module):
             return self.state_in(f) + self.color_vec.unsqueeze(0)
         return self.state_in(state_features(obs, self.obs_mean, self.obs_std)).unsqueeze(1)
 
+    def embed_summary(self, final: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+        """(N, 10) final and initial states -> (N, 5, hidden): one position per ball."""
+        if self.summary_in is None:
+            raise ValueError("this codec has no explanation summary (explain_balls=False)")
+        f = summary_features(final.float(), initial.float(), self.obs_mean, self.obs_std)
+        return self.summary_in(f) + self.color_vec.unsqueeze(0)
+
     def embed_actions(self, actions: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) action ids -> (N, hidden); masked actions become the learned mask vector."""
         ball, d = actions // N_DIRS, actions % N_DIRS
@@ -142,13 +282,30 @@ class NumericCodec(nn.Module):
         return e
 
     # ----------------------------------------------------------------- heads
-    def predict_delta(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden states -> normalised change of every ball centre."""
-        return self.state_head(h.float())
+    def predict_delta(self, h: torch.Tensor, obs: torch.Tensor | None = None,
+                      action: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states -> normalised change of every ball centre.
 
-    def next_state(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """Hidden states and current states -> predicted next states (world units)."""
-        return obs.float() + self.predict_delta(h) * self.delta_std
+        ``obs`` (the state the change starts from) and ``action`` (the push in between, -1 where
+        none) feed the physics head where there is one and an action is known.
+        """
+        plain = self.state_head(h.float())
+        if self.physics is None or obs is None or action is None:
+            return plain
+        action = torch.as_tensor(action, device=plain.device).reshape(-1)
+        phys = self.physics(h, obs, action, self.obs_mean, self.obs_std)
+        return torch.where((action >= 0).unsqueeze(-1), phys, plain)
 
-    def action_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.action_head(h.float())
+    def next_state(self, h: torch.Tensor, obs: torch.Tensor,
+                   action: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states, current states (and the pushes) -> predicted next states (world units)."""
+        return obs.float() + self.predict_delta(h, obs, action) * self.delta_std
+
+    def action_logits(self, h: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (and the current states, for the geometric head) -> 40 logits."""
+        logits = self.action_head(h.float())
+        if self.geometric is not None:
+            if obs is None:
+                raise ValueError("the geometric action head needs the current states")
+            logits = logits + self.geometric(h, obs)
+        return logits

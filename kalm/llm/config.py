@@ -18,6 +18,9 @@ class GroundConfig(JsonConfig):
     """Grounding a causal LM on (goal text, rollout) pairs."""
 
     KIND: ClassVar[str] = "grounding"
+    # Runs saved before these options existed were made with the plain heads.
+    LEGACY: ClassVar[dict[str, Any]] = {"action_head": "mlp", "dynamics_head": "mlp",
+                                        "explain_balls": False}
 
     # --- data
     data: str = ""
@@ -46,6 +49,16 @@ class GroundConfig(JsonConfig):
     """Modules that get LoRA adapters."""
     codec_hidden: int = 256
     """Hidden width of the numeric input projections and output heads."""
+    action_head: str = "geometric"
+    """'mlp' (40 logits from the hidden state) or 'geometric' (the hidden state picks the ball and
+    a target point in scene coordinates; each direction is scored by how near it lands the ball;
+    the MLP stays as a residual)."""
+    dynamics_head: str = "physics"
+    """'mlp' (every ball's change from the hidden state) or 'physics' (one per-ball network that
+    also sees the state and which ball is pushed which way; used where the action is known)."""
+    explain_balls: bool = True
+    """Explanation prompts end with one position per ball of the final state (colour-word
+    embedding + displacement and offsets), so the explanation can name the destination ball."""
     action_input_dropout: float = 0.3
     """In goal->rollout sequences, probability that an action's input is masked (breaks the
     shortcut of copying the previous action)."""
@@ -101,6 +114,10 @@ class GroundConfig(JsonConfig):
             raise ValueError(f"prompt_style must be 'kalm' or 'short'; got {self.prompt_style!r}")
         if self.adapter not in ("lora", "full"):
             raise ValueError(f"adapter must be 'lora' or 'full'; got {self.adapter!r}")
+        if self.action_head not in ("mlp", "geometric"):
+            raise ValueError(f"action_head must be 'mlp' or 'geometric'; got {self.action_head!r}")
+        if self.dynamics_head not in ("mlp", "physics"):
+            raise ValueError(f"dynamics_head must be 'mlp' or 'physics'; got {self.dynamics_head!r}")
         if self.lm_layers < 0:
             raise ValueError(f"lm_layers must be >= 0 (0 = all layers); got {self.lm_layers}")
         if not 0.0 <= self.val_fraction < 1.0:

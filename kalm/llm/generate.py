@@ -102,9 +102,9 @@ def generate_rollouts(
         met = np.zeros(n, dtype=bool)
         lengths = np.zeros(n, dtype=int)
         for t in range(max(horizons)):
-            a = model.codec.action_logits(step.last_hidden).argmax(-1)
+            a = model.codec.action_logits(step.last_hidden, obs).argmax(-1)
             h = step.feed(model.codec.embed_actions(a).unsqueeze(1).to(step.last_hidden.dtype))
-            nxt = model.codec.next_state(h, obs)
+            nxt = model.codec.next_state(h, obs, a)
             all_act.append(a.numpy().copy())
             all_obs.append(nxt.numpy().copy())
             for i in range(n):
@@ -142,7 +142,8 @@ def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         h, _ = model.hidden(model.embed(batch), batch.attention_mask)
-        return model.codec.action_logits(h[:, -1]).argmax(-1).numpy()
+        last = np.stack([np.asarray(o, np.float32)[len(a)] for o, a in zip(observations, actions)])
+        return model.codec.action_logits(h[:, -1], torch.from_numpy(last)).argmax(-1).numpy()
 
 
 @torch.no_grad()
@@ -156,7 +157,8 @@ def predict_next_states(model: GroundedLM, obs: np.ndarray, actions: np.ndarray,
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         h, _ = model.hidden(model.embed(batch), batch.attention_mask)
         # Read from the last position (the text before the next state), as in training.
-        return model.codec.next_state(h[:, -1], torch.from_numpy(obs)).numpy()
+        return model.codec.next_state(h[:, -1], torch.from_numpy(obs),
+                                      torch.as_tensor(np.asarray(actions), dtype=torch.long)).numpy()
 
 
 @torch.no_grad()
@@ -166,7 +168,7 @@ def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
     """The LM's goal text for each rollout (greedy decoding until end of text)."""
     model.eval()
     tok = model.tokenizer
-    seqs = [explain_prompt(np.asarray(o), np.asarray(a), model.prompt_style)
+    seqs = [explain_prompt(np.asarray(o), np.asarray(a), model.prompt_style, model.codec.explain_balls)
             for o, a in zip(observations, actions)]
     with _autocast(bf16):
         batch = collate(seqs, tok, model.positions_per_state, left_pad=True)

@@ -48,7 +48,9 @@ class GroundedLM(nn.Module):
     """A causal LM that reads and writes CLEVR-Robot states and actions."""
 
     def __init__(self, lm: nn.Module, tokenizer, state_tokens: str = "state", codec_hidden: int = 256,
-                 codec: NumericCodec | None = None, prompt_style: str = "kalm") -> None:
+                 codec: NumericCodec | None = None, prompt_style: str = "kalm",
+                 action_head: str = "mlp", dynamics_head: str = "mlp",
+                 explain_balls: bool = False) -> None:
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
@@ -58,7 +60,9 @@ class GroundedLM(nn.Module):
             words = set(COLOR_WORDS) | {w for ws in DIRECTION_WORDS for w in ws}
             scale = embedding_scale(lm)
             codec = NumericCodec(hidden, state_tokens, codec_hidden,
-                                 word_embeddings(lm, tokenizer, words), embed_scale=scale)
+                                 word_embeddings(lm, tokenizer, words), embed_scale=scale,
+                                 action_head=action_head, dynamics_head=dynamics_head,
+                                 explain_balls=explain_balls)
         self.codec = codec
 
     @property
@@ -80,6 +84,10 @@ class GroundedLM(nn.Module):
             P = e.shape[1]
             for k in range(P):
                 emb[batch.state_b, batch.state_pos + k] = e[:, k]
+        if len(batch.sm_b):
+            e = self.codec.embed_summary(batch.sm_final, batch.sm_initial).to(dtype)  # (Nm, 5, H)
+            for k in range(e.shape[1]):
+                emb[batch.sm_b, batch.sm_pos + k] = e[:, k]
         if len(batch.action_b):
             masked = None
             if action_mask_p > 0:
@@ -102,13 +110,13 @@ class GroundedLM(nn.Module):
         zero = h.sum() * 0.0
         out = {"state": zero, "action": zero, "text": zero}
         if len(batch.st_b):
-            pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos])
+            pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos], batch.st_base, batch.st_action)
             scale = torch.where(batch.st_episode.unsqueeze(-1), self.codec.episode_delta_std,
                                 self.codec.delta_std)
             tgt = (batch.st_target - batch.st_base) / scale
             out["state"] = F.mse_loss(pred, tgt)
         if len(batch.at_b):
-            logits = self.codec.action_logits(h[batch.at_b, batch.at_pos])
+            logits = self.codec.action_logits(h[batch.at_b, batch.at_pos], batch.at_obs)
             out["action"] = F.cross_entropy(logits, batch.at_target)
         if len(batch.tt_b):
             head = self.lm.get_output_embeddings()
@@ -137,7 +145,9 @@ class GroundedLM(nn.Module):
         else:
             save_file(self.trainable_lm_state(), str(folder / "lm_trainable.safetensors"))
         meta = {"state_tokens": self.codec.state_tokens, "prompt_style": self.prompt_style,
-                "codec_hidden": self.codec.state_head[1][0].out_features, **(extra or {})}
+                "codec_hidden": self.codec.state_head[1][0].out_features,
+                "action_head": self.codec.action_head_kind, "dynamics_head": self.codec.dynamics_head_kind,
+                "explain_balls": self.codec.explain_balls, **(extra or {})}
         (folder / "grounded.json").write_text(json.dumps(meta, indent=2))
 
     @torch.no_grad()

@@ -12,7 +12,8 @@ Prompts (KALM's wording):
 - consequence: "Initial state is" s0 ", after completing the instruction {goal}, we get terminal
                state" s_T
 - explain:     "Translate the state/action trajectory to a textual instruction. Trajectory:"
-               s0 a0 ... s_T " Instruction:" {goal}<eos>   (token cross-entropy on the goal)
+               s0 a0 ... s_T [b_red ... b_cyan] " Instruction:" {goal}<eos>   (token cross-entropy
+               on the goal; the optional summary positions b_* are one per ball of s_T)
 
 ``style="short"`` keeps the structure but cuts the boilerplate ("Goal: {goal}. Rollout:" ...):
 on a CPU the LM's cost is per token, and the published prompts spend ~20 tokens on words that
@@ -32,6 +33,7 @@ __all__ = [
     "Text",
     "State",
     "Action",
+    "Summary",
     "Segment",
     "Batch",
     "rollout_prompt",
@@ -68,7 +70,15 @@ class Action:
     """May be replaced by the mask vector at training time (goal->rollout only)."""
 
 
-Segment = Union[Text, State, Action]
+@dataclass
+class Summary:
+    """One position per ball of the final state, with its displacement since the initial state."""
+
+    final: np.ndarray
+    initial: np.ndarray
+
+
+Segment = Union[Text, State, Action, Summary]
 
 
 PROMPTS: dict[str, dict[str, str]] = {
@@ -129,18 +139,21 @@ def consequence_sequence(goal_text: str, obs0: np.ndarray, final_obs: np.ndarray
             State(final_obs, target=True, base=obs0, episode=True)]
 
 
-def explain_prompt(observations: np.ndarray, actions: np.ndarray, style: str = "kalm") -> list[Segment]:
+def explain_prompt(observations: np.ndarray, actions: np.ndarray, style: str = "kalm",
+                   summary: bool = False) -> list[Segment]:
     seq: list[Segment] = [Text(_p(style, "explain")), State(observations[0])]
     for t, a in enumerate(actions):
         seq.append(Action(int(a)))
         seq.append(State(observations[t + 1]))
+    if summary:
+        seq.append(Summary(np.asarray(observations[-1]), np.asarray(observations[0])))
     seq.append(Text(_p(style, "explain_end")))
     return seq
 
 
 def explain_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray,
-                     style: str = "kalm") -> list[Segment]:
-    return explain_prompt(observations, actions, style) + [Text(" " + goal_text.strip(), target=True)]
+                     style: str = "kalm", summary: bool = False) -> list[Segment]:
+    return explain_prompt(observations, actions, style, summary) + [Text(" " + goal_text.strip(), target=True)]
 
 
 @dataclass
@@ -161,12 +174,18 @@ class Batch:
     st_target: torch.Tensor  # (Nt, 10)
     st_base: torch.Tensor  # (Nt, 10)
     st_episode: torch.Tensor  # (Nt,) bool: whole-episode change (consequence)
+    st_action: torch.Tensor  # (Nt,) the push between base and target (-1: none, e.g. consequence)
     at_b: torch.Tensor  # action targets
     at_pos: torch.Tensor
     at_target: torch.Tensor
+    at_obs: torch.Tensor  # (Na, 10) the state the action is chosen in
     tt_b: torch.Tensor  # text targets
     tt_pos: torch.Tensor
     tt_target: torch.Tensor
+    sm_b: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    sm_pos: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    sm_final: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 10)))
+    sm_initial: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 10)))
     lengths: list[int] = field(default_factory=list)
 
     def to(self, device: Any) -> "Batch":
@@ -211,10 +230,12 @@ def collate(
     eos = tokenizer.eos_token_id
     rows: list[list[int]] = []
     S: dict[str, list] = {k: [] for k in ("sb", "sp", "so", "ab", "ap", "ai", "am",
-                                          "tb", "tp", "tg", "tbase", "te", "ub", "up", "ua",
-                                          "xb", "xp", "xt")}
+                                          "tb", "tp", "tg", "tbase", "te", "ta", "ub", "up", "ua",
+                                          "uo", "xb", "xp", "xt", "mb", "mp", "mf", "mi")}
+    zero = np.zeros(10, np.float32)
     for b, seq in enumerate(sequences):
         ids: list[int] = []
+        last_obs, last_action = zero, -1  # the latest state input, and the push since it
         for seg in seq:
             if isinstance(seg, Text):
                 tid = tokens(seg.text)
@@ -230,11 +251,20 @@ def collate(
                     S["tg"].append(np.asarray(seg.obs, np.float32))
                     S["tbase"].append(np.asarray(seg.base, np.float32))
                     S["te"].append(bool(seg.episode))
-                S["sb"].append(b); S["sp"].append(len(ids)); S["so"].append(np.asarray(seg.obs, np.float32))
+                    S["ta"].append(last_action)
+                last_obs, last_action = np.asarray(seg.obs, np.float32), -1
+                S["sb"].append(b); S["sp"].append(len(ids)); S["so"].append(last_obs)
                 ids.extend([ph] * positions_per_state)
+            elif isinstance(seg, Summary):
+                S["mb"].append(b); S["mp"].append(len(ids))
+                S["mf"].append(np.asarray(seg.final, np.float32))
+                S["mi"].append(np.asarray(seg.initial, np.float32))
+                ids.extend([ph] * 5)
             else:
                 if seg.target:
                     S["ub"].append(b); S["up"].append(len(ids) - 1); S["ua"].append(seg.action)
+                    S["uo"].append(last_obs)
+                last_action = int(seg.action)
                 S["ab"].append(b); S["ap"].append(len(ids)); S["ai"].append(seg.action)
                 S["am"].append(seg.maskable)
                 ids.append(ph)
@@ -263,6 +293,7 @@ def collate(
     tb, tp = idx("tb", "tp")
     ub, up = idx("ub", "up")
     xb, xp = idx("xb", "xp")
+    mb, mp = idx("mb", "mp")
     return Batch(
         input_ids=input_ids, attention_mask=mask,
         state_b=sb, state_pos=sp, state_obs=vecs("so"),
@@ -270,7 +301,9 @@ def collate(
         action_maskable=torch.tensor(S["am"], dtype=torch.bool),
         st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"),
         st_episode=torch.tensor(S["te"], dtype=torch.bool),
-        at_b=ub, at_pos=up, at_target=torch.tensor(S["ua"], dtype=torch.long),
+        st_action=torch.tensor(S["ta"], dtype=torch.long),
+        at_b=ub, at_pos=up, at_target=torch.tensor(S["ua"], dtype=torch.long), at_obs=vecs("uo"),
         tt_b=xb, tt_pos=xp, tt_target=torch.tensor(S["xt"], dtype=torch.long),
+        sm_b=mb, sm_pos=mp, sm_final=vecs("mf"), sm_initial=vecs("mi"),
         lengths=[len(r) for r in rows],
     )

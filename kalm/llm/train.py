@@ -94,7 +94,7 @@ class GroundingData:
         obs, act = e.obs[: T + 1], e.actions[:T]
         if obj == "rollout":
             return rollout_sequence(e.text, obs, act, st)
-        return explain_sequence(e.text, obs, act, st)
+        return explain_sequence(e.text, obs, act, st, self.cfg.explain_balls)
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Observation mean/std, one-push change std, whole-episode change std."""
@@ -123,7 +123,9 @@ def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:
     else:
         for p in lm.parameters():
             p.requires_grad_(True)
-    return GroundedLM(lm, tokenizer, cfg.state_tokens, cfg.codec_hidden, prompt_style=cfg.prompt_style)
+    return GroundedLM(lm, tokenizer, cfg.state_tokens, cfg.codec_hidden, prompt_style=cfg.prompt_style,
+                      action_head=cfg.action_head, dynamics_head=cfg.dynamics_head,
+                      explain_balls=cfg.explain_balls)
 
 
 def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
@@ -144,7 +146,7 @@ def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
 
 # Config fields that decide the shape of what is trained: an init_from folder must share them.
 _DESIGN_KEYS = ("model", "lm_layers", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
-                "lora_targets", "codec_hidden")
+                "lora_targets", "codec_hidden", "action_head", "dynamics_head", "explain_balls")
 
 
 def _init_from(model: GroundedLM, cfg: GroundConfig) -> None:

@@ -133,7 +133,7 @@ def test_generation_stops_when_goal_holds(monkeypatch):
     done[0:2] = [-0.6, 0.0]  # red 0.3 left of blue: the goal holds
     calls = {"n": 0}
 
-    def fake_next_state(h, obs):
+    def fake_next_state(h, obs, action=None):
         calls["n"] += 1
         out = obs.clone()
         if calls["n"] >= 3:  # the third generated state meets the goal
