@@ -9,7 +9,11 @@ Also printed: how often the expert repeats its previous push (what copying score
 relation goals how often its push is the one that lands the source ball nearest a target point
 beside the destination ball (a purely geometric rule, ``kalm.policy.expert._relation_aim``).
 
+``--head geometric`` puts the grounded LM's geometric action head (``kalm.llm.codec``) on top of
+the MLP instead of 40 plain logits: does that parametrisation express the data's pushes?
+
 Usage: python bench/action_learnability.py DATA.npz [DATA2.npz ...] [--steps 3000] [--seed 0]
+       [--head mlp|geometric]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kalm.data.episodes import load_dataset  # noqa: E402
 from kalm.envs.clevr import COLORS, PUSH_DIRECTIONS  # noqa: E402
-from kalm.llm.codec import state_features  # noqa: E402
+from kalm.llm.codec import GeometricActionHead, state_features  # noqa: E402
 from kalm.policy.expert import _relation_aim  # noqa: E402
 
 DIRS = ("left", "right", "front", "behind")
@@ -57,7 +61,21 @@ def geometric_choice(goal, obs: np.ndarray) -> int:
     return best_a
 
 
-def measure(path: str, steps: int, seed: int) -> dict:
+class _GeometricNet(nn.Module):
+    """The MLP's last hidden layer feeds the geometric head (plus a plain residual), as in the LM."""
+
+    def __init__(self, d_in: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d_in, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU())
+        self.plain = nn.Linear(256, 40)
+        self.geo = GeometricActionHead(256, 256)
+
+    def forward(self, x: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.plain(h) + self.geo(h, obs)
+
+
+def measure(path: str, steps: int, seed: int, head: str = "mlp") -> dict:
     ds = load_dataset(path)
     X, G, Y, E, first, rep = [], [], [], [], [], []
     geo_hits = geo_n = geo_first_hits = geo_first_n = 0
@@ -82,27 +100,34 @@ def measure(path: str, steps: int, seed: int) -> dict:
     E, first = np.array(E), torch.tensor(first)
     val = torch.tensor(E >= int(0.9 * len(ds)))
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(feats.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
-                        nn.Linear(256, 40))
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    if head == "geometric":
+        gnet = _GeometricNet(feats.shape[1])
+        apply = lambda rows: gnet(feats[rows], X[rows])  # noqa: E731
+        params = list(gnet.parameters())
+    else:
+        mlp = nn.Sequential(nn.Linear(feats.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
+                            nn.Linear(256, 40))
+        apply = lambda rows: mlp(feats[rows])  # noqa: E731
+        params = list(mlp.parameters())
+    opt = torch.optim.Adam(params, 1e-3)
     idx = torch.where(~val)[0]
     best = {"val_loss": np.inf}
     for step in range(1, steps + 1):
         b = idx[torch.randint(len(idx), (256,))]
-        loss = nn.functional.cross_entropy(net(feats[b]), Y[b])
+        loss = nn.functional.cross_entropy(apply(b), Y[b])
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 250 == 0:
             with torch.no_grad():
-                logits = net(feats[val])
+                logits = apply(val)
                 vl = float(nn.functional.cross_entropy(logits, Y[val]))
                 hit = logits.argmax(1) == Y[val]
             if vl < best["val_loss"]:  # early stopping on the held-out loss
                 best = {"val_loss": round(vl, 3), "val_accuracy": round(float(hit.float().mean()), 3),
                         "val_first_step_accuracy": round(float(hit[first[val]].float().mean()), 3),
                         "step": step}
-    return {"data": path, "episodes": len(ds), "transitions": len(Y),
+    return {"data": path, "head": head, "episodes": len(ds), "transitions": len(Y),
             "mlp_given_goal": best,
             "repeat_previous_push": round(float(np.mean(rep)), 3) if rep else None,
             "geometric_rule_match": round(geo_hits / geo_n, 3) if geo_n else None,
@@ -114,11 +139,12 @@ def main() -> None:
     p.add_argument("data", nargs="+")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head", choices=("mlp", "geometric"), default="mlp")
     args = p.parse_args()
     for path in args.data:
-        r = measure(path, args.steps, args.seed)
+        r = measure(path, args.steps, args.seed, args.head)
         m = r["mlp_given_goal"]
-        print(f"{path}: {r['episodes']} episodes, {r['transitions']} pushes | MLP given the goal: "
+        print(f"{path} [{args.head} head]: {r['episodes']} episodes, {r['transitions']} pushes | MLP given the goal: "
               f"val loss {m['val_loss']}, accuracy {m['val_accuracy']:.1%} "
               f"(first push {m['val_first_step_accuracy']:.1%}) | repeats previous push "
               f"{r['repeat_previous_push']:.1%} | geometric rule agrees {r['geometric_rule_match']} "

@@ -122,7 +122,9 @@ class GeometricActionHead(nn.Module):
     ``v_b = sum_k alpha_k(h) p_k + c(h) - p_b``: the vector from ball b to the target point, and
     ``D_d`` the (learned, push-calibrated) displacement of push direction d. The LM decides what
     the goal asks (which ball; a point such as "0.3 left of blue": alpha = one-hot(blue),
-    c = (-0.3, 0)); the head does the geometry for the current state.
+    c = (-0.3, 0)); the head does the geometry for the current state. A small network shared by
+    all 40 pushes adds a score from where the push lands relative to the target point and to the
+    anchor ``sum_k alpha_k p_k`` (the destination ball, which a ball must go around, not through).
     """
 
     def __init__(self, hidden_size: int, width: int) -> None:
@@ -132,6 +134,10 @@ class GeometricActionHead(nn.Module):
         self.point = _mlp(hidden_size, width, N_BALLS + 3)  # alpha (5), offset c (2), kappa (1)
         d = torch.tensor(_PUSH_DIRECTIONS)
         self.push = nn.Parameter(d / d.norm(dim=-1, keepdim=True) * _PUSH)
+        self.score = _mlp(12, 64, 1)
+        with torch.no_grad():
+            self.score[-1].weight.zero_()
+            self.score[-1].bias.zero_()
 
     def forward(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         z = self.norm(h.float())
@@ -139,10 +145,20 @@ class GeometricActionHead(nn.Module):
         out = self.point(z)
         alpha, c = out[:, :N_BALLS], out[:, N_BALLS : N_BALLS + 2] * 0.3
         kappa = F.softplus(out[:, -1] + 1.0)
-        target = (alpha.unsqueeze(-1) * p).sum(1) + c  # (N, 2)
+        anchor = (alpha.unsqueeze(-1) * p).sum(1)  # (N, 2)
+        target = anchor + c
         v = target.unsqueeze(1) - p  # (N, 5, 2): from each ball to the target point
         d2 = ((v.unsqueeze(2) - self.push.view(1, 1, N_DIRS, 2)) ** 2).sum(-1)  # (N, 5, 8)
-        dir_logp = torch.log_softmax(-kappa.view(-1, 1, 1) * d2 / 0.01, dim=-1)
+        # Where each push lands, relative to the target and to the anchor (scaled to ~unit).
+        land = p.unsqueeze(2) + self.push.view(1, 1, N_DIRS, 2)  # (N, 5, 8, 2)
+        to_t = (land - target.view(-1, 1, 1, 2)) * _REL_SCALE
+        to_a = (land - anchor.view(-1, 1, 1, 2)) * _REL_SCALE
+        from_a = ((p - anchor.unsqueeze(1)) * _REL_SCALE).unsqueeze(2).expand_as(to_a)
+        now_t = (v.norm(dim=-1, keepdim=True) * _REL_SCALE).unsqueeze(2).expand(-1, -1, N_DIRS, -1)
+        u = (self.push / _PUSH).view(1, 1, N_DIRS, 2).expand_as(to_a)
+        f = torch.cat([to_t, to_t.norm(dim=-1, keepdim=True), to_a, to_a.norm(dim=-1, keepdim=True),
+                       from_a, from_a.norm(dim=-1, keepdim=True), now_t, u], dim=-1)
+        dir_logp = torch.log_softmax(-kappa.view(-1, 1, 1) * d2 / 0.01 + self.score(f).squeeze(-1), dim=-1)
         ball_logp = torch.log_softmax(self.ball(z), dim=-1)
         return (ball_logp.unsqueeze(-1) + dir_logp).flatten(1)
 
