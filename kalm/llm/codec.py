@@ -18,10 +18,11 @@ Design choices (see ``../shared/spec/grounding_notes.md`` for why):
   LM was just given (a skip connection around the LM), so that the LM carries the meaning of the
   goal and the head the arithmetic of the scene:
 
-  - ``action_head="geometric"``: the LM's hidden state chooses the ball to push and a target
+  - ``action_head="geometric"`` / ``"pointer"``: the LM's hidden state chooses the ball to push and a target
     point written in the scene's own coordinates (a weighted sum of ball centres plus an offset,
     e.g. "beside blue, on its left"); each push direction is scored by how close it lands the
-    ball to that point. A plain MLP over the hidden state is added as a residual.
+    ball to that point. A plain MLP over the hidden state is added as a residual. ``pointer``
+    writes the point's ball weights as a softmax over the balls and "no ball" (a crisp anchor).
   - ``dynamics_head="physics"``: where the action is known (rollout and dynamics sites), each
     ball's change is predicted by one small network shared across balls from the hidden state,
     whether it is the pushed ball, the push direction and its offset from the pushed ball (a
@@ -61,7 +62,7 @@ _REL_SCALE = 2.0
 _PUSH = 0.145
 _PUSH_DIRECTIONS = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0),
                     (0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
-ACTION_HEADS = ("mlp", "geometric")
+ACTION_HEADS = ("mlp", "geometric", "pointer")
 DYNAMICS_HEADS = ("mlp", "physics")
 
 
@@ -88,10 +89,12 @@ def ball_features(obs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> t
 
 
 def summary_features(final: torch.Tensor, initial: torch.Tensor, mean: torch.Tensor,
-                     std: torch.Tensor) -> torch.Tensor:
-    """(N, 10) final and initial states -> (N, 5, 34): per ball, who it is (one-hot), its
-    normalised final centre, its displacement over the rollout, and for each other ball the
-    offset to it, their distance and that ball's displacement."""
+                     std: torch.Tensor, mover: bool = False) -> torch.Tensor:
+    """(N, 10) final and initial states -> (N, 5, 34) (or 38 with ``mover``): per ball, who it is
+    (one-hot), its normalised final centre, its displacement over the rollout, and for each other
+    ball the offset to it, their distance and that ball's displacement. ``mover`` adds where the
+    ball ends up relative to the ball that moved furthest (offset, distance, and whether it is
+    that ball): the relation a rollout about one ball is most likely to be about."""
     p = final.reshape(-1, N_BALLS, 2)
     disp = (p - initial.reshape(-1, N_BALLS, 2)) * _REL_SCALE
     pn = ((final - mean) / std).reshape(-1, N_BALLS, 2)
@@ -104,10 +107,18 @@ def summary_features(final: torch.Tensor, initial: torch.Tensor, mean: torch.Ten
         per = torch.cat([off, off.norm(dim=-1, keepdim=True), dj, dj.norm(dim=-1, keepdim=True)], -1)
         feats.append(torch.cat([eye[:, b], pn[:, b], disp[:, b], disp[:, b].norm(dim=-1, keepdim=True),
                                 per.flatten(1)], dim=-1))
-    return torch.stack(feats, dim=1)
+    out = torch.stack(feats, dim=1)
+    if mover:
+        m = disp.norm(dim=-1).argmax(dim=1)  # (N,)
+        pm = p[torch.arange(p.shape[0], device=p.device), m]
+        off = (p - pm.unsqueeze(1)) * _REL_SCALE
+        is_m = F.one_hot(m, N_BALLS).float().unsqueeze(-1)
+        out = torch.cat([out, off, off.norm(dim=-1, keepdim=True), is_m], dim=-1)
+    return out
 
 
 SUMMARY_DIM = N_BALLS + 2 + 3 + 4 * 6
+SUMMARY_KINDS = ("plain", "mover")
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -127,11 +138,14 @@ class GeometricActionHead(nn.Module):
     anchor ``sum_k alpha_k p_k`` (the destination ball, which a ball must go around, not through).
     """
 
-    def __init__(self, hidden_size: int, width: int) -> None:
+    def __init__(self, hidden_size: int, width: int, pointer: bool = False) -> None:
         super().__init__()
+        self.pointer = pointer
         self.norm = nn.LayerNorm(hidden_size)
         self.ball = _mlp(hidden_size, width, N_BALLS)
-        self.point = _mlp(hidden_size, width, N_BALLS + 3)  # alpha (5), offset c (2), kappa (1)
+        # alpha (5; with ``pointer`` 6 logits: a softmax over the balls and "no ball"), c (2), kappa
+        self.n_alpha = N_BALLS + 1 if pointer else N_BALLS
+        self.point = _mlp(hidden_size, width, self.n_alpha + 3)
         d = torch.tensor(_PUSH_DIRECTIONS)
         self.push = nn.Parameter(d / d.norm(dim=-1, keepdim=True) * _PUSH)
         self.score = _mlp(12, 64, 1)
@@ -143,7 +157,7 @@ class GeometricActionHead(nn.Module):
         z = self.norm(h.float())
         p = obs.float().reshape(-1, N_BALLS, 2)
         out = self.point(z)
-        alpha, c = out[:, :N_BALLS], out[:, N_BALLS : N_BALLS + 2] * 0.3
+        alpha, c = self._alpha(out), out[:, self.n_alpha : self.n_alpha + 2] * 0.3
         kappa = F.softplus(out[:, -1] + 1.0)
         anchor = (alpha.unsqueeze(-1) * p).sum(1)  # (N, 2)
         target = anchor + c
@@ -162,12 +176,17 @@ class GeometricActionHead(nn.Module):
         ball_logp = torch.log_softmax(self.ball(z), dim=-1)
         return (ball_logp.unsqueeze(-1) + dir_logp).flatten(1)
 
+    def _alpha(self, out: torch.Tensor) -> torch.Tensor:
+        if self.pointer:
+            return out[:, : self.n_alpha].softmax(-1)[:, :N_BALLS]
+        return out[:, :N_BALLS]
+
     def target_point(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """(N, 2): the point the head aims at (for inspection and tests)."""
         z = self.norm(h.float())
         out = self.point(z)
         p = obs.float().reshape(-1, N_BALLS, 2)
-        return (out[:, :N_BALLS].unsqueeze(-1) * p).sum(1) + out[:, N_BALLS : N_BALLS + 2] * 0.3
+        return (self._alpha(out).unsqueeze(-1) * p).sum(1) + out[:, self.n_alpha : self.n_alpha + 2] * 0.3
 
 
 class PhysicsHead(nn.Module):
@@ -217,6 +236,7 @@ class NumericCodec(nn.Module):
         action_head: str = "mlp",
         dynamics_head: str = "mlp",
         explain_balls: bool = False,
+        summary_features: str = "plain",
     ) -> None:
         super().__init__()
         if action_head not in ACTION_HEADS:
@@ -228,6 +248,9 @@ class NumericCodec(nn.Module):
         self.action_head_kind = action_head
         self.dynamics_head_kind = dynamics_head
         self.explain_balls = bool(explain_balls)
+        if summary_features not in SUMMARY_KINDS:
+            raise ValueError(f"summary_features must be one of {SUMMARY_KINDS}; got {summary_features!r}")
+        self.summary_kind = summary_features
         self.positions_per_state = N_BALLS if state_tokens == "ball" else 1
         we = word_embeddings or {}
 
@@ -253,11 +276,13 @@ class NumericCodec(nn.Module):
         self.state_head = nn.Sequential(nn.LayerNorm(hidden_size), _mlp(hidden_size, codec_hidden, OBS_DIM))
         self.action_head = nn.Sequential(nn.LayerNorm(hidden_size),
                                          _mlp(hidden_size, codec_hidden, N_ACTIONS))
-        self.geometric = GeometricActionHead(hidden_size, codec_hidden) if action_head == "geometric" else None
+        self.geometric = (GeometricActionHead(hidden_size, codec_hidden, pointer=action_head == "pointer")
+                          if action_head in ("geometric", "pointer") else None)
         self.physics = PhysicsHead(hidden_size, codec_hidden) if dynamics_head == "physics" else None
         self.summary_in = None
         if self.explain_balls:
-            self.summary_in = _mlp(SUMMARY_DIM, codec_hidden, hidden_size)
+            self.summary_in = _mlp(SUMMARY_DIM + (4 if summary_features == "mover" else 0),
+                                   codec_hidden, hidden_size)
             with torch.no_grad():
                 self.summary_in[-1].weight.mul_(embed_scale / 0.05)
         self.register_buffer("obs_mean", torch.zeros(OBS_DIM))
@@ -286,7 +311,8 @@ class NumericCodec(nn.Module):
         """(N, 10) final and initial states -> (N, 5, hidden): one position per ball."""
         if self.summary_in is None:
             raise ValueError("this codec has no explanation summary (explain_balls=False)")
-        f = summary_features(final.float(), initial.float(), self.obs_mean, self.obs_std)
+        f = summary_features(final.float(), initial.float(), self.obs_mean, self.obs_std,
+                             mover=self.summary_kind == "mover")
         return self.summary_in(f) + self.color_vec.unsqueeze(0)
 
     def embed_actions(self, actions: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:

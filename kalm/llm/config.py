@@ -20,7 +20,7 @@ class GroundConfig(JsonConfig):
     KIND: ClassVar[str] = "grounding"
     # Runs saved before these options existed were made with the plain heads.
     LEGACY: ClassVar[dict[str, Any]] = {"action_head": "mlp", "dynamics_head": "mlp",
-                                        "explain_balls": False}
+                                        "explain_balls": False, "summary_features": "plain"}
 
     # --- data
     data: str = ""
@@ -49,16 +49,20 @@ class GroundConfig(JsonConfig):
     """Modules that get LoRA adapters."""
     codec_hidden: int = 256
     """Hidden width of the numeric input projections and output heads."""
-    action_head: str = "geometric"
-    """'mlp' (40 logits from the hidden state) or 'geometric' (the hidden state picks the ball and
-    a target point in scene coordinates; each direction is scored by how near it lands the ball;
-    the MLP stays as a residual)."""
+    action_head: str = "pointer"
+    """'mlp' (40 logits from the hidden state), 'geometric' (the hidden state picks the ball and a
+    target point in scene coordinates: weights on the ball centres plus an offset; each direction
+    is scored by where it lands the ball; the MLP stays as a residual) or 'pointer' (the same with
+    the weights a softmax over the balls and "no ball")."""
     dynamics_head: str = "physics"
     """'mlp' (every ball's change from the hidden state) or 'physics' (one per-ball network that
     also sees the state and which ball is pushed which way; used where the action is known)."""
     explain_balls: bool = True
     """Explanation prompts end with one position per ball of the final state (colour-word
     embedding + displacement and offsets), so the explanation can name the destination ball."""
+    summary_features: str = "mover"
+    """What each summary position holds: 'plain' (displacement, offsets to the other balls) or
+    'mover' (plus its offset from the ball that moved furthest)."""
     action_input_dropout: float = 0.3
     """In goal->rollout sequences, probability that an action's input is masked (breaks the
     shortcut of copying the previous action)."""
@@ -114,8 +118,10 @@ class GroundConfig(JsonConfig):
             raise ValueError(f"prompt_style must be 'kalm' or 'short'; got {self.prompt_style!r}")
         if self.adapter not in ("lora", "full"):
             raise ValueError(f"adapter must be 'lora' or 'full'; got {self.adapter!r}")
-        if self.action_head not in ("mlp", "geometric"):
-            raise ValueError(f"action_head must be 'mlp' or 'geometric'; got {self.action_head!r}")
+        if self.action_head not in ("mlp", "geometric", "pointer"):
+            raise ValueError(f"action_head must be 'mlp', 'geometric' or 'pointer'; got {self.action_head!r}")
+        if self.summary_features not in ("plain", "mover"):
+            raise ValueError(f"summary_features must be 'plain' or 'mover'; got {self.summary_features!r}")
         if self.dynamics_head not in ("mlp", "physics"):
             raise ValueError(f"dynamics_head must be 'mlp' or 'physics'; got {self.dynamics_head!r}")
         if self.lm_layers < 0:

@@ -50,7 +50,7 @@ class GroundedLM(nn.Module):
     def __init__(self, lm: nn.Module, tokenizer, state_tokens: str = "state", codec_hidden: int = 256,
                  codec: NumericCodec | None = None, prompt_style: str = "kalm",
                  action_head: str = "mlp", dynamics_head: str = "mlp",
-                 explain_balls: bool = False) -> None:
+                 explain_balls: bool = False, summary_features: str = "plain") -> None:
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
@@ -62,7 +62,7 @@ class GroundedLM(nn.Module):
             codec = NumericCodec(hidden, state_tokens, codec_hidden,
                                  word_embeddings(lm, tokenizer, words), embed_scale=scale,
                                  action_head=action_head, dynamics_head=dynamics_head,
-                                 explain_balls=explain_balls)
+                                 explain_balls=explain_balls, summary_features=summary_features)
         self.codec = codec
 
     @property
@@ -147,7 +147,8 @@ class GroundedLM(nn.Module):
         meta = {"state_tokens": self.codec.state_tokens, "prompt_style": self.prompt_style,
                 "codec_hidden": self.codec.state_head[1][0].out_features,
                 "action_head": self.codec.action_head_kind, "dynamics_head": self.codec.dynamics_head_kind,
-                "explain_balls": self.codec.explain_balls, **(extra or {})}
+                "explain_balls": self.codec.explain_balls, "summary_features": self.codec.summary_kind,
+                **(extra or {})}
         (folder / "grounded.json").write_text(json.dumps(meta, indent=2))
 
     @torch.no_grad()

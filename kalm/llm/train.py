@@ -125,7 +125,7 @@ def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:
             p.requires_grad_(True)
     return GroundedLM(lm, tokenizer, cfg.state_tokens, cfg.codec_hidden, prompt_style=cfg.prompt_style,
                       action_head=cfg.action_head, dynamics_head=cfg.dynamics_head,
-                      explain_balls=cfg.explain_balls)
+                      explain_balls=cfg.explain_balls, summary_features=cfg.summary_features)
 
 
 def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
@@ -146,7 +146,8 @@ def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
 
 # Config fields that decide the shape of what is trained: an init_from folder must share them.
 _DESIGN_KEYS = ("model", "lm_layers", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
-                "lora_targets", "codec_hidden", "action_head", "dynamics_head", "explain_balls")
+                "lora_targets", "codec_hidden", "action_head", "dynamics_head", "explain_balls",
+                "summary_features")
 
 
 def _init_from(model: GroundedLM, cfg: GroundConfig) -> None:

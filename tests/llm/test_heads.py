@@ -23,6 +23,8 @@ H = 16
 
 def _set_point(head: GeometricActionHead, alpha, c, kappa_raw=3.0, ball=0) -> None:
     """Make the head ignore h: fixed target weights alpha, offset c, and a preferred ball."""
+    if head.pointer:  # logits of a softmax over the balls and "no ball"
+        alpha = [20.0 if a > 0.5 else -20.0 for a in alpha] + [-20.0]
     with torch.no_grad():
         last = head.point[-1]
         last.weight.zero_()
@@ -33,9 +35,10 @@ def _set_point(head: GeometricActionHead, alpha, c, kappa_raw=3.0, ball=0) -> No
         head.ball[-1].bias.copy_(bias)
 
 
-def test_geometric_head_picks_the_push_that_lands_nearest_the_target_point():
+@pytest.mark.parametrize("pointer", [False, True])
+def test_geometric_head_picks_the_push_that_lands_nearest_the_target_point(pointer):
     torch.manual_seed(0)
-    head = GeometricActionHead(H, 32)
+    head = GeometricActionHead(H, 32, pointer=pointer)
     rng = np.random.default_rng(0)
     dirs = PUSH_DIRECTIONS / np.linalg.norm(PUSH_DIRECTIONS, axis=1, keepdims=True) * 0.145
     for trial in range(20):
@@ -78,7 +81,7 @@ def test_codec_uses_the_physics_head_only_where_an_action_is_known():
     torch.testing.assert_close(mixed[1], plain[1])
     assert not torch.allclose(mixed[0], plain[0])
     with pytest.raises(ValueError, match="action_head"):
-        NumericCodec(H, action_head="pointer")
+        NumericCodec(H, action_head="arrow")
 
 
 def test_batch_carries_the_state_of_each_action_and_the_push_of_each_state_target():
@@ -110,13 +113,21 @@ def test_explanation_summary_positions_follow_the_last_state():
     # ball k's own displacement over the rollout
     disp = (obs[-1] - obs[0]).reshape(5, 2) * 2.0
     np.testing.assert_allclose(f[0, :, 7:9].numpy(), disp, atol=1e-6)
+    # with the mover block: each ball's offset from the ball that moved furthest, and which one it is
+    fm = summary_features(torch.from_numpy(obs[-1:]), torch.from_numpy(obs[:1]), torch.zeros(10),
+                          torch.ones(10), mover=True)
+    assert fm.shape == (1, 5, 38)
+    m = int(np.argmax(np.linalg.norm(disp, axis=1)))
+    p = obs[-1].reshape(5, 2)
+    np.testing.assert_allclose(fm[0, :, 34:36].numpy(), (p - p[m]) * 2.0, atol=1e-6)
+    assert fm[0, :, 37].tolist() == [1.0 if k == m else 0.0 for k in range(5)]
 
 
 def test_structured_heads_train_generate_and_explain():
     lm, tok = tiny_lm()
     torch.manual_seed(0)
-    model = build_model(GroundConfig(action_head="geometric", dynamics_head="physics", explain_balls=True),
-                        lm, tok)
+    model = build_model(GroundConfig(action_head="pointer", dynamics_head="physics", explain_balls=True,
+                                     summary_features="mover"), lm, tok)
     assert model.codec.geometric is not None and model.codec.physics is not None
     obs = np.random.default_rng(3).uniform(-0.5, 0.5, size=(4, 10)).astype(np.float32)
     batch = collate([rollout_sequence("put red left of blue", obs, [3, 17, 25]),
@@ -143,9 +154,10 @@ def test_structured_heads_train_generate_and_explain():
 
 def test_configs_saved_before_the_structured_heads_load_with_the_plain_ones():
     old = GroundConfig().to_dict()
-    for k in ("action_head", "dynamics_head", "explain_balls"):
+    for k in ("action_head", "dynamics_head", "explain_balls", "summary_features"):
         old.pop(k)
     cfg = GroundConfig.from_dict(old)
-    assert (cfg.action_head, cfg.dynamics_head, cfg.explain_balls) == ("mlp", "mlp", False)
+    assert (cfg.action_head, cfg.dynamics_head, cfg.explain_balls, cfg.summary_features) == (
+        "mlp", "mlp", False, "plain")
     with pytest.raises(ValueError, match="dynamics_head"):
         GroundConfig(dynamics_head="newton").validate()
