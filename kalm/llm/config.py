@@ -49,20 +49,20 @@ class GroundConfig(JsonConfig):
     """Modules that get LoRA adapters."""
     codec_hidden: int = 256
     """Hidden width of the numeric input projections and output heads."""
-    action_head: str = "pointer"
+    action_head: str = "geometric"
     """'mlp' (40 logits from the hidden state), 'geometric' (the hidden state picks the ball and a
     target point in scene coordinates: weights on the ball centres plus an offset; each direction
     is scored by where it lands the ball; the MLP stays as a residual) or 'pointer' (the same with
-    the weights a softmax over the balls and "no ball")."""
+    the weights a softmax over the balls and "no ball"; not yet trained at the full preset)."""
     dynamics_head: str = "physics"
     """'mlp' (every ball's change from the hidden state) or 'physics' (one per-ball network that
     also sees the state and which ball is pushed which way; used where the action is known)."""
     explain_balls: bool = True
     """Explanation prompts end with one position per ball of the final state (colour-word
     embedding + displacement and offsets), so the explanation can name the destination ball."""
-    summary_features: str = "mover"
+    summary_features: str = "plain"
     """What each summary position holds: 'plain' (displacement, offsets to the other balls) or
-    'mover' (plus its offset from the ball that moved furthest)."""
+    'mover' (plus its offset from the ball that moved furthest; not yet trained at the full preset)."""
     action_input_dropout: float = 0.3
     """In goal->rollout sequences, probability that an action's input is masked (breaks the
     shortcut of copying the previous action)."""
