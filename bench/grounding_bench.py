@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("--data", default=None)
     p.add_argument("--episodes", type=int, default=30, help="rollouts per suite")
-    p.add_argument("--suites", default="train,rephrase,easy,hard")
+    p.add_argument("--suites", default="train,rephrase,easy,hard", help="'none': no rollouts")
     p.add_argument("--val", type=int, default=100, help="held-out episodes to score (0: skip)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--speed", action="store_true", help="also time generation (batch 1 and 32)")
@@ -61,12 +61,13 @@ def main() -> None:
         print("next action", out["next_action"], flush=True)
         out["dynamics"] = dynamics_error(model, val)
         print("dynamics", out["dynamics"], flush=True)
-    items = [it for s in args.suites.split(",") for it in suite_items(s, 0)]
-    out["rollouts"] = rollout_quality(model, items, args.episodes, seed=0)
-    for cat, m in out["rollouts"]["categories"].items():
-        print(f"{cat:<9} match {100 * m['match_rate']:.1f}%  replay {100 * m['replay_success']:.1f}%  "
-              f"(n={m['rollouts']})", flush=True)
-    print("distinct actions per rollout", out["rollouts"]["mean_distinct_actions"])
+    if args.suites != "none":
+        items = [it for s in args.suites.split(",") for it in suite_items(s, 0)]
+        out["rollouts"] = rollout_quality(model, items, args.episodes, seed=0)
+        for cat, m in out["rollouts"]["categories"].items():
+            print(f"{cat:<9} match {100 * m['match_rate']:.1f}%  replay {100 * m['replay_success']:.1f}%  "
+                  f"(n={m['rollouts']})", flush=True)
+        print("distinct actions per rollout", out["rollouts"]["mean_distinct_actions"])
     if args.speed:
         s0 = np.random.default_rng(0).uniform(-0.4, 0.4, (32, 10))
         t = time.perf_counter()

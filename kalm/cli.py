@@ -150,12 +150,13 @@ def cmd_imagine(args: argparse.Namespace) -> int:
             return "-" if v is None else f"{100 * v:.1f}%"
 
         print(f"{'category':<12} {'rollouts':>8} {'match':>7} {'realistic':>9} {'off-bench':>9} "
-              f"{'replay':>7} {'cycle':>7}")
+              f"{'replay':>7} {'cycle':>7} {'true expl.':>10}")
         rows = {**summary["categories"], "overall": summary["overall"]}
         for cat, m in rows.items():
             print(f"{cat:<12} {m['rollouts']:>8} {pct(m['match_rate']):>7} "
                   f"{pct(m['realistic_transition_rate']):>9} {pct(m['out_of_workbench_rate']):>9} "
-                  f"{pct(m['replay_success_rate']):>7} {pct(m['cycle_consistency']):>7}")
+                  f"{pct(m['replay_success_rate']):>7} {pct(m['cycle_consistency']):>7} "
+                  f"{pct(m.get('explanation_true_rate')):>10}")
         rate = summary["generation"]["rollouts_per_s"]
         print(f"wrote {args.out}" + (f" ({rate:.2f} rollouts/s)" if rate else ""))
     return 0

@@ -346,14 +346,18 @@ else:
     if batch:
         st.divider()
         rates = validity_rates([r.validity for r in batch])
-        m = st.columns(5)
+        m = st.columns(6)
         m[0].metric("Match", f"{100 * rates['match_rate']:.0f}%")
         rt = rates["realistic_transition_rate"]
         m[1].metric("Realistic transitions", "–" if rt is None else f"{100 * rt:.0f}%")
         m[2].metric("Replay success", f"{100 * rates['replay_success_rate']:.0f}%")
         cc = rates["cycle_consistency"]
         m[3].metric("Cycle consistent", "–" if cc is None else f"{100 * cc:.0f}%")
-        m[4].metric("Fully valid", f"{100 * rates['fully_valid_rate']:.0f}%")
+        et = rates["explanation_true_rate"]
+        m[4].metric("True explanation", "–" if et is None else f"{100 * et:.0f}%",
+                    help="The explanation names a goal the rollout made true (the intended one or "
+                         "another that also became true).")
+        m[5].metric("Fully valid", f"{100 * rates['fully_valid_rate']:.0f}%")
         st.dataframe(batch_rows(batch), hide_index=True, key="imb_table",
                      column_config={k: st.column_config.NumberColumn(format="%.4f")
                                     for k in ("dynamics_error_mean", "dynamics_error_max")})

@@ -329,3 +329,28 @@ def goal_from_dict(d: Mapping[str, Any]) -> Goal:
         raise GoalSpecError("an 'all' goal's 'goals' must be a list of relation goals")
     parsed = [goal_from_dict(s) for s in subs]
     return All(tuple(parsed))  # type: ignore[arg-type]
+
+
+def describes(goal: Goal, start_obs: np.ndarray, final_obs: np.ndarray) -> bool:
+    """Whether ``goal`` is a true account of a rollout from ``start_obs`` to ``final_obs``: it did
+    not hold at the start and holds at the end (what an explanation of the rollout must satisfy)."""
+    return goal.holds(final_obs, start_obs) and not goal.holds(start_obs, start_obs)
+
+
+def achieved_relations(start_obs: np.ndarray, final_obs: np.ndarray) -> list[Relation]:
+    """Every relation that a rollout from ``start_obs`` to ``final_obs`` made true, one per
+    equivalence class ("red left of blue" stands for "blue right of red" too: only ``left`` and
+    ``front`` are listed). A relation rollout usually makes more than one true (the source ends
+    beside two balls), and then its goal cannot be read off the states with certainty."""
+    out = []
+    for i, src in enumerate(COLORS):
+        for dst in COLORS[i + 1:]:
+            for a, b in ((src, dst), (dst, src)):
+                for d in ("left", "front"):
+                    r = Relation(a, b, d)
+                    if describes(r, start_obs, final_obs):
+                        out.append(r)
+    return out
+
+
+__all__ += ["describes", "achieved_relations"]

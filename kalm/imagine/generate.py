@@ -90,7 +90,8 @@ _VALIDITY_FIELDS = (
     "steps", "goal_met", "success_step", "realistic", "transitions", "realistic_transitions",
     "first_unrealistic_step", "dynamics_error_mean", "dynamics_error_max", "out_of_workbench",
     "out_of_workbench_states", "overlap", "overlap_states", "absurd", "absurd_states",
-    "replay_success", "replay_final_error", "explanation", "cycle_consistent", "step_errors",
+    "replay_success", "replay_final_error", "explanation", "cycle_consistent", "explanation_true",
+    "step_errors",
 )
 
 

@@ -22,6 +22,10 @@ open-loop replay            the imagined actions run in the real env from ``s_0`
                             at some step (``move``: after the one step)
 cycle consistency           (optional, needs the LM) the LM's explanation of the rollout parses to
                             a goal equivalent to the intended one
+true explanation            (with the explanation) it parses to a goal that the imagined rollout
+                            made true (false on ``s_0``, true on ``s_T``), the intended one or
+                            another: a rollout often makes several relations true, and then naming
+                            another is an ambiguity, not a misreading. Informative, not a failure
 ==========================  ===================================================================
 
 The checks on states (workbench, overlap, absurd) look at the generated states only: ``s_0`` is a
@@ -42,7 +46,7 @@ import numpy as np
 from kalm.envs.clevr import N_BALLS, OBS_DIM, ClevrRobotEnv
 from kalm.envs.clevr_model import BALL_RADIUS, WORKBENCH
 from kalm.goals.parser import goals_equivalent, parse_goal_text
-from kalm.goals.spec import Goal, Move
+from kalm.goals.spec import Goal, Move, describes
 
 __all__ = [
     "REALISTIC_TOLERANCE",
@@ -133,6 +137,9 @@ class RolloutValidity:
     """The LM's explanation of the rollout (None when not computed)."""
     cycle_consistent: bool | None = None
     """The explanation parses to a goal equivalent to the intended one (None: not computed)."""
+    explanation_true: bool | None = None
+    """The explanation parses to a goal that the imagined rollout made true, the intended one or
+    another (None: not computed)."""
     step_errors: list[float | None] = field(default_factory=list)
     """Max per-ball error of each transition (None where a state is absurd)."""
 
@@ -320,9 +327,12 @@ def check_rollout(
         drift = float(per_ball_errors(replayed[-1], obs[-1]).mean())
 
     success_step = goal_met_at(goal, obs, s0)
-    cycle = None
+    cycle = true_account = None
     if explanation is not None:
-        cycle = goals_equivalent(parse_goal_text(explanation), goal)
+        explained = parse_goal_text(explanation)
+        cycle = goals_equivalent(explained, goal)
+        true_account = bool(explained is not None and T > 0 and not absurd[-1]
+                            and describes(explained, s0, obs[-1]))
     return RolloutValidity(
         steps=T,
         goal_met=success_step is not None,
@@ -339,6 +349,7 @@ def check_rollout(
         replay_final_error=drift,
         explanation=explanation,
         cycle_consistent=cycle,
+        explanation_true=true_account,
         step_errors=step_errors,
     )
 
@@ -354,6 +365,7 @@ def validity_rates(validities: Sequence[RolloutValidity]) -> dict[str, Any]:
     n = len(vs)
     transitions = sum(v.transitions for v in vs)
     cycles = [v.cycle_consistent for v in vs if v.cycle_consistent is not None]
+    true_accounts = [v.explanation_true for v in vs if v.explanation_true is not None]
     errors = [v.dynamics_error_mean for v in vs if v.dynamics_error_mean is not None]
     weights = [
         sum(e is not None for e in v.step_errors) for v in vs if v.dynamics_error_mean is not None
@@ -374,6 +386,7 @@ def validity_rates(validities: Sequence[RolloutValidity]) -> dict[str, Any]:
         "absurd_rate": frac(v.absurd for v in vs),
         "replay_success_rate": frac(v.replay_success for v in vs),
         "cycle_consistency": float(np.mean(cycles)) if cycles else None,
+        "explanation_true_rate": float(np.mean(true_accounts)) if true_accounts else None,
         # per-transition mean per-ball error, averaged over all measured transitions
         "mean_dynamics_error": (
             float(np.average(errors, weights=weights)) if errors and sum(weights) else None
@@ -391,7 +404,8 @@ def aggregate(
     Each category gets ``rollouts``, ``match_rate``, ``realistic_transition_rate`` (fraction of
     all its transitions that are realistic), ``realistic_rollout_rate``, ``out_of_workbench_rate``,
     ``overlap_rate``, ``absurd_rate`` (fractions of rollouts with any such state),
-    ``replay_success_rate``, ``cycle_consistency`` (None when not computed),
+    ``replay_success_rate``, ``cycle_consistency`` and ``explanation_true_rate`` (None when not
+    computed),
     ``mean_dynamics_error``, ``mean_steps`` and ``fully_valid_rate``.
     """
     if len(validities) != len(categories):

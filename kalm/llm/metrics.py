@@ -1,6 +1,8 @@
 """How well a grounded LM translates both ways, measured against the simulator.
 
-- explanation accuracy: its explanation of a held-out real rollout parses to the true goal;
+- explanation accuracy: its explanation of a held-out real rollout parses to the true goal; and
+  how often it is at least a true account of the rollout, since a rollout often makes more than
+  one relation true;
 - match rate: rollouts it generates from real initial states whose generated states meet the goal;
 - replay success: the same rollouts' actions run in the simulator from the same initial state;
 - next-action accuracy with real states fed in (exact / ball / direction), beside the
@@ -19,7 +21,7 @@ import numpy as np
 from kalm.envs.clevr import ClevrRobotEnv
 from kalm.evaluate import episode_plan, initial_state
 from kalm.goals.parser import goals_equivalent, parse_goal_text
-from kalm.goals.spec import goal_from_dict
+from kalm.goals.spec import achieved_relations, describes, goal_from_dict
 from kalm.goals.suites import GoalItem
 from kalm.llm.generate import explain_rollouts, generate_rollouts, next_actions, predict_next_states
 from kalm.llm.model import GroundedLM
@@ -46,27 +48,43 @@ def replay_actions(env: ClevrRobotEnv, goal, obs0: np.ndarray, actions: np.ndarr
 
 def explanation_accuracy(model: GroundedLM, episodes: Sequence, batch_size: int = 16,
                          max_steps: int = 12) -> dict:
-    """Fraction of rollouts whose explanation parses to a goal equivalent to the true one."""
+    """Fraction of rollouts whose explanation parses to a goal equivalent to the true one.
+
+    Beside it: ``valid``, the fraction whose explanation is a true account of the rollout (it did
+    not hold at the start and holds at the end, ``kalm.goals.spec.describes``), and for relation
+    goals how ambiguous the task is: ``ambiguous`` is the fraction of rollouts that made more than
+    one relation true (their goal cannot be read off the states with certainty), and
+    ``chance_among_valid`` the exact accuracy of naming one of those relations at random.
+    """
     eps = [e for e in episodes if e.success and len(e.actions) > 0]
-    ok, src, dst, d = 0, 0, 0, 0
+    ok, valid, src, dst, d = 0, 0, 0, 0, 0
+    n_rel, ambiguous, chance = 0, 0, 0.0
     examples = []
     for sl in _batches(len(eps), batch_size):
         chunk = eps[sl]
-        texts = explain_rollouts(model, [e.observations[: max_steps + 1] for e in chunk],
-                                 [e.actions[:max_steps] for e in chunk])
-        for e, t in zip(chunk, texts):
+        obs = [e.observations[: max_steps + 1] for e in chunk]
+        texts = explain_rollouts(model, obs, [e.actions[:max_steps] for e in chunk])
+        for e, o, t in zip(chunk, obs, texts):
             true = goal_from_dict(e.goal)
             g = parse_goal_text(t)
             good = g is not None and goals_equivalent(g, true)
             ok += good
+            valid += g is not None and describes(g, o[0], o[-1])
+            if true.kind == "relation":
+                achieved = achieved_relations(o[0], o[-1])
+                n_rel += 1
+                ambiguous += len(achieved) > 1
+                hit = any(goals_equivalent(r, true) for r in achieved)
+                chance += hit / len(achieved) if achieved else 0.0
             if g is not None and g.kind == "relation" and true.kind == "relation":
                 src += g.src == true.src
                 dst += g.dst == true.dst
                 d += g.dir == true.dir
             if len(examples) < 10:
                 examples.append({"true": e.text, "explained": t, "correct": bool(good)})
-    n = max(1, len(eps))
-    return {"explanation_accuracy": ok / n, "src": src / n, "dst": dst / n, "dir": d / n,
+    n, nr = max(1, len(eps)), max(1, n_rel)
+    return {"explanation_accuracy": ok / n, "valid": valid / n, "src": src / n, "dst": dst / n,
+            "dir": d / n, "ambiguous": ambiguous / nr, "chance_among_valid": chance / nr,
             "episodes": len(eps), "examples": examples}
 
 

@@ -272,6 +272,13 @@ def validity_checks(v: RolloutValidity) -> list[Check]:
               else ("yes" if v.cycle_consistent else "no"),
               v.cycle_consistent,
               "The LM's own explanation of the rollout parses to the same goal."),
+        Check("Explanation true of the rollout",
+              "not computed" if v.explanation_true is None
+              else ("yes" if v.explanation_true else "no"),
+              None,
+              "The explanation names a goal that the imagined rollout made true (false at s_0, "
+              "true at the end), the intended one or another: a rollout often makes several "
+              "relations true at once, and naming another one is ambiguity, not a misreading."),
     ]
 
 
@@ -289,6 +296,7 @@ def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
                 dynamics_error_mean=v.dynamics_error_mean, dynamics_error_max=v.dynamics_error_max,
                 out_of_workbench=v.out_of_workbench_states, overlap=v.overlap_states,
                 replay_success=v.replay_success, cycle_consistent=v.cycle_consistent,
+                explanation_true=v.explanation_true,
                 failures=", ".join(v.failure_types()) or "none",
             )
         row["explanation"] = r.explanation

@@ -76,6 +76,7 @@ RATE_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("absurd_rate", "absurd", True),
     ("replay_success_rate", "replay success", True),
     ("cycle_consistency", "cycle consistent", True),
+    ("explanation_true_rate", "explanation true of the rollout", True),
     ("mean_dynamics_error", "mean per-ball error", False),
     ("mean_steps", "mean steps", False),
     ("fully_valid_rate", "fully valid", True),
@@ -111,7 +112,7 @@ def imagine_command(out: str = "runs/imagine_easy") -> str:
 # Reading
 # --------------------------------------------------------------------------------------------
 
-_BOOL_FIELDS = ("goal_met", "replay_success", "cycle_consistent")
+_BOOL_FIELDS = ("goal_met", "replay_success", "cycle_consistent", "explanation_true")
 _INT_FIELDS = ("steps", "success_step", "transitions", "realistic_transitions",
                "first_unrealistic_step", "out_of_workbench_states", "overlap_states",
                "absurd_states")

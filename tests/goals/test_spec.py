@@ -12,6 +12,8 @@ from kalm.goals.spec import (
     Line,
     Move,
     Relation,
+    achieved_relations,
+    describes,
     goal_from_dict,
     goal_horizon,
     goal_reward,
@@ -126,3 +128,18 @@ def test_goal_dict_round_trip_and_errors():
                 {"kind": "gather", "center": "green", "extra": 1}, "relation"]:
         with pytest.raises(GoalSpecError):
             goal_from_dict(bad)
+
+
+def test_describes_and_achieved_relations_of_a_rollout():
+    start = state(red=(0.6, -0.6))  # red far from every ball; blue-green etc. already related
+    one = state(red=(-0.25, 0.3))  # red now just in front of blue only
+    assert achieved_relations(start, one) == [Relation("red", "blue", "front")]
+    assert describes(Relation("blue", "red", "behind"), start, one)  # the same relation, flipped
+    assert not describes(Relation("blue", "green", "left"), start, one)  # held at the start too
+    assert not describes(Relation("red", "green", "front"), start, one)  # does not hold at the end
+    two = state(red=(-0.125, 0.35))  # in front of blue and of green: an ambiguous rollout
+    assert set(achieved_relations(start, two)) == {Relation("red", "blue", "front"),
+                                                   Relation("red", "green", "front")}
+    assert achieved_relations(start, start) == []
+    assert describes(Move("red", "left"), start, state(red=(0.45, -0.6)))
+    assert not describes(Move("red", "left"), start, start)

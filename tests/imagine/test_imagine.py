@@ -25,7 +25,8 @@ from kalm.llm.config import GroundConfig
 from kalm.llm.train import build_model
 
 CATEGORY_KEYS = {"match_rate", "realistic_transition_rate", "out_of_workbench_rate", "overlap_rate",
-                 "absurd_rate", "replay_success_rate", "cycle_consistency", "mean_dynamics_error",
+                 "absurd_rate", "replay_success_rate", "cycle_consistency", "explanation_true_rate",
+                 "mean_dynamics_error",
                  "rollouts"}
 
 
@@ -93,6 +94,7 @@ def test_imagine_writes_a_run_folder_like_a_real_dataset(model, items, tmp_path)
         assert ep.rewards_sparse[-1] == float(v.goal_met)
         assert np.all(np.isfinite(ep.rewards))
         assert v.explanation is not None and v.cycle_consistent is not None
+        assert v.explanation_true is not None
         if goal.kind == "move":
             assert ep.length == 1
     # validity.csv: one row per rollout
@@ -100,7 +102,7 @@ def test_imagine_writes_a_run_folder_like_a_real_dataset(model, items, tmp_path)
     assert len(rows) == n
     assert {"index", "category", "text", "goal", "goal_met", "realistic", "dynamics_error_max",
             "out_of_workbench", "overlap", "absurd", "replay_success", "cycle_consistent",
-            "failure_types"} <= set(rows[0])
+            "explanation_true", "failure_types"} <= set(rows[0])
     assert [r["category"] for r in rows] == ["easy"] * 2 + ["rephrase"] * 2 + ["hard"] * 2
     # summary.json
     summary = json.loads((out / "summary.json").read_text())

@@ -172,10 +172,13 @@ def test_cycle_consistency_from_an_explanation(env, expert_rollout):
     text = "Put the blue ball to the right of the red ball"  # the same goal, flipped
     same = check_rollout(env, obs, acts, GOAL, explanation=text)
     assert same.cycle_consistent is True and same.failure_types() == []
+    assert same.explanation_true is True
     other = check_rollout(env, obs, acts, GOAL, explanation="put the green ball behind cyan")
     assert other.cycle_consistent is False and other.failure_types() == ["cycle_mismatch"]
+    assert other.explanation_true is False  # neither ball moved: nothing about them became true
     garbled = check_rollout(env, obs, acts, GOAL, explanation="!!")
-    assert garbled.cycle_consistent is False
+    assert garbled.cycle_consistent is False and garbled.explanation_true is False
+    assert check_rollout(env, obs, acts, GOAL).explanation_true is None
 
 
 def test_rollout_shapes_are_checked(env, expert_rollout):
@@ -198,9 +201,10 @@ def test_aggregate_and_filter(env, expert_rollout):
     assert r["cycle_consistency"] == 1.0 and r["out_of_workbench_rate"] == 0.0
     assert r["mean_dynamics_error"] < 0.01 and r["replay_success_rate"] == 1.0
     assert h["absurd_rate"] == 1.0 and h["cycle_consistency"] == 0.0
+    assert r["explanation_true_rate"] == 1.0 and h["explanation_true_rate"] == 0.0
     assert 0 < h["realistic_transition_rate"] < 1
     no_cycle = aggregate([check_rollout(env, obs, acts, GOAL)], ["x"])["x"]
-    assert no_cycle["cycle_consistency"] is None
+    assert no_cycle["cycle_consistency"] is None and no_cycle["explanation_true_rate"] is None
     assert set(FAILURE_TYPES) >= set(bad.failure_types())
 
     eps = ["good", "bad", "good2"]

@@ -185,3 +185,34 @@ def test_init_from_starts_from_a_trained_model_of_the_same_design(dataset_path, 
     lm4, tok4 = tiny_lm()
     with pytest.raises(ValueError, match="lora_r"):
         train_grounding(other, tmp_path / "d", lm=lm4, tokenizer=tok4, progress=False)
+
+
+def test_explanation_accuracy_scores_exact_and_valid_accounts(dataset_path, monkeypatch):
+    """Exact: parses to the true goal; valid: any goal the rollout made true (ambiguity aside)."""
+    from kalm.data.episodes import load_dataset
+    from kalm.goals.language import describe
+    from kalm.goals.parser import goals_equivalent
+    from kalm.goals.spec import achieved_relations, goal_from_dict
+    from kalm.llm import metrics
+
+    eps = [e for e in load_dataset(dataset_path) if e.success and e.goal["kind"] == "relation"]
+    other = [next((r for r in achieved_relations(e.observations[0], e.observations[-1])
+                   if not goals_equivalent(r, goal_from_dict(e.goal))), None) for e in eps]
+    answers = {"true": [describe(goal_from_dict(e.goal)) for e in eps],
+               "other": [describe(r) if r is not None else "nonsense" for r in other],
+               "junk": ["the weather is nice"] * len(eps)}
+    for kind, texts in answers.items():
+        it = iter(texts)
+        monkeypatch.setattr(metrics, "explain_rollouts", lambda m, obs, acts: [next(it) for _ in obs])
+        out = metrics.explanation_accuracy(None, eps, batch_size=5, max_steps=50)
+        assert out["episodes"] == len(eps) > 5
+        if kind == "true":
+            assert out["explanation_accuracy"] == out["valid"] == 1.0
+        elif kind == "other":
+            n_other = sum(r is not None for r in other)
+            assert n_other > 0  # some rollouts made another relation true too
+            assert out["valid"] == pytest.approx(n_other / len(eps))
+            assert out["explanation_accuracy"] <= 1 - n_other / len(eps) + 1e-9
+        else:
+            assert out["explanation_accuracy"] == out["valid"] == 0.0
+        assert 0 < out["chance_among_valid"] <= 1 and 0 <= out["ambiguous"] < 1
