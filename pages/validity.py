@@ -36,7 +36,8 @@ OTHER = "Other folder…"
 TABLE_COLUMNS = ["index", "category", "text", "steps", "goal_met", "realistic_transitions",
                  "transitions", "dynamics_error_mean", "dynamics_error_max",
                  "out_of_workbench_states", "overlap_states", "absurd_states", "replay_success",
-                 "replay_final_error", "cycle_consistent", "explanation", "failures"]
+                 "replay_final_error", "cycle_consistent", "explanation_true", "explanation",
+                 "failures"]
 
 
 def _stamp(folder: Path) -> tuple:
