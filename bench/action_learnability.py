@@ -33,6 +33,8 @@ from kalm.envs.clevr import COLORS, PUSH_DIRECTIONS  # noqa: E402
 from kalm.llm.codec import GeometricActionHead, state_features  # noqa: E402
 from kalm.policy.expert import _relation_aim  # noqa: E402
 
+from probe_fit import fit_classifier  # noqa: E402
+
 DIRS = ("left", "right", "front", "behind")
 PUSH_LENGTH = 0.142  # one push moves a free ball this far (tests/envs/test_clevr.py)
 
@@ -109,24 +111,13 @@ def measure(path: str, steps: int, seed: int, head: str = "mlp") -> dict:
                             nn.Linear(256, 40))
         apply = lambda rows: mlp(feats[rows])  # noqa: E731
         params = list(mlp.parameters())
-    opt = torch.optim.Adam(params, 1e-3)
-    idx = torch.where(~val)[0]
-    best = {"val_loss": np.inf}
-    for step in range(1, steps + 1):
-        b = idx[torch.randint(len(idx), (256,))]
-        loss = nn.functional.cross_entropy(apply(b), Y[b])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 250 == 0:
-            with torch.no_grad():
-                logits = apply(val)
-                vl = float(nn.functional.cross_entropy(logits, Y[val]))
-                hit = logits.argmax(1) == Y[val]
-            if vl < best["val_loss"]:  # early stopping on the held-out loss
-                best = {"val_loss": round(vl, 3), "val_accuracy": round(float(hit.float().mean()), 3),
-                        "val_first_step_accuracy": round(float(hit[first[val]].float().mean()), 3),
-                        "step": step}
+
+    def score(logits: torch.Tensor) -> dict:
+        hit = logits.argmax(1) == Y[val]
+        return {"val_accuracy": round(float(hit.float().mean()), 3),
+                "val_first_step_accuracy": round(float(hit[first[val]].float().mean()), 3)}
+
+    best = fit_classifier(apply, params, Y, val, steps, score)  # early stopping on the held-out loss
     return {"data": path, "head": head, "episodes": len(ds), "transitions": len(Y),
             "mlp_given_goal": best,
             "repeat_previous_push": round(float(np.mean(rep)), 3) if rep else None,

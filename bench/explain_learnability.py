@@ -36,6 +36,8 @@ from kalm.goals.parser import canonical_goal  # noqa: E402
 from kalm.goals.spec import COLORS, Relation, achieved_relations, goal_from_dict  # noqa: E402
 from kalm.llm.codec import summary_features  # noqa: E402
 
+from probe_fit import fit_classifier  # noqa: E402
+
 # the 40 canonical relation classes: ordered pairs (src, dst) with dir left or front
 CLASSES = [Relation(s, d, r) for s in COLORS for d in COLORS if s != d for r in ("left", "front")]
 INDEX = {c: i for i, c in enumerate(CLASSES)}
@@ -70,31 +72,17 @@ def measure(path: str, steps: int, seed: int, summary: str = "plain", restrict: 
     torch.manual_seed(seed)
     mlp = nn.Sequential(nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
                         nn.Linear(256, len(CLASSES)))
-    opt = torch.optim.Adam(mlp.parameters(), 1e-3)
 
     def logits(rows):
         z = mlp(X[rows])
         return z.masked_fill(~M[rows], -1e4) if restrict else z
 
-    idx = torch.where(~val)[0]
-    best = {"val_loss": np.inf}
-    for step in range(1, steps + 1):
-        b = idx[torch.randint(len(idx), (256,))]
-        loss = nn.functional.cross_entropy(logits(b), Y[b])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 250 == 0:
-            with torch.no_grad():
-                z = logits(val)
-                vl = float(nn.functional.cross_entropy(z, Y[val]))
-                pred = z.argmax(1)
-            if vl < best["val_loss"]:  # early stopping on the held-out loss
-                best = {"val_loss": round(vl, 3),
-                        "val_accuracy": round(float((pred == Y[val]).float().mean()), 3),
-                        "val_true_account": round(float(M[val][torch.arange(int(val.sum())), pred]
-                                                        .float().mean()), 3),
-                        "step": step}
+    def score(z: torch.Tensor) -> dict:
+        pred = z.argmax(1)
+        return {"val_accuracy": round(float((pred == Y[val]).float().mean()), 3),
+                "val_true_account": round(float(M[val][torch.arange(len(pred)), pred].float().mean()), 3)}
+
+    best = fit_classifier(logits, list(mlp.parameters()), Y, val, steps, score)
     return {"data": path, "summary": summary, "restrict": restrict, "episodes": n,
             "held_out": int(val.sum()),
             "ambiguous": round(float((achieved_n[val] > 1).float().mean()), 3),
