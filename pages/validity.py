@@ -143,7 +143,9 @@ st.dataframe(cats, column_config={**_pct(cats),
                                       st.column_config.NumberColumn(format="%.4f"),
                                   "mean steps": st.column_config.NumberColumn(format="%.1f")})
 st.caption("Rates in % of rollouts (realistic transitions: of all transitions). Cycle consistent: "
-           "the LM's explanation names the intended goal (empty when not computed).")
+           "the LM's explanation names the intended goal; explanation true of the rollout: it names "
+           "a goal the rollout made true, the intended one or another (both empty when not "
+           "computed, e.g. sets imagined before this check existed).")
 
 # ----------------------------------------------------------------------------- distributions
 st.subheader("Distributions")

@@ -52,7 +52,8 @@ def test_imagining_a_goal_shows_video_plots_validity_and_explanation(runs_dir):
     assert not at.error, [e.value for e in at.error]
     labels = metric_labels(at)
     for name in ("Goal met (match)", "Realistic transitions", "Per-ball error (mean / max)",
-                 "Out of workbench", "Overlap", "Replay success", "Cycle consistent"):
+                 "Out of workbench", "Overlap", "Replay success", "Cycle consistent",
+                 "Explanation true of the rollout"):
         assert any(name in lab for lab in labels), (name, labels)
     realistic = next(m for m in at.metric if "Realistic transitions" in m.label)
     done, total = realistic.value.split(" / ")
@@ -107,7 +108,8 @@ def test_batch_mode_tabulates_validity_and_shows_a_chosen_rollout(runs_dir):
     at.button(key="imb_go").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
-    assert {"Match", "Realistic transitions", "Replay success"} <= set(metric_labels(at))
+    assert {"Match", "Realistic transitions", "Replay success",
+            "True explanation"} <= set(metric_labels(at))
     table = at.dataframe[-1].value
     assert len(table) == 2 and {"match", "realistic", "failures"} <= set(table.columns)
     view = at.selectbox(key="imb_view")
