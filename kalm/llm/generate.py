@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from kalm.goals.spec import Goal, Move, goal_horizon
 from kalm.llm.model import GroundedLM
 from kalm.llm.sequences import collate, dynamics_sequence, explain_prompt, rollout_prompt, State
 
-__all__ = ["Rollout", "generate_rollouts", "explain_rollouts", "predict_next_states", "next_actions"]
+__all__ = ["Rollout", "generate_rollouts", "warm_up", "explain_rollouts", "predict_next_states", "next_actions"]
 
 
 @dataclass
@@ -79,11 +79,15 @@ def generate_rollouts(
     goals: Sequence[Goal | None] | None = None,
     max_steps: int | None = None,
     bf16: bool = False,
+    on_step: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
     ``goals``: goal specs used only to stop early (None: run to ``max_steps``). ``max_steps``
-    defaults to each goal's horizon (1 for ``move``), capped at 50.
+    defaults to each goal's horizon (1 for ``move``), capped at 50. ``on_step(t, observations,
+    actions, done)`` is called after each generated step ``t`` (0-based) with the rollouts so far:
+    ``observations`` (n, t + 2, obs_dim) from s_0, ``actions`` (n, t + 1) and ``done`` (n,) bool
+    (a finished rollout's later entries are to be ignored), so a viewer can draw them live.
     """
     model.eval()
     n = len(texts)
@@ -116,6 +120,8 @@ def generate_rollouts(
                     met[i] = done[i] = True
                 elif t + 1 >= horizons[i]:
                     done[i] = True
+            if on_step is not None:
+                on_step(t, np.stack(all_obs, 1), np.stack(all_act, 1), done.copy())
             if done.all():
                 break
             obs = nxt
@@ -192,3 +198,12 @@ def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
             h = step.feed(emb(ids).unsqueeze(1))
     texts = [tok.decode(o, skip_special_tokens=True).strip() for o in out]
     return [t.split("\n")[0].strip() for t in texts]
+
+
+def warm_up(model: GroundedLM) -> None:
+    """Make ``model`` ready for fast generation (the app calls it once, in the background)."""
+    from kalm.llm.codec import OBS_DIM
+
+    generate_rollouts(model, ["warm up"], np.zeros((1, OBS_DIM), np.float32), max_steps=1)
+    explain_rollouts(model, [np.zeros((2, OBS_DIM), np.float32)], [np.zeros(1, np.int64)],
+                     max_new_tokens=1)
