@@ -8,6 +8,8 @@ its goal holds on a generated state (the goal spec's success rule) or at the hor
 from __future__ import annotations
 
 import inspect
+import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -18,7 +20,10 @@ from kalm.goals.spec import Goal, Move, goal_horizon
 from kalm.llm.model import GroundedLM
 from kalm.llm.sequences import collate, dynamics_sequence, explain_prompt, rollout_prompt, State
 
-__all__ = ["Rollout", "generate_rollouts", "warm_up", "explain_rollouts", "predict_next_states", "next_actions"]
+_BUILD_LOCK = threading.Lock()
+
+__all__ = ["Rollout", "generate_rollouts", "warm_up", "decoder", "resolve_precision", "explain_rollouts",
+           "predict_next_states", "next_actions", "ActionSession"]
 
 
 @dataclass
@@ -42,17 +47,26 @@ def _cache_of(out):
 
 
 class _Stepper:
-    """Feeds new embedding positions to the LM, keeping the KV cache and attention mask."""
+    """The reference path: the framework's forward with its KV cache (any HF causal LM).
 
-    def __init__(self, model: GroundedLM, embeds: torch.Tensor, mask: torch.Tensor) -> None:
+    Same interface as ``kalm.llm.fast.FastDecoder``: ``start``, ``feed``, ``select``,
+    ``logits``, ``forward_all``.
+    """
+
+    can_select = True
+
+    def __init__(self, model: GroundedLM) -> None:
         self.model, self.kw = model, _cache_kw(model.lm)
+        self.cache = None
+
+    def start(self, embeds: torch.Tensor, mask: torch.Tensor, capacity: int = 0) -> torch.Tensor:
         self.mask = mask
         self.pos = (mask.cumsum(-1) - 1).clamp_min(0)[:, -1]
         position_ids = (mask.cumsum(-1) - 1).clamp_min(0)
-        out = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                       use_cache=True, output_hidden_states=True, logits_to_keep=1)
+        out = self.model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
+                            use_cache=True, output_hidden_states=True, logits_to_keep=1)
         self.cache = _cache_of(out)
-        self.last_hidden = out.hidden_states[-1][:, -1]
+        return out.hidden_states[-1][:, -1]
 
     def feed(self, embeds: torch.Tensor) -> torch.Tensor:
         B, n, _ = embeds.shape
@@ -63,12 +77,74 @@ class _Stepper:
                             position_ids=position_ids, use_cache=True, output_hidden_states=True,
                             logits_to_keep=1, **{self.kw: self.cache})
         self.cache = _cache_of(out)
-        self.last_hidden = out.hidden_states[-1][:, -1]
-        return self.last_hidden
+        return out.hidden_states[-1][:, -1]
+
+    def select(self, index) -> None:
+        index = torch.as_tensor(index, dtype=torch.long)
+        self.cache.reorder_cache(index)
+        self.mask, self.pos = self.mask[index], self.pos[index]
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        head = self.model.lm.get_output_embeddings()
+        return head(h.to(head.weight.dtype))
+
+    def forward_all(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h, _ = self.model.hidden(embeds, mask)
+        return h
+
+
+_FAST_ATTR = "_kalm_fast_lm"
+
+
+def _fast_weights(model: GroundedLM, precision: str):
+    """The model's ``FastLM`` for ``precision``, rebuilt when its trainable weights changed."""
+    from kalm.llm.fast import FastLM, fingerprint
+
+    key = (precision, fingerprint(model.lm))
+    cached = model.__dict__.get(_FAST_ATTR)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _BUILD_LOCK:
+        cached = model.__dict__.get(_FAST_ATTR)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        weights = FastLM(model.lm, precision)
+        model.__dict__[_FAST_ATTR] = (key, weights)  # not a submodule: never saved or moved
+        return weights
+
+
+def resolve_precision(model: GroundedLM, precision: str | None = None) -> str:
+    """Which decoding path ``model`` gets: ``"int8"`` / ``"fp32"`` (the lean decoder of
+    ``kalm.llm.fast``) or ``"reference"`` (the framework's forward, any causal LM or device).
+
+    ``precision`` None: ``$KALM_LM_PRECISION``, else int8 where supported. Models the lean
+    decoder does not support, or not on the CPU, always get the reference path.
+    """
+    from kalm.llm.fast import FastLM, default_precision
+
+    p = (precision or os.environ.get("KALM_LM_PRECISION", "") or "").strip().lower()
+    if p == "reference":
+        return p
+    if model.device.type != "cpu" or not FastLM.supports(model.lm):
+        return "reference"
+    return p or default_precision()
+
+
+def decoder(model: GroundedLM, precision: str | None = None):
+    """A fresh decoding session for ``model`` (see ``resolve_precision``)."""
+    p = resolve_precision(model, precision)
+    if p == "reference":
+        return _Stepper(model)
+    return _fast_weights(model, p).decoder()
 
 
 def _autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
+def _compact_due(active: int, finished: int) -> bool:
+    """Drop finished rows from the cache once they are a noticeable share of the batch."""
+    return finished > 0 and (finished * 8 >= active or active - finished <= 2)
 
 
 @torch.no_grad()
@@ -80,6 +156,7 @@ def generate_rollouts(
     max_steps: int | None = None,
     bf16: bool = False,
     on_step: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    precision: str | None = None,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
@@ -87,7 +164,11 @@ def generate_rollouts(
     defaults to each goal's horizon (1 for ``move``), capped at 50. ``on_step(t, observations,
     actions, done)`` is called after each generated step ``t`` (0-based) with the rollouts so far:
     ``observations`` (n, t + 2, obs_dim) from s_0, ``actions`` (n, t + 1) and ``done`` (n,) bool
-    (a finished rollout's later entries are to be ignored), so a viewer can draw them live.
+    (a finished rollout's later entries repeat its last ones), so a viewer can draw them live.
+    ``precision``: the decoding path (``resolve_precision``; default int8 on this CPU).
+
+    The prompt of each distinct text is computed once and shared by the rows that use it, and
+    finished rows leave the batch, so the cost follows the positions actually generated.
     """
     model.eval()
     n = len(texts)
@@ -96,45 +177,69 @@ def generate_rollouts(
     horizons = [max_steps or (goal_horizon(g) if g is not None else 50) for g in goals]
     if max_steps:
         horizons = [min(h, max_steps) if not isinstance(g, Move) else 1 for h, g in zip(horizons, goals)]
-    seqs = [rollout_prompt(t, model.prompt_style) + [State(o)] for t, o in zip(texts, initial_obs)]
+    if n == 0:
+        return []
+    dec = decoder(model, precision)
+    # Distinct prompts once, then fanned out to their rows.
+    unique: dict[str, int] = {}
+    row_text = [unique.setdefault(t, len(unique)) for t in texts]
+    prompts = [rollout_prompt(t, model.prompt_style) for t in unique]
+    P = model.positions_per_state
     with _autocast(bf16):
-        batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
-        step = _Stepper(model, model.embed(batch), batch.attention_mask)
+        batch = collate(prompts, model.tokenizer, P, left_pad=True)
+        capacity = batch.input_ids.shape[1] + (P + 1) * (max(horizons) + 1)
+        dec.start(model.embed(batch), batch.attention_mask, capacity=capacity)
+        dec.select(row_text)
         obs = torch.from_numpy(initial_obs)
-        all_obs, all_act = [initial_obs.copy()], []
-        done = np.zeros(n, dtype=bool)
+        h = dec.feed(model.codec.embed_states(obs).to(torch.float32))
+        rows = np.arange(n)  # original index of each active cache row
+        traj_obs = [[initial_obs[i]] for i in range(n)]
+        traj_act: list[list[int]] = [[] for _ in range(n)]
         met = np.zeros(n, dtype=bool)
-        lengths = np.zeros(n, dtype=int)
+        done = np.zeros(n, dtype=bool)
         for t in range(max(horizons)):
-            a = model.codec.action_logits(step.last_hidden, obs).argmax(-1)
-            h = step.feed(model.codec.embed_actions(a).unsqueeze(1).to(step.last_hidden.dtype))
+            a = model.codec.action_logits(h, obs).argmax(-1)
+            h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
             nxt = model.codec.next_state(h, obs, a)
-            all_act.append(a.numpy().copy())
-            all_obs.append(nxt.numpy().copy())
-            for i in range(n):
+            a_np, nxt_np = a.numpy(), nxt.numpy()
+            keep = []
+            for j, i in enumerate(rows):
                 if done[i]:
-                    continue
-                lengths[i] = t + 1
+                    continue  # finished, waiting for the next compaction
+                traj_act[i].append(int(a_np[j]))
+                traj_obs[i].append(nxt_np[j].copy())
                 g = goals[i]
-                if g is not None and g.holds(all_obs[-1][i], initial_obs[i]):
+                if g is not None and g.holds(nxt_np[j], initial_obs[i]):
                     met[i] = done[i] = True
                 elif t + 1 >= horizons[i]:
                     done[i] = True
+                else:
+                    keep.append(j)
             if on_step is not None:
-                on_step(t, np.stack(all_obs, 1), np.stack(all_act, 1), done.copy())
-            if done.all():
+                on_step(t, *_padded(traj_obs, traj_act, t), done.copy())
+            if not keep:
                 break
             obs = nxt
-            step.feed(model.codec.embed_states(obs).to(h.dtype))
-    O = np.stack(all_obs, 1)
-    A = np.stack(all_act, 1) if all_act else np.zeros((n, 0), dtype=np.int64)
-    return [Rollout(texts[i], O[i, : lengths[i] + 1].astype(np.float32),
-                    A[i, : lengths[i]].astype(np.int64), bool(met[i])) for i in range(n)]
+            if _compact_due(len(rows), len(rows) - len(keep)) and dec.can_select:
+                idx = torch.as_tensor(keep, dtype=torch.long)
+                dec.select(idx)
+                rows, obs = rows[keep], obs[idx]
+            h = dec.feed(model.codec.embed_states(obs).to(h.dtype))
+    return [Rollout(texts[i], np.stack(traj_obs[i]).astype(np.float32),
+                    np.asarray(traj_act[i], dtype=np.int64), bool(met[i])) for i in range(n)]
+
+
+def _padded(traj_obs: list, traj_act: list, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, t + 2, d) states and (n, t + 1) actions; a finished rollout repeats its last entries."""
+    O = np.stack([np.stack(o + [o[-1]] * (t + 2 - len(o))) for o in traj_obs])
+    A = np.stack([np.asarray(a + [a[-1]] * (t + 1 - len(a)), dtype=np.int64) for a in traj_act])
+    return O, A
 
 
 @torch.no_grad()
 def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence[np.ndarray],
-                 actions: Sequence[np.ndarray], bf16: bool = False) -> np.ndarray:
+                 actions: Sequence[np.ndarray], bf16: bool = False,
+                 precision: str | None = None) -> np.ndarray:
     """Teacher-forced next action after each real prefix (s0 a0 ... s_t): (N,) argmax actions.
 
     ``observations[i]`` holds s_0..s_t and ``actions[i]`` a_0..a_{t-1}.
@@ -147,57 +252,128 @@ def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence
             for t, o, a in zip(texts, observations, actions)]
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
-        h, _ = model.hidden(model.embed(batch), batch.attention_mask)
+        h = decoder(model, precision).start(model.embed(batch), batch.attention_mask)
         last = np.stack([np.asarray(o, np.float32)[len(a)] for o, a in zip(observations, actions)])
-        return model.codec.action_logits(h[:, -1], torch.from_numpy(last)).argmax(-1).numpy()
+        return model.codec.action_logits(h, torch.from_numpy(last)).argmax(-1).numpy()
+
+
+class ActionSession:
+    """Closed-loop next actions for one goal text, keeping the KV cache between steps.
+
+    ``act(obs)`` feeds the new real state and returns the LM's argmax action for it, then feeds
+    that action: the same read-out as ``next_actions`` on the whole history, at the cost of the
+    two new positions. ``context`` caps the history kept (as ``LLMPolicy`` does): past it, the
+    prompt is rebuilt over the last ``context`` steps.
+    """
+
+    def __init__(self, model: GroundedLM, text: str, context: int = 16,
+                 precision: str | None = None) -> None:
+        self.model, self.text, self.context, self.precision = model, text, int(context), precision
+        self.obs: list[np.ndarray] = []
+        self.actions: list[int] = []
+        self._dec = None
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> int:
+        m = self.model
+        self.obs.append(np.asarray(obs, dtype=np.float32))
+        o = torch.from_numpy(self.obs[-1][None])
+        if self._dec is not None and len(self.actions) <= self.context:
+            h = self._dec.feed(m.codec.embed_states(o))
+        else:  # first step, or the window slid: prefill the kept history
+            k = min(len(self.actions), self.context)
+            hist_obs = self.obs[len(self.obs) - k - 1:]
+            hist_act = np.asarray(self.actions[len(self.actions) - k:], dtype=np.int64)
+            from kalm.llm.sequences import rollout_sequence
+
+            seq = rollout_sequence(self.text, np.stack(hist_obs), hist_act, m.prompt_style)
+            batch = collate([seq], m.tokenizer, m.positions_per_state, left_pad=True)
+            self._dec = decoder(m, self.precision)
+            h = self._dec.start(m.embed(batch), batch.attention_mask,
+                                capacity=batch.input_ids.shape[1] + 2 * (self.context + 1))
+        a = int(m.codec.action_logits(h, o).argmax(-1)[0])
+        self._dec.feed(m.codec.embed_actions(torch.tensor([a])).unsqueeze(1))
+        self.actions.append(a)
+        return a
 
 
 @torch.no_grad()
 def predict_next_states(model: GroundedLM, obs: np.ndarray, actions: np.ndarray,
-                        bf16: bool = False) -> np.ndarray:
+                        bf16: bool = False, precision: str | None = None) -> np.ndarray:
     """The LM's dynamics: (N, 10) states and (N,) actions -> (N, 10) predicted next states."""
     model.eval()
     obs = np.asarray(obs, dtype=np.float32)
     seqs = [dynamics_sequence(o, int(a), o, model.prompt_style)[:-1] for o, a in zip(obs, actions)]
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
-        h, _ = model.hidden(model.embed(batch), batch.attention_mask)
         # Read from the last position (the text before the next state), as in training.
-        return model.codec.next_state(h[:, -1], torch.from_numpy(obs),
+        h = decoder(model, precision).start(model.embed(batch), batch.attention_mask)
+        return model.codec.next_state(h, torch.from_numpy(obs),
                                       torch.as_tensor(np.asarray(actions), dtype=torch.long)).numpy()
 
 
 @torch.no_grad()
 def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
                      actions: Sequence[np.ndarray], max_new_tokens: int = 40,
-                     bf16: bool = False) -> list[str]:
-    """The LM's goal text for each rollout (greedy decoding until end of text)."""
+                     bf16: bool = False, precision: str | None = None) -> list[str]:
+    """The LM's goal text for each rollout (greedy decoding until end of text or a new line)."""
     model.eval()
     tok = model.tokenizer
+    n = len(observations)
+    if n == 0:
+        return []
     seqs = [explain_prompt(np.asarray(o), np.asarray(a), model.prompt_style, model.codec.explain_balls)
             for o, a in zip(observations, actions)]
+    emb = model.lm.get_input_embeddings()
+    stop_nl = _newline_ids(tok)
     with _autocast(bf16):
         batch = collate(seqs, tok, model.positions_per_state, left_pad=True)
-        step = _Stepper(model, model.embed(batch), batch.attention_mask)
-        head = model.lm.get_output_embeddings()
-        emb = model.lm.get_input_embeddings()
-        n = len(seqs)
-        out = [[] for _ in range(n)]
+        dec = decoder(model, precision)
+        h = dec.start(model.embed(batch), batch.attention_mask,
+                      capacity=batch.input_ids.shape[1] + max_new_tokens + 1)
+        out: list[list[int]] = [[] for _ in range(n)]
+        rows = np.arange(n)
         done = np.zeros(n, dtype=bool)
-        h = step.last_hidden
         for _ in range(max_new_tokens):
-            ids = head(h.to(head.weight.dtype)).argmax(-1)
-            for i in range(n):
-                if not done[i]:
-                    if int(ids[i]) == tok.eos_token_id:
-                        done[i] = True
-                    else:
-                        out[i].append(int(ids[i]))
-            if done.all():
+            ids = dec.logits(h).argmax(-1)
+            keep = []
+            for j, i in enumerate(rows):
+                if done[i]:
+                    continue
+                tid = int(ids[j])
+                if tid == tok.eos_token_id:
+                    done[i] = True
+                    continue
+                out[i].append(tid)
+                # Only the first line is kept: a new line ends the explanation too.
+                if tid in stop_nl and "\n" in tok.decode(out[i], skip_special_tokens=True).strip():
+                    done[i] = True
+                    continue
+                keep.append(j)
+            if not keep:
                 break
-            h = step.feed(emb(ids).unsqueeze(1))
+            if _compact_due(len(rows), len(rows) - len(keep)) and dec.can_select:
+                dec.select(keep)
+                rows, ids = rows[keep], ids[keep]
+            h = dec.feed(emb(ids).unsqueeze(1))
     texts = [tok.decode(o, skip_special_tokens=True).strip() for o in out]
     return [t.split("\n")[0].strip() for t in texts]
+
+
+_NEWLINES: dict[int, frozenset] = {}
+
+
+def _newline_ids(tok) -> frozenset:
+    """Token ids whose text contains a line break (generation of a line can stop there)."""
+    key = id(tok)
+    if key not in _NEWLINES:
+        ids = set()
+        for t in range(len(tok)):
+            piece = tok.convert_ids_to_tokens(t)
+            if piece is not None and ("\n" in piece or "Ċ" in piece):
+                ids.add(t)
+        _NEWLINES[key] = frozenset(ids)
+    return _NEWLINES[key]
 
 
 def warm_up(model: GroundedLM) -> None:

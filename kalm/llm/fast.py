@@ -1,0 +1,393 @@
+"""A lean decoder for inference: the grounded LM's forward pass without the framework around it.
+
+Generation in KALM feeds the LM one or two new positions at a time (an action, then a state),
+so on a CPU its cost is the number of Python round trips and weight reads per position, not
+arithmetic. ``FastDecoder`` runs a Llama-family decoder (SmolLM2, Llama, and models of the same
+layout) directly on its weights:
+
+- **merged, fused weights**: LoRA deltas are merged into copies of the projections (the live
+  model is untouched), q/k/v are one matrix and gate/up another, so a layer is four matrix
+  products;
+- **a preallocated KV cache** of ``(rows, kv_heads, capacity, head_dim)`` per layer, written in
+  place; rows can be selected (drop finished rollouts, or fan a shared prompt out to many rows)
+  without recomputing anything;
+- **int8 weights** (``precision="int8"``, the default on x86 CPUs): per-output-channel int8
+  weights with dynamically quantized activations (fbgemm, VNNI), 4x fewer bytes per weight read
+  and several times the fp32 throughput on this CPU (``bench/decode_bench.py``).
+  ``precision="fp32"`` computes what the framework computes, up to float rounding.
+
+Left padding is handled as the reference path does: each row has its own position ids
+(``cumsum(mask) - 1``) and padded keys are never attended to. ``FastDecoder.supports(lm)`` tells
+whether a model has the layout; others use the framework path (``kalm.llm.generate``).
+``FastLM`` holds the prepared weights (shared, read-only); ``FastDecoder`` is one session.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["FastLM", "FastDecoder", "PRECISIONS", "default_precision", "linear_weight", "fingerprint"]
+
+PRECISIONS = ("fp32", "int8")
+_SUPPORTED_TYPES = ("llama",)
+_ROPE_POSITIONS = 2048
+_SMALL_QUERY = 4  # new positions up to which attention is computed by hand
+
+
+def default_precision() -> str:
+    """``$KALM_LM_PRECISION`` if set, else int8 where the quantized kernels exist, else fp32."""
+    env = os.environ.get("KALM_LM_PRECISION", "").strip().lower()
+    if env:
+        if env not in PRECISIONS:
+            raise ValueError(f"KALM_LM_PRECISION must be one of {PRECISIONS}; got {env!r}")
+        return env
+    return "int8" if _int8_available() else "fp32"
+
+
+_INT8_OK: bool | None = None
+
+
+def _int8_available() -> bool:
+    global _INT8_OK
+    if _INT8_OK is None:
+        try:
+            lin = _Int8Linear(torch.randn(8, 16), None)
+            lin(torch.randn(2, 16))
+            _INT8_OK = True
+        except Exception:  # no fbgemm / quantized engine on this build or CPU
+            _INT8_OK = False
+    return _INT8_OK
+
+
+def linear_weight(mod: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The effective (weight, bias) of a Linear, with any active LoRA adapters merged in."""
+    base = getattr(mod, "base_layer", None)
+    if base is None:
+        return mod.weight.detach(), None if mod.bias is None else mod.bias.detach()
+    w = base.weight.detach().clone()
+    if not getattr(mod, "merged", False) and not getattr(mod, "disable_adapters", False):
+        for name in mod.active_adapters:
+            if name in getattr(mod, "lora_A", {}):
+                w += mod.get_delta_weight(name).detach().to(w.dtype)
+    return w, None if base.bias is None else base.bias.detach()
+
+
+class _Linear:
+    """y = x W^T + b in fp32 (MKL)."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None) -> None:
+        self.w = w.float().contiguous()
+        self.b = None if b is None else b.float().contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.w, self.b)
+
+
+class _Int8Linear:
+    """y = x W^T + b with W in int8 (one scale per output channel), x quantized on the fly."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None) -> None:
+        w = w.float()
+        scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch marks quantized tensors as deprecated
+            qw = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long),
+                                            0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(
+                qw, None if b is None else b.float().contiguous())
+        self.out = w.shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).contiguous(), self.packed,
+                                               False)
+        return y.reshape(*shape[:-1], self.out)
+
+
+def _make_linear(w, b, precision: str):
+    return _Int8Linear(w, b) if precision == "int8" else _Linear(w, b)
+
+
+def _rotate_rows(w: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
+    """Rows of a projection whose output is rotate_half of the original output, per head."""
+    h = dim // 2
+    w = w.reshape(heads, dim, *w.shape[1:])
+    return torch.cat([-w[:, h:], w[:, :h]], dim=1).reshape(heads * dim, *w.shape[2:])
+
+
+class _Layer:
+    """One decoder layer's weights, rearranged so that a forward pass needs few operations:
+
+    - the RMSNorm weights are folded into the columns of the projections that follow them;
+    - q, k, v and the rotate_half images of q and k are rows of one matrix, so RoPE is
+      ``y * cos + y_rot * sin`` with no shuffling; the attention scale is folded into q;
+    - gate and up are one matrix.
+    """
+
+    def __init__(self, layer, precision: str, heads: int, kv_heads: int, dim: int) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        ln1 = layer.input_layernorm.weight.detach().float()
+        ln2 = layer.post_attention_layernorm.weight.detach().float()
+        self.eps1 = float(layer.input_layernorm.variance_epsilon)
+        self.eps2 = float(layer.post_attention_layernorm.variance_epsilon)
+        scale = dim ** -0.5
+        (wq, bq), (wk, bk), (wv, bv) = (linear_weight(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
+        has_bias = any(b is not None for b in (bq, bk, bv))
+        wq, wk, wv = wq.float() * scale, wk.float(), wv.float()
+        bq = bq.float() * scale if bq is not None else torch.zeros(wq.shape[0])
+        bk = bk.float() if bk is not None else torch.zeros(wk.shape[0])
+        bv = bv.float() if bv is not None else torch.zeros(wv.shape[0])
+        rows = [wq, wk, wv, _rotate_rows(wq, heads, dim), _rotate_rows(wk, kv_heads, dim)]
+        biases = [bq, bk, bv, _rotate_rows(bq, heads, dim), _rotate_rows(bk, kv_heads, dim)]
+        self.qkv = _make_linear(torch.cat(rows) * ln1[None], torch.cat(biases) if has_bias else None,
+                                precision)
+        self.o = _make_linear(*linear_weight(attn.o_proj), precision)
+        (g, gb), (u, ub) = linear_weight(mlp.gate_proj), linear_weight(mlp.up_proj)
+        self.inter = g.shape[0]
+        gu_b = None if gb is None and ub is None else torch.cat([
+            gb if gb is not None else torch.zeros(g.shape[0]),
+            ub if ub is not None else torch.zeros(u.shape[0])])
+        self.gate_up = _make_linear(torch.cat([g, u]).float() * ln2[None], gu_b, precision)
+        self.down = _make_linear(*linear_weight(mlp.down_proj), precision)
+
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(eps))
+
+
+class FastLM:
+    """The weights of a Llama-family causal LM, prepared for inference (merged, fused, int8).
+
+    Immutable once built, so threads may share it; each generation opens its own
+    ``decoder()``, which holds the KV cache.
+    """
+
+    def __init__(self, lm: torch.nn.Module, precision: str | None = None) -> None:
+        precision = precision or default_precision()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+        if precision == "int8" and not _int8_available():
+            raise ValueError("int8 needs PyTorch's quantized CPU kernels (fbgemm); use fp32")
+        base = _causal_lm(lm)
+        if not self.supports(base):
+            raise ValueError(f"FastLM does not support {type(base).__name__}")
+        cfg = base.config
+        inner = base.model
+        self.precision = precision
+        self.hidden = int(cfg.hidden_size)
+        self.heads = int(cfg.num_attention_heads)
+        self.kv_heads = int(getattr(cfg, "num_key_value_heads", None) or self.heads)
+        self.head_dim = int(getattr(cfg, "head_dim", None) or self.hidden // self.heads)
+        self.layers = [_Layer(layer, precision, self.heads, self.kv_heads, self.head_dim)
+                       for layer in inner.layers]
+        self.norm = inner.norm.weight.detach().float()
+        self.norm_eps = float(inner.norm.variance_epsilon)
+        rot = inner.rotary_emb
+        self._inv_freq = rot.inv_freq.detach().float().clone()
+        self._rope_scale = float(getattr(rot, "attention_scaling", 1.0))
+        self._cos, self._sin = self._rope_table(_ROPE_POSITIONS)
+        head = base.get_output_embeddings()
+        hw, hb = linear_weight(head)
+        self.head = _make_linear(hw, hb, precision)
+        self.vocab = hw.shape[0]
+
+    def _rope_table(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # As the framework computes it: position * inverse frequency, duplicated, cos / sin.
+        freqs = torch.arange(n, dtype=torch.float32)[:, None] * self._inv_freq[None]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos() * self._rope_scale, emb.sin() * self._rope_scale
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self._cos, self._sin
+        need = int(positions.max()) + 1 if positions.numel() else 1
+        if need > cos.shape[0]:
+            cos, sin = self._rope_table(max(need, 2 * cos.shape[0]))
+            self._cos, self._sin = cos, sin
+        return cos[positions], sin[positions]
+
+    def decoder(self) -> "FastDecoder":
+        """A fresh decoding session (its own KV cache) over these weights."""
+        return FastDecoder(self)
+
+    @torch.no_grad()
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The LM head on final hidden states (..., H) -> (..., vocab)."""
+        return self.head(h.float())
+
+    # ------------------------------------------------------------------ support
+    @staticmethod
+    def supports(lm: torch.nn.Module) -> bool:
+        """Whether ``lm`` (or the causal LM inside a peft wrapper) has the Llama layout."""
+        try:
+            base = _causal_lm(lm)
+            cfg = base.config
+            if getattr(cfg, "model_type", None) not in _SUPPORTED_TYPES:
+                return False
+            if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "pretraining_tp", 1) != 1:
+                return False
+            layer = base.model.layers[0]
+            return all(hasattr(layer.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")) \
+                and hasattr(base.model, "rotary_emb") and hasattr(base.model, "norm")
+        except Exception:
+            return False
+
+
+class FastDecoder:
+    """One decoding session over a ``FastLM``: a preallocated KV cache, rows with their own
+    positions (left padding as the framework handles it).
+
+    Use: ``h = dec.start(embeds, mask)`` (prefill; returns the last position's final hidden
+    state), then ``h = dec.feed(new_embeds)`` for each new block of positions; ``dec.select(idx)``
+    keeps (or repeats) rows of the cache; ``dec.logits(h)`` applies the LM head.
+    """
+
+    can_select = True
+
+    def __init__(self, weights: FastLM) -> None:
+        self.w = weights
+        self.layers = weights.layers
+        self.kv_heads, self.head_dim, self.heads = weights.kv_heads, weights.head_dim, weights.heads
+        self._reset_cache()
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.w.logits(h)
+
+    # ------------------------------------------------------------------ cache
+    def _reset_cache(self) -> None:
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.mask = torch.zeros(0, 0, dtype=torch.bool)  # (B, capacity) valid keys
+        self.pos = torch.zeros(0, dtype=torch.long)  # (B,) position id of the last fed position
+        self.length = 0
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    def _ensure_capacity(self, extra: int) -> None:
+        cap = self.mask.shape[1]
+        if self.length + extra <= cap:
+            return
+        new = max(self.length + extra, 2 * cap, 64)
+        B = self.rows
+        for i in range(len(self.layers)):
+            for store in (self.k, self.v):
+                t = torch.zeros(B, self.kv_heads, new, self.head_dim)
+                t[:, :, : self.length] = store[i][:, :, : self.length]
+                store[i] = t
+        m = torch.zeros(B, new, dtype=torch.bool)
+        m[:, : self.length] = self.mask[:, : self.length]
+        self.mask = m
+
+    def select(self, index: torch.Tensor | list[int]) -> None:
+        """Keep the cache rows ``index`` (in that order; repeats allowed)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        L = self.length
+        self.k = [t[index, :, :].clone() if L else t[index] for t in self.k]
+        self.v = [t[index, :, :].clone() if L else t[index] for t in self.v]
+        self.mask = self.mask[index].clone()
+        self.pos = self.pos[index].clone()
+
+    # ------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def start(self, embeds: torch.Tensor, mask: torch.Tensor, capacity: int = 0) -> torch.Tensor:
+        """Prefill: ``embeds`` (B, T, H), ``mask`` (B, T) with 1 for real (left-padded) positions.
+
+        Returns the final hidden state at the last position, (B, H). ``capacity``: the total
+        number of positions expected (prompt + generated), to allocate the cache once.
+        """
+        B, T, _ = embeds.shape
+        self._alloc(B, max(capacity, T))
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        self.pos = positions[:, -1]
+        return self._forward(embeds.float(), positions, mask.bool())
+
+    def _alloc(self, B: int, cap: int) -> None:
+        self.k = [torch.zeros(B, self.kv_heads, cap, self.head_dim) for _ in self.layers]
+        self.v = [torch.zeros(B, self.kv_heads, cap, self.head_dim) for _ in self.layers]
+        self.mask = torch.zeros(B, cap, dtype=torch.bool)
+        self.length = 0
+
+    @torch.no_grad()
+    def feed(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Feed (B, n, H) new positions after the cached ones; returns the last hidden state."""
+        B, n, _ = embeds.shape
+        if B != self.rows:
+            raise ValueError(f"feed got {B} rows; the cache has {self.rows}")
+        positions = self.pos[:, None] + torch.arange(1, n + 1)[None]
+        self.pos = positions[:, -1]
+        return self._forward(embeds.float(), positions, torch.ones(B, n, dtype=torch.bool))
+
+    def _forward(self, x: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
+                 every_position: bool = False) -> torch.Tensor:
+        B, n, _ = x.shape
+        self._ensure_capacity(n)
+        s, e = self.length, self.length + n
+        self.mask[:, s:e] = valid
+        # Attention mask (B, 1, n, e): a query sees valid keys up to itself, and always itself
+        # (a padded query then stays finite; nobody attends to it). None when it masks nothing.
+        mask = None
+        if n > 1 or not bool(self.mask[:, :e].all()):
+            keys = torch.arange(e)
+            q_at = s + torch.arange(n)
+            attend = (self.mask[:, None, :e] & (keys[None, :] <= q_at[:, None])[None]) \
+                | (keys[None, None, :] == q_at[None, :, None])
+            mask = torch.zeros(attend.shape, dtype=x.dtype).masked_fill_(~attend, float("-inf"))[:, None]
+        cos, sin = self.w.rope(positions)  # (B, n, D)
+        cos, sin = cos[:, :, None], sin[:, :, None]
+        Hq, Hk, D = self.heads, self.kv_heads, self.head_dim
+        gqa, G = Hq != Hk, Hq // Hk
+        QK, V = (Hq + Hk) * D, Hk * D
+        for i, L in enumerate(self.layers):
+            qkv = L.qkv(x * _inv_rms(x, L.eps1))
+            # RoPE on q and k at once (the rotated copies are rows of the same product)
+            qk = torch.addcmul(qkv[..., :QK].view(B, n, Hq + Hk, D) * cos,
+                               qkv[..., QK + V:].view(B, n, Hq + Hk, D), sin)
+            q = qk[:, :, :Hq].transpose(1, 2)
+            self.k[i][:, :, s:e] = qk[:, :, Hq:].transpose(1, 2)
+            self.v[i][:, :, s:e] = qkv[..., QK: QK + V].view(B, n, Hk, D).transpose(1, 2)
+            K, Vs = self.k[i][:, :, :e], self.v[i][:, :, :e]
+            if n <= _SMALL_QUERY:
+                # A few new positions: plain batched products over the kv heads' query groups
+                # (the CPU's fused attention is slow for one query). q carries the 1/sqrt(D).
+                att = torch.matmul(q.reshape(B, Hk, G * n, D), K.transpose(-1, -2))
+                if mask is not None:
+                    att = (att.view(B, Hk, G, n, e) + mask[:, :, None]).view(B, Hk, G * n, e)
+                a = torch.matmul(att.softmax(-1), Vs).view(B, Hq, n, D)
+            else:
+                a = F.scaled_dot_product_attention(q, K, Vs, attn_mask=mask, enable_gqa=gqa,
+                                                   scale=1.0)
+            x = x + L.o(a.transpose(1, 2).reshape(B, n, Hq * D))
+            gu = L.gate_up(x * _inv_rms(x, L.eps2))
+            x = x + L.down(F.silu(gu[..., : L.inter]) * gu[..., L.inter:])
+        self.length = e
+        x = x if every_position else x[:, -1]
+        return self.w.norm * (x * _inv_rms(x, self.w.norm_eps))
+
+    @torch.no_grad()
+    def forward_all(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states at every position of a left-padded batch, (B, T, H).
+
+        The cache is filled as by ``start``, so ``feed`` may follow.
+        """
+        B, T, _ = embeds.shape
+        self._alloc(B, T)
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        self.pos = positions[:, -1]
+        return self._forward(embeds.float(), positions, mask.bool(), every_position=True)
+
+def _causal_lm(lm: torch.nn.Module) -> torch.nn.Module:
+    """The HF causal LM inside a peft wrapper (or ``lm`` itself)."""
+    if hasattr(lm, "get_base_model"):
+        return lm.get_base_model()
+    return lm
+
+
+def fingerprint(lm: torch.nn.Module) -> tuple:
+    """Changes whenever a trainable weight is updated in place (optimizer steps)."""
+    return tuple(p._version for p in lm.parameters() if p.requires_grad)
+
