@@ -2,12 +2,25 @@
 
 Run it with `bash scripts/app.sh` (http://127.0.0.1:8501).
 
+It starts the background preload (``kalm.ui.preload``): a no-op when the launcher already did.
+
 Every page calls `kalm.ui.navigation.ensure_app_navigation()` first: because a `pages/` folder lies
 beside this file, Streamlit would otherwise run a directly opened page URL (e.g. /data) on its own,
 without this file, when that is the first request a fresh server gets (see that module).
 """
 
-import streamlit as st
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco (the preloaded renderer)
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import streamlit as st  # noqa: E402
+
+from kalm.ui import preload  # noqa: E402
+
+# The shipped grounded model, the renderer and the goal embedder load in the background, once per
+# server (scripts/serve.py starts them with the server; this covers `streamlit run app.py`).
+preload.start()
 
 st.set_page_config(page_title="KALM", page_icon=":robot_face:", layout="wide")
 
