@@ -8,6 +8,12 @@ generation that stops when the goal holds, the cut at the first success, the LM'
 goal is still imagined (from the reset of ``seed``, run to ``max_steps``), but has no validity:
 matching, replay success and cycle consistency need a goal spec.
 
+For a page that shows a rollout while it is imagined, ``imagine_rollout`` generates one rollout
+(calling ``on_step`` after each generated step, throttled by ``throttled``) and checks it without
+the LM's explanation, and ``explain_rollout`` then asks the LM for its explanation and adds the
+cycle-consistency checks; together they give what ``imagine_one`` gives in one call (the same
+start state, the same greedy rollout and cut, the same ``check_rollout``).
+
 Nothing is written to disk. Generation holds a lock, so two app sessions do not share the CPU
 cores at once.
 """
@@ -42,6 +48,9 @@ __all__ = [
     "Check",
     "check_goal_text",
     "imagine_one",
+    "imagine_rollout",
+    "explain_rollout",
+    "throttled",
     "imagine_batch",
     "validity_checks",
     "batch_rows",
@@ -214,6 +223,96 @@ def imagine_one(model, text: str, seed: int, goal: Goal | dict | None = None,
             return _imagine_free_text(model, clean, seed, max_steps, explain)
         return _imagine_items(model, [GoalItem(clean, goal, category)], [int(seed)],
                               max_steps, explain)[0]
+
+
+def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float = 0.15
+              ) -> Callable[[int, np.ndarray, np.ndarray, bool], None]:
+    """An ``on_step`` for ``imagine_rollout`` that calls ``draw(t, observations, actions)`` on the
+    first step, on the last one, and otherwise at most once every ``every`` seconds (a redraw that
+    costs more than a generated step would slow generation down)."""
+    last = [-float("inf")]
+
+    def on_step(t: int, observations: np.ndarray, actions: np.ndarray, done: bool) -> None:
+        now = time.perf_counter()
+        if t == 0 or done or now - last[0] >= every:
+            draw(t, observations, actions)
+            last[0] = time.perf_counter()
+
+    return on_step
+
+
+def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None,
+                    max_steps: int | None = None, category: str = DEFAULT_CATEGORY,
+                    on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None
+                    ) -> ImaginedRollout:
+    """``imagine_one`` without the explanation: the rollout and its checks, as soon as they exist.
+
+    ``on_step(t, observations (t + 2, 10), actions (t + 1,), done)`` is called after each generated
+    step (``kalm.llm.generate.generate_rollouts``'s callback, for this one rollout). The result's
+    ``explanation`` is None and its validity has no cycle consistency: ``explain_rollout`` adds
+    them. Raises ``GoalTextProblem`` for an empty or overlong text.
+    """
+    from kalm.evaluate import initial_state
+    from kalm.imagine.validity import check_rollout, goal_met_at
+    from kalm.llm.generate import generate_rollouts
+
+    clean, parsed = check_goal_text(text)
+    if isinstance(goal, dict):
+        goal = goal_from_dict(goal)
+    goal = goal if goal is not None else parsed
+    cb = None
+    if on_step is not None:
+        def cb(t, observations, actions, done):
+            on_step(int(t), observations[0], actions[0], bool(done[0]))
+    with _LOCK:
+        env = ClevrRobotEnv()
+        try:
+            if goal is None:
+                s0, reset_seed = env.reset(seed=int(seed))[0], int(seed)
+            else:
+                s0, reset_seed = initial_state(env, goal, int(seed))
+            s0 = np.asarray(s0, dtype=np.float32)
+            t0 = time.perf_counter()
+            r = generate_rollouts(model, [clean], s0[None], [goal], max_steps=max_steps,
+                                  on_step=cb)[0]
+            t1 = time.perf_counter()
+            obs, acts, validity = r.observations, r.actions, None
+            if goal is not None:  # cut at the first success (generation already stops there)
+                met = goal_met_at(goal, obs, s0)
+                T = len(acts) if met is None else met
+                obs, acts = obs[: T + 1], acts[:T]
+                validity = check_rollout(env, obs, acts, goal, s0)
+            timings = {"generate_s": round(t1 - t0, 3),
+                       "check_s": round(time.perf_counter() - t1, 3)}
+            return _finish(env, clean, category, None if goal is None else goal.to_dict(),
+                           reset_seed, obs, acts, validity, None, timings)
+        finally:
+            env.close()
+
+
+def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
+    """``r`` with the LM's explanation of it and, for a rollout with a goal, its checks redone with
+    that explanation (cycle consistency, explanation true of the rollout)."""
+    from dataclasses import replace
+
+    from kalm.imagine.validity import check_rollout
+    from kalm.llm.generate import explain_rollouts
+
+    with _LOCK:
+        t0 = time.perf_counter()
+        explanation = explain_rollouts(model, [r.observations], [r.actions])[0]
+        t1 = time.perf_counter()
+        validity = r.validity
+        if r.goal is not None:
+            env = ClevrRobotEnv()
+            try:
+                validity = check_rollout(env, r.observations, r.actions, goal_from_dict(r.goal),
+                                         r.observations[0], explanation=explanation)
+            finally:
+                env.close()
+    timings = {**r.timings, "explain_s": round(t1 - t0, 3),
+               "check_s": round(r.timings.get("check_s", 0) + time.perf_counter() - t1, 3)}
+    return replace(r, validity=validity, explanation=explanation, timings=timings)
 
 
 def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | None = None,

@@ -25,6 +25,7 @@ __all__ = [
     "positions_figure",
     "actions_figure",
     "topview_figure",
+    "topview_image",
     "step_errors_figure",
     "histogram_figure",
 ]
@@ -175,6 +176,38 @@ def topview_figure(
     fig.update_layout(title=title, height=_HEIGHT + 60, margin=_MARGIN,
                       legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+def topview_image(observations: np.ndarray, size: int = 420) -> np.ndarray:
+    """A cheap top view (an RGB array, no plotly): the workbench, each ball's path so far and the
+    balls to scale at the last state. For a live view redrawn at every generated step."""
+    from PIL import Image, ImageDraw
+
+    obs = _finite(observations)
+    x0, x1, y0, y1 = WORKBENCH
+    pad = BALL_RADIUS + 0.05
+    span = max(x1 - x0, y1 - y0) + 2 * pad
+    scale = size / span
+    height = int(round((y1 - y0 + 2 * pad) * scale))
+
+    def px(x: float, y: float) -> tuple[float, float]:  # +y ("behind") is up
+        return (x - x0 + pad) * scale, (y1 + pad - y) * scale
+
+    img = Image.new("RGB", (size, height), "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([px(x0, y1), px(x1, y0)], fill="#f3f3f3", outline="#888888")
+    r = BALL_RADIUS * scale
+    for b in range(N_BALLS):
+        xy = [px(x, y) for x, y in obs[:, 2 * b: 2 * b + 2] if np.isfinite(x) and np.isfinite(y)]
+        if not xy:
+            continue
+        if len(xy) > 1:
+            draw.line(xy, fill=BALL_HEX[b], width=2)
+        sx, sy = xy[0]
+        draw.ellipse([sx - 3, sy - 3, sx + 3, sy + 3], outline=BALL_HEX[b], width=1)
+        cx, cy = xy[-1]
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=BALL_HEX[b], outline="#222222")
+    return np.asarray(img)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
