@@ -17,6 +17,7 @@ from streamlit.errors import StreamlitAPIException  # noqa: E402
 
 import kalm  # noqa: E402
 from kalm.ui import home as home_ui  # noqa: E402
+from kalm.ui import preload  # noqa: E402
 from kalm.ui.paths import display_path  # noqa: E402
 
 STEPS = [
@@ -61,20 +62,6 @@ ICONS = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:
          None: ":gray[:material/info:]"}
 
 
-# The same function, source and all, as the Imagine page's: Streamlit keys a cached function on
-# its module, name and source, so both pages share one loaded model (tests/test_app.py checks it).
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _model(path: str, stamp: float):
-    """A grounded model, loaded once per folder version and shared between sessions."""
-    from kalm.llm.train import load_grounded
-
-    return load_grounded(path)
-
-
-def _stamp(folder: Path) -> float:
-    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
-
-
 @st.cache_data(show_spinner=False, max_entries=4)
 def _demo_video(observations, actions) -> bytes:
     from kalm.ui.imagine import side_by_side_video
@@ -91,29 +78,48 @@ def page_link(page: str, label: str, icon: str) -> None:
 
 
 def run_demo(model_dir: Path) -> None:
-    """Load the model (once), imagine the demo goal, keep the result in the session."""
+    """Wait for the model (loaded once per server, in the background: the Imagine page shares
+    it), imagine the demo goal, show the rollout, its checks and video, then the explanation."""
     from kalm.goals.spec import goal_from_dict
-    from kalm.ui.imagine import imagine_one
+    from kalm.ui.imagine import explain_rollout, imagine_rollout, throttled
 
     t0 = time.perf_counter()
+    st.session_state.pop("home_demo", None)
+    res = preload.grounded(model_dir)
+    slot = st.empty()
     try:
-        with st.spinner(f"Loading the grounded model `{display_path(model_dir)}` (once, about "
-                        "20 s on a CPU)…"):
-            model = _model(str(model_dir), _stamp(model_dir))
+        model = preload.wait(res, lambda s: slot.info(
+            f":material/hourglass_top: Loading {res.label}… {s:.0f} s (once per server)"))
     except Exception as e:  # missing base LM, corrupt weights: a message, not a traceback
+        slot.empty()
         st.error(f"Could not load the grounded model `{display_path(model_dir)}`: {e}")
         return
     t1 = time.perf_counter()
+    slot.info("The LM is imagining the rollout…")
     try:
-        with st.spinner("The LM is imagining the rollout…"):
-            result = imagine_one(model, home_ui.DEMO_TEXT, home_ui.DEMO_SEED,
-                                 goal=goal_from_dict(home_ui.DEMO_GOAL),
-                                 max_steps=home_ui.DEMO_MAX_STEPS, explain=True,
-                                 category=home_ui.DEMO_CATEGORY)
+        result = imagine_rollout(
+            model, home_ui.DEMO_TEXT, home_ui.DEMO_SEED, goal=goal_from_dict(home_ui.DEMO_GOAL),
+            max_steps=home_ui.DEMO_MAX_STEPS, category=home_ui.DEMO_CATEGORY,
+            on_step=throttled(lambda t, o, a: slot.info(
+                f"The LM is imagining the rollout… step {t + 1}")))
     except Exception as e:
+        slot.empty()
         st.error(f"The demo could not imagine its rollout: {e}")
         return
-    st.session_state["home_demo"] = {"result": result, "clicked": t0, "load_s": t1 - t0}
+    slot.empty()
+    demo = {"result": result, "clicked": t0, "load_s": t1 - t0}
+    st.session_state["home_demo"] = demo
+    validity_slot, explanation_slot = show_demo(demo, explaining=True)
+    try:
+        demo["result"] = explain_rollout(model, result)
+    except Exception as e:
+        explanation_slot.error(f"The LM could not explain its rollout: {e}")
+        return
+    demo["explained_s"] = time.perf_counter() - t0
+    with validity_slot.container():
+        show_validity(demo["result"])
+    with explanation_slot.container():
+        show_explanation(demo)
 
 
 def show_validity(r) -> None:
@@ -131,15 +137,34 @@ def show_validity(r) -> None:
         st.success("Fully valid: every check passed.")
 
 
-def show_demo(demo: dict) -> None:
+def show_explanation(demo: dict) -> None:
+    r = demo["result"]
+    if r.explanation is not None:
+        st.markdown(f"The LM explains its rollout as: “{r.explanation or '(empty)'}” "
+                    + ("(cycle consistent)" if r.validity.cycle_consistent else
+                       "(another goal than the intended one: not cycle consistent)"))
+    if "explained_s" in demo:
+        st.caption(f"{demo['explained_s']:.1f} s from the click to the explanation "
+                   f"({r.timings.get('explain_s', 0):.1f} s explaining).")
+
+
+def show_demo(demo: dict, explaining: bool = False):
+    """The demo's rollout: validity (its table), video, and the explanation (a placeholder while
+    ``explaining``; returned, to be filled)."""
     r = demo["result"]
     st.markdown(f"**“{r.text}”** · {r.steps} steps imagined from reset seed {r.reset_seed}")
     left, right = st.columns([3, 2])
     with right:
         st.markdown("##### Validity")
-        show_validity(r)
-        if r.explanation is not None:
-            st.markdown(f"The LM explains its rollout as: “{r.explanation or '(empty)'}”")
+        validity_slot = st.empty()
+        with validity_slot.container():
+            show_validity(r)
+        explanation_slot = st.empty()
+        with explanation_slot.container():
+            if explaining:
+                st.caption(":material/hourglass_top: The LM is explaining its rollout…")
+            else:
+                show_explanation(demo)
     with left:
         with st.spinner("Rendering the imagined states and the simulator's replay…"):
             try:
@@ -156,9 +181,10 @@ def show_demo(demo: dict) -> None:
         demo["total_s"] = time.perf_counter() - clicked
     if "total_s" in demo:
         tm = r.timings
-        st.caption(f"{demo['total_s']:.1f} s from the click to the video (model "
-                   f"{demo['load_s']:.1f} s, generation {tm.get('generate_s', 0):.1f} s, "
-                   f"explanation {tm.get('explain_s', 0):.1f} s, the rest checks and rendering).")
+        st.caption(f"{demo['total_s']:.1f} s from the click to the video (waiting for the model "
+                   f"{demo['load_s']:.1f} s, generation {tm.get('generate_s', 0):.1f} s, the rest "
+                   "checks and rendering).")
+    return validity_slot, explanation_slot
 
 
 def table(rows: list[dict], empty: str, key: str) -> None:
@@ -199,10 +225,9 @@ if problem:
 clicked = st.button("Imagine a novel goal", type="primary", icon=":material/auto_awesome:",
                     key="home_demo_go", disabled=problem is not None)
 if clicked and problem is None:
-    run_demo(model_dir)
-demo = st.session_state.get("home_demo")
-if demo is not None:
-    show_demo(demo)
+    run_demo(model_dir)  # shows the demo as it goes
+elif st.session_state.get("home_demo") is not None:
+    show_demo(st.session_state["home_demo"])
 links = st.columns(2)
 with links[0]:
     page_link("pages/imagine.py", "More goals, seeds and batches on the Imagine page",

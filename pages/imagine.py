@@ -16,14 +16,17 @@ from kalm.goals.parser import parse_goal_text  # noqa: E402
 from kalm.goals.spec import goal_from_dict  # noqa: E402
 from kalm.goals.suites import SUITES, GoalItem, suite_items  # noqa: E402
 from kalm.imagine.validity import REALISTIC_TOLERANCE, validity_rates  # noqa: E402
+from kalm.ui import preload  # noqa: E402
 from kalm.ui.imagine import (  # noqa: E402
     GoalTextProblem,
     batch_rows,
     check_goal_text,
+    explain_rollout,
     explanation_agrees,
     imagine_batch,
-    imagine_one,
+    imagine_rollout,
     side_by_side_video,
+    throttled,
     validity_checks,
 )
 from kalm.ui.paths import (  # noqa: E402
@@ -38,6 +41,7 @@ from kalm.ui.plots import (  # noqa: E402
     positions_figure,
     step_errors_figure,
     topview_figure,
+    topview_image,
 )
 from kalm.ui.navigation import ensure_app_navigation  # noqa: E402
 
@@ -46,14 +50,6 @@ ensure_app_navigation()  # a direct link to this page still runs inside app.py's
 MODES = ("One goal", "Batch of goals")
 NO_PICK = "(type your own below)"
 MAX_BATCH = 32
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _model(path: str, stamp: float):
-    """A grounded model, loaded once per folder version and shared between sessions."""
-    from kalm.llm.train import load_grounded
-
-    return load_grounded(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -66,18 +62,45 @@ def _suite(name: str) -> list[dict]:
     return [it.to_dict() for it in suite_items(name)]
 
 
-def _stamp(folder: Path) -> float:
-    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
-
-
 def load_model(folder: Path):
-    """The model, or None after showing why it cannot be loaded."""
+    """The model (from the process-wide registry: loaded once, in the background when the server
+    started), or None after showing why it cannot be loaded. While it loads, says so."""
+    res = preload.grounded(folder)
+    slot = st.empty()
     try:
-        with st.spinner(f"Loading the grounded model `{display_path(folder)}` (once)…"):
-            return _model(str(folder), _stamp(folder))
+        return preload.wait(res, lambda s: slot.info(
+            f":material/hourglass_top: Loading {res.label}… {s:.0f} s (once per server)"))
     except Exception as e:  # missing base LM, corrupt weights: a message, not a traceback
         st.error(f"Could not load the grounded model `{display_path(folder)}`: {e}")
         return None
+    finally:
+        slot.empty()
+
+
+@st.fragment(run_every=1)
+def _model_loading(key: str) -> None:
+    """Polls a model that loads in the background; once it is loaded, reruns the page."""
+    res = preload.get(key)
+    if res is None or res.state != "loading":
+        st.rerun()
+    st.caption(f":material/hourglass_top: Loading {res.label} in the background… "
+               f"{res.elapsed:.0f} s. Type a goal meanwhile.")
+
+
+def model_status(folder: Path) -> None:
+    """One line on the chosen model: loading (updated live), ready, or why it failed."""
+    res = preload.grounded(folder, retry=False) if preload.enabled() else preload.get(
+        preload.grounded_key(folder))
+    if res is None:
+        return
+    if res.state == "loading":
+        _model_loading(res.name)
+    elif res.state == "ready":
+        st.caption(f":green[:material/check_circle:] The grounded model is ready (loaded in "
+                   f"{res.elapsed:.0f} s, once per server).")
+    else:
+        st.warning(f"Could not load the grounded model `{display_path(folder)}`: "
+                   f"{res.future.exception()}")
 
 
 def _pick_suite_goal() -> None:
@@ -112,8 +135,12 @@ def show_validity(r) -> None:
         st.success("Fully valid: every check passed.")
 
 
-def show_explanation(r) -> None:
+def show_explanation(r, pending: bool = False) -> None:
     st.markdown("#### The LM explains its rollout")
+    if pending:
+        st.caption(":material/hourglass_top: The LM is explaining its rollout (cycle "
+                   "consistency follows)…")
+        return
     if r.explanation is None:
         st.caption("Not asked (tick “Ask the LM to explain” to check cycle consistency).")
         return
@@ -145,8 +172,11 @@ def _show_video(slot, r):
     return step_frames
 
 
-def show_rollout(r, key: str) -> None:
-    """Video, synced step view, plots, validity and explanation of one imagined rollout."""
+def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
+    """Video, synced step view, plots, validity and explanation of one imagined rollout.
+
+    ``explain_with``: a model that has still to explain ``r``: it does so once the rest is shown
+    (its result replaces ``st.session_state[result_key]``). Returns the rollout shown."""
     st.subheader(f"“{r.text}”")
     tm = r.timings
     meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
@@ -192,16 +222,58 @@ def show_rollout(r, key: str) -> None:
                             key=f"{key}_err")
             st.caption("Each transition checked against the simulator from the imagined state: "
                        "how far each ball lands from where the physics puts it.")
-    show_validity(r)
-    show_explanation(r)
+    validity_slot, explanation_slot = st.empty(), st.empty()
+    with validity_slot.container():
+        show_validity(r)
+    with explanation_slot.container():
+        show_explanation(r, pending=explain_with is not None)
     if video_id not in rendered:
         step_frames = _show_video(video_slot, r)
-    if step_frames is None:
-        return
-    rendered.add(video_id)
-    nxt = f"next: {action_label(r.actions[step])}" if step < T else "final state"
-    frame_slot.image(step_frames[min(step, len(step_frames) - 1)],
-                     caption=f"step {step} / {T} · {nxt}", width="stretch")
+    if step_frames is not None:
+        rendered.add(video_id)
+        nxt = f"next: {action_label(r.actions[step])}" if step < T else "final state"
+        frame_slot.image(step_frames[min(step, len(step_frames) - 1)],
+                         caption=f"step {step} / {T} · {nxt}", width="stretch")
+    if explain_with is not None:  # last: the rollout, its checks and video are on screen
+        st.session_state["im_shown_at"] = time.perf_counter()
+        try:
+            r = explain_rollout(explain_with, r)
+        except Exception as e:
+            with explanation_slot.container():
+                st.error(f"The LM could not explain its rollout: {e}")
+            return r
+        if result_key:
+            st.session_state[result_key] = r
+        with validity_slot.container():
+            show_validity(r)
+        with explanation_slot.container():
+            show_explanation(r)
+    return r
+
+
+def imagine_live(model, text: str, seed: int, goal, max_steps: int):
+    """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
+    the last push); returns it checked, without the explanation (or None after an error)."""
+    live = st.empty()
+
+    def draw(t: int, observations, actions) -> None:
+        with live.container():
+            st.markdown(f"**The LM is imagining… step {t + 1}** · last push: "
+                        f"{action_label(actions[-1])}")
+            st.image(topview_image(observations), width=420,
+                     caption="Top view of the imagined states so far (○ start, ● now).")
+
+    try:
+        with st.spinner("The LM is imagining…"):
+            r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
+                                on_step=throttled(draw))
+    except Exception as e:
+        live.empty()
+        st.error(f"Imagination failed: {e}")
+        return None
+    live.caption(f"Imagined {r.steps} steps in {r.timings.get('generate_s', 0):.1f} s, drawn "
+                 "live as the LM wrote them.")
+    return r
 
 
 # ----------------------------------------------------------------------------- page
@@ -223,6 +295,7 @@ default = next((i for i, m in enumerate(models)
 model_label = st.selectbox("Grounded model", labels, index=default, key="im_model",
                            help="The shipped model, and grounded runs under the runs folder.")
 model_dir = models[labels.index(model_label)].path
+model_status(model_dir)
 mode = st.radio("Mode", MODES, horizontal=True, key="im_mode")
 
 if mode == MODES[0]:
@@ -262,7 +335,9 @@ if mode == MODES[0]:
                                      "pushes (a 'move' goal is always one push).")
     explain = c3.checkbox("Ask the LM to explain its rollout", True, key="im_explain",
                           help="Cycle consistency: does its explanation name the same goal?")
+    explain_with = None
     if st.button("Imagine", type="primary", key="im_go"):
+        t0 = time.perf_counter()
         try:
             clean, _ = check_goal_text(text)
         except GoalTextProblem as e:
@@ -270,26 +345,25 @@ if mode == MODES[0]:
         else:
             model = load_model(model_dir)
             if model is not None:
-                t0 = time.perf_counter()
-                try:
-                    with st.spinner("The LM is imagining…"):
-                        st.session_state["im_result"] = imagine_one(
-                            model, clean, int(seed), goal=goal, max_steps=int(max_steps),
-                            explain=explain)
+                st.session_state.pop("im_result", None)
+                r = imagine_live(model, clean, int(seed), goal, int(max_steps))
+                if r is not None:
+                    st.session_state["im_result"] = r
                     st.session_state["im_clicked_at"] = t0
-                except Exception as e:
-                    st.error(f"Imagination failed: {e}")
+                    explain_with = model if explain else None
     result = st.session_state.get("im_result")
     if result is not None:
         st.divider()
-        show_rollout(result, "im_one")
+        show_rollout(result, "im_one", explain_with=explain_with, result_key="im_result")
         t0 = st.session_state.pop("im_clicked_at", None)
         if t0 is not None:
-            st.session_state["im_last_total_s"] = time.perf_counter() - t0
+            shown = st.session_state.pop("im_shown_at", None) or time.perf_counter()
+            st.session_state["im_last_total_s"] = (shown - t0, time.perf_counter() - t0)
         if "im_last_total_s" in st.session_state:
-            st.caption(f"Last imagination: {st.session_state['im_last_total_s']:.1f} s from the "
-                       "click to the finished page (generation, checks and rendering; the first "
-                       "one also loads the model).")
+            shown_s, total_s = st.session_state["im_last_total_s"]
+            st.caption(f"Last imagination: {shown_s:.1f} s from the click to the finished page "
+                       "(generation, checks and video; the first one may also wait for the "
+                       f"model), {total_s:.1f} s to the LM's explanation.")
 
 else:
     src = st.radio("Goals", ("From a suite", "My goal texts"), horizontal=True, key="imb_src")
