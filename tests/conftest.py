@@ -22,3 +22,17 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_app_preload(monkeypatch):
+    """The app's background preload (``kalm.ui.preload``) would load the shipped grounded model
+    whenever a test runs ``app.py``: off unless a test turns it on (with its own tiny model), and
+    its registry forgotten after each test."""
+    monkeypatch.setenv("KALM_APP_PRELOAD", "0")
+    yield
+    if "kalm.ui.preload" in sys.modules:
+        sys.modules["kalm.ui.preload"].reset()
