@@ -3,6 +3,7 @@ accuracy and dynamics error on held-out real episodes and on the suites; and gen
 
 Usage: python bench/grounding_bench.py RUN_OR_MODEL_DIR [--data PATH] [--episodes 30]
        [--suites train,rephrase,easy,hard] [--val 100] [--threads N] [--json OUT]
+       [--precision reference|fp32|int8]
 The held-out episodes are the run's validation split (split.json) of its dataset.
 """
 
@@ -40,14 +41,24 @@ def main() -> None:
     p.add_argument("--val", type=int, default=100, help="held-out episodes to score (0: skip)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--speed", action="store_true", help="also time generation (batch 1 and 32)")
+    p.add_argument("--precision", default=None, choices=["reference", "fp32", "int8"],
+                   help="decoding path (default: the library's, int8 on this CPU)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    if args.precision:
+        import os
+
+        os.environ["KALM_LM_PRECISION"] = args.precision
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Path(args.run)
     t = time.perf_counter()
     model = load_grounded(run)
     out: dict = {"load_s": round(time.perf_counter() - t, 1)}
+    from kalm.llm.generate import resolve_precision
+
+    out["precision"] = resolve_precision(model)
+    print("decoding path", out["precision"], flush=True)
     split_file = next((d / "split.json" for d in (run, run.parent) if (d / "split.json").exists()), None)
     split = json.loads(split_file.read_text()) if split_file else None
     data = args.data or (split["data"] if split else None)

@@ -122,7 +122,12 @@ def resolve_precision(model: GroundedLM, precision: str | None = None) -> str:
     """
     from kalm.llm.fast import FastLM, default_precision
 
+    from kalm.llm.fast import PRECISIONS
+
     p = (precision or os.environ.get("KALM_LM_PRECISION", "") or "").strip().lower()
+    if p and p not in ("reference", *PRECISIONS):
+        where = "precision" if precision else "KALM_LM_PRECISION"
+        raise ValueError(f"{where} must be one of reference, {', '.join(PRECISIONS)}; got {p!r}")
     if p == "reference":
         return p
     if model.device.type != "cpu" or not FastLM.supports(model.lm):

@@ -3,7 +3,9 @@
 At every step the policy feeds the grounded LM the rollout prompt for the goal text followed by
 the real observations seen so far and the actions it took (``s0 a0 s1 ... s_t``) and takes the
 action head's argmax at the last position: the same teacher-forced read-out that grounding's
-next-action accuracy measures, now closed-loop in the simulator. This is KALM's "LLM as policy"
+next-action accuracy measures, now closed-loop in the simulator. The prompt and history stay in
+the decoder's KV cache between steps (``kalm.llm.generate.ActionSession``), so a step costs two
+new positions, not the whole history. This is KALM's "LLM as policy"
 baseline: it uses only what the LM learned, no offline RL.
 """
 
@@ -33,28 +35,19 @@ class LLMPolicy:
         self.model = model if model is not None else load_grounded(folder)
         self.context = int(context)
         self._text = ""
-        self._obs: list[np.ndarray] = []
-        self._actions: list[int] = []
+        self._session = None
 
     def reset(self, goal: Goal, obs: np.ndarray, text: str = "") -> None:
         if not text:
             from kalm.goals.language import describe
 
             text = describe(goal)
+        from kalm.llm.generate import ActionSession
+
         self._text = text
-        self._obs = []
-        self._actions = []
+        self._session = ActionSession(self.model, text, context=self.context)
 
     def act(self, obs: np.ndarray) -> int:
-        import torch
-
-        from kalm.llm.generate import next_actions
-
-        self._obs.append(np.asarray(obs, dtype=np.float32))
-        k = min(len(self._actions), self.context)
-        obs_hist = np.stack(self._obs[len(self._obs) - k - 1:])
-        act_hist = np.asarray(self._actions[len(self._actions) - k:], dtype=np.int64)
-        with torch.no_grad():
-            a = int(next_actions(self.model, [self._text], [obs_hist], [act_hist])[0])
-        self._actions.append(a)
-        return a
+        if self._session is None:
+            raise RuntimeError("call reset(goal, obs) before act(obs)")
+        return self._session.act(obs)
