@@ -4,15 +4,25 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
+import threading
+
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 import pytest
 
+import kalm.render
 from kalm.envs.clevr import ClevrRobotEnv, encode_action
 from kalm.envs.clevr_model import BALL_COLORS_RGBA, BALL_RADIUS, WORKBENCH
-from kalm.render import SceneRenderer, episode_frame_count, episode_frames, side_by_side
-from kalm.video import mp4_bytes, write_gif, write_mp4
+from kalm.render import (
+    SceneRenderer,
+    episode_frame_count,
+    episode_frames,
+    iter_episode_frames,
+    shared_renderer,
+    side_by_side,
+)
+from kalm.video import Mp4Encoder, VideoFrames, mp4_bytes, write_gif, write_mp4
 
 W, H = 320, 240
 CORNERS = np.array([-0.6, -0.3, 0.6, -0.3, -0.6, 0.7, 0.6, 0.7, 0.0, 0.2])
@@ -206,3 +216,164 @@ def test_write_gif_is_readable(tmp_path):
     path = write_gif(_distinct_frames(4, 48, 64), tmp_path / "episode.gif", fps=5)
     frames = iio.imread(path, index=None)
     assert frames.shape[:3] == (4, 48, 64)
+
+
+# ----------------------------------------------------------------- video quality, shared renderer
+@pytest.fixture(scope="module")
+def video_renderer():
+    with SceneRenderer(W, H, quality="video") as r:
+        yield r
+
+
+def test_video_quality_draws_the_same_scene(renderer, video_renderer, start_obs):
+    full = renderer.render_obs(start_obs).astype(int)
+    fast = video_renderer.render_obs(start_obs)
+    assert fast.shape == (H, W, 3)
+    # each ball where it is, in its colour; elsewhere nearly the same picture
+    for i, (c, row) in enumerate(np.round(ball_pixels(video_renderer, start_obs)).astype(int)):
+        assert nearest_palette_colour(fast[row - 2 : row + 3, c - 2 : c + 3]) == i
+    assert np.abs(fast.astype(int) - full).mean() < 4
+
+
+def test_video_quality_discs_fall_where_the_shadows_do(renderer, video_renderer):
+    obs = CORNERS.copy()  # cyan in the middle of the workbench, the others in its corners
+    no_cyan = obs.copy()
+    no_cyan[8:10] = [0.0, -50.0]
+    centres = []
+    for r in (renderer, video_renderer):
+        with_cyan = r.render_obs(obs).astype(int)
+        darker = (r.render_obs(no_cyan).astype(int) - with_cyan).sum(axis=2) > 30
+        grey = np.ptp(with_cyan, axis=2) < 25  # the shadow is grey, the ball is not
+        rows, cols = np.nonzero(darker & grey)
+        assert len(rows) > 30
+        centres.append((cols.mean(), rows.mean()))
+    # the disc's centre within a few pixels of the real shadow's
+    assert np.hypot(*np.subtract(*centres)) < 4, centres
+
+
+def test_shared_renderer_is_reused(start_obs):
+    with shared_renderer(W, H) as r1:
+        a = r1.render_obs(start_obs)
+    with shared_renderer(W, H) as r2:
+        b = r2.render_obs(start_obs)
+    assert r1 is r2 and r1.quality == "video"
+    np.testing.assert_array_equal(a, b)
+    with shared_renderer(W, H, quality="full") as r3:
+        assert r3 is not r1 and r3.quality == "full"
+    # episode_frames without a renderer borrows the shared one of full quality
+    opened = []
+    real_init = SceneRenderer.__init__
+
+    def counting_init(self, *args, **kw):
+        opened.append(1)
+        real_init(self, *args, **kw)
+
+    try:
+        SceneRenderer.__init__ = counting_init
+        for _ in range(2):
+            episode_frames([start_obs], [encode_action("red", 0)], substep_frames=1)
+    finally:
+        SceneRenderer.__init__ = real_init
+    assert not opened
+
+
+@pytest.mark.parametrize("first_in", ["this thread", "another thread"])
+def test_shared_renderer_works_from_another_thread(start_obs, first_in):
+    size = (160, 128) if first_in == "this thread" else (176, 144)  # a renderer of its own
+    assert (*size, "slanted", "video") not in kalm.render._SHARED
+    drawn, errors = [], []
+
+    def draw():
+        try:
+            with shared_renderer(*size) as r:
+                drawn.append((r, r.render_obs(start_obs)))
+        except Exception as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    def in_thread():
+        t = threading.Thread(target=draw)
+        t.start()
+        t.join()
+
+    order = [draw, in_thread, draw] if first_in == "this thread" else [in_thread, draw, in_thread]
+    for step in order:
+        step()
+    assert not errors, errors
+    assert len(drawn) == 3 and drawn[0][0] is drawn[1][0] is drawn[2][0]
+    for _, frame in drawn[1:]:
+        np.testing.assert_array_equal(frame, drawn[0][1])
+    assert frame.shape == (size[1], size[0], 3) and frame.std() > 20
+
+
+def test_shared_renderer_serves_one_thread_at_a_time(start_obs):
+    inside, overlaps = [0], []
+
+    def draw():
+        with shared_renderer(W, H) as r:
+            inside[0] += 1
+            overlaps.append(inside[0])
+            r.render_obs(start_obs)
+            inside[0] -= 1
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("substep_frames", [1, 2])
+def test_episode_iterators_take_turns_on_one_renderer(video_renderer, episode, substep_frames):
+    obs, actions = episode
+    kw = dict(substep_frames=substep_frames, renderer=video_renderer)
+    states = episode_frames(obs, actions, mode="states", **kw)
+    simulated = episode_frames(obs, actions, mode="simulate", **kw)
+    a = iter_episode_frames(obs, actions, mode="states", **kw)
+    b = iter_episode_frames(obs, actions, mode="simulate", **kw)
+    pairs = list(zip(a, b, strict=True))
+    assert len(pairs) == episode_frame_count(4, 3, "states", substep_frames) == 3 * substep_frames + 1
+    for (x, y), s, m in zip(pairs, states, simulated):
+        np.testing.assert_array_equal(x, s)
+        np.testing.assert_array_equal(y, m)
+
+
+def test_scene_renderer_rejects_an_unknown_quality():
+    with pytest.raises(ValueError, match="quality"):
+        SceneRenderer(W, H, quality="ultra")
+
+
+# ----------------------------------------------------------------- encoding while drawing
+def test_mp4_encoder_gives_the_video_of_its_frames(tmp_path):
+    frames = _distinct_frames(6, 64, 96)
+    with Mp4Encoder(fps=5) as enc:
+        for f in frames:
+            enc.add(f)
+        data = enc.finish()
+    assert data[4:8] == b"ftyp"
+    (tmp_path / "v.mp4").write_bytes(data)
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "v.mp4"))
+    meta = next(reader)
+    assert meta["codec"] == "h264" and meta["size"] == (96, 64) and meta["fps"] == 5
+    assert sum(1 for _ in reader) == 6
+
+
+def test_mp4_encoder_rejects_mixed_sizes_and_nothing():
+    with Mp4Encoder() as enc:
+        enc.add(_distinct_frames(1)[0])
+        with pytest.raises(ValueError, match="size"):
+            enc.add(_distinct_frames(1, 64, 64)[0])
+    with Mp4Encoder() as enc, pytest.raises(ValueError, match="no frames"):
+        enc.finish()
+
+
+def test_video_frames_carry_their_rate(tmp_path):
+    frames = VideoFrames(_distinct_frames(3, 48, 64), fps=4)
+    assert isinstance(frames, list) and frames.fps == 4
+    meta = next(imageio_ffmpeg.read_frames(str(write_mp4(frames, tmp_path / "a.mp4"))))
+    assert meta["fps"] == 4
+    meta = next(imageio_ffmpeg.read_frames(str(write_mp4(frames, tmp_path / "b.mp4", fps=8))))
+    assert meta["fps"] == 8
+    meta = next(imageio_ffmpeg.read_frames(str(write_mp4(list(frames), tmp_path / "c.mp4"))))
+    assert meta["fps"] == 10
+
