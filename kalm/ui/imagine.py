@@ -404,14 +404,16 @@ def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
 
 
 def side_by_side_video(observations: np.ndarray, actions: Sequence[int],
-                       fps: float = 10) -> tuple[bytes, np.ndarray]:
+                       fps: float | None = None) -> tuple[bytes, np.ndarray]:
     """The MP4 of the imagined rollout beside the simulator's replay (``kalm.imagine.render``),
-    and the side-by-side frame at the start of every step (for a step slider)."""
-    from kalm.imagine.render import imagined_frames
-    from kalm.video import mp4_bytes
+    and the side-by-side frame at the start of every step (for a step slider).
 
-    frames = imagined_frames(observations, actions, side_by_side_replay=True)
-    return mp4_bytes(frames, fps=fps), np.stack(frames[::4])
+    ``fps`` defaults to the video's own pace (``kalm.imagine.render.VIDEO_STEP_SECONDS`` a push).
+    """
+    from kalm.imagine.render import VIDEO_SUBSTEP_FRAMES, imagined_video
+
+    mp4, frames = imagined_video(observations, actions, fps=fps)
+    return mp4, np.stack(frames[::VIDEO_SUBSTEP_FRAMES])
 
 
 def explanation_agrees(r: ImaginedRollout) -> bool | None:

@@ -19,7 +19,7 @@ from kalm.envs.clevr import ClevrRobotEnv, encode_action
 from kalm.goals.spec import goal_from_dict
 from kalm.goals.suites import suite_items
 from kalm.imagine.generate import ImagineError, imagine, load_imagined
-from kalm.imagine.render import render_imagined
+from kalm.imagine.render import VIDEO_SUBSTEP_FRAMES, render_imagined
 from kalm.llm.base import tiny_lm
 from kalm.llm.config import GroundConfig
 from kalm.llm.train import build_model
@@ -57,7 +57,7 @@ def test_render_imagined_side_by_side_mp4(tmp_path):
     imagined[2, 4] += 0.3  # the imagination drifts from the physics
     path = render_imagined(imagined, acts, tmp_path / "r.mp4")
     frames = iio.imread(path, index=None)
-    assert frames.shape[0] == 2 * 4 + 1 and frames.shape[2] == 2 * 320
+    assert frames.shape[0] == 2 * VIDEO_SUBSTEP_FRAMES + 1 and frames.shape[2] == 2 * 320
     assert frames.std() > 10  # not blank
     left, right = frames[-1, :, :320].astype(int), frames[-1, :, 320:].astype(int)
     assert np.abs(left - right).mean() > 0.5  # the drift shows
