@@ -5,6 +5,7 @@ the time to make its frames (mode "simulate" with 4 frames per push, and mode "s
 encode them as H.264 MP4; and the time to encode the GIF. Timings depend on the OpenGL backend
 (MUJOCO_GL=egl on a GPU, or Mesa's software EGL / OSMesa on a CPU): the backend is printed.
 Usage: MUJOCO_GL=egl python bench/render_bench.py [--frames 200] [--steps 50] [--width 320 --height 240]
+       [--quality full|video]
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> None:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--camera", default="slanted")
+    p.add_argument("--quality", default="full", choices=("full", "video"),
+                   help="SceneRenderer quality (video: no multisampling, disc shadows)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -58,10 +61,10 @@ def main() -> None:
     observations = np.array(observations, dtype=np.float64)
 
     t0 = time.perf_counter()
-    r = SceneRenderer(args.width, args.height, camera=args.camera)
+    r = SceneRenderer(args.width, args.height, camera=args.camera, quality=args.quality)
     t_open = time.perf_counter() - t0
     print(f"MUJOCO_GL={os.environ['MUJOCO_GL']}  renderer: {gl_vendor()}  "
-          f"frame {args.width}x{args.height}, camera {args.camera!r}")
+          f"frame {args.width}x{args.height}, camera {args.camera!r}, quality {args.quality!r}")
     print(f"open renderer (GL context)        {t_open * 1e3:8.1f} ms")
     with r:
         for o in layouts[:10]:  # warm-up
