@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rollouts per goal, each from its own seeded initial state")
     im.add_argument("--seed", type=int, default=0, help="seed of the initial states (and suites)")
     im.add_argument("--out", required=True, help="run folder (rerun to resume)")
-    im.add_argument("--batch-size", type=int, default=16, help="rollouts generated together")
+    im.add_argument("--batch-size", type=int, default=32,
+                    help="rollouts generated together (and saved together: a resumable part)")
     im.add_argument("--max-steps", type=int, default=None,
                     help="cap on rollout length (default: the goal's horizon, 50; move goals 1)")
     im.add_argument("--no-explain", action="store_true",

@@ -107,7 +107,7 @@ class ImagineConfig:
     """Rollouts per goal item, each from its own seeded initial state."""
     seed: int = 0
     """Seed of the initial states (rollout k of item i: a reset seeded from (seed, i, k))."""
-    batch_size: int = 16
+    batch_size: int = 32
     """Rollouts generated together (also the size of a resumable part)."""
     max_steps: int | None = None
     """Cap on a rollout's length (None: the goal's horizon, 50; move goals always 1)."""
@@ -306,7 +306,7 @@ def imagine(
     per_goal: int,
     seed: int,
     out: str | Path,
-    batch_size: int = 16,
+    batch_size: int = 32,
     max_steps: int | None = None,
     explain: bool = True,
     progress: bool | Callable[[int, int], None] = True,

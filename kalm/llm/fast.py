@@ -11,9 +11,11 @@ layout) directly on its weights:
 - **a preallocated KV cache** of ``(rows, kv_heads, capacity, head_dim)`` per layer, written in
   place; rows can be selected (drop finished rollouts, or fan a shared prompt out to many rows)
   without recomputing anything;
-- **int8 weights** (``precision="int8"``, the default on x86 CPUs): per-output-channel int8
-  weights with dynamically quantized activations (fbgemm, VNNI), 4x fewer bytes per weight read
-  and several times the fp32 throughput on this CPU (``bench/decode_bench.py``).
+- **int8 weights** (``precision="int8"``, the default on x86 CPUs) for the one or two positions
+  each row adds per step: per-output-channel int8 weights with dynamically quantized
+  activations (fbgemm, VNNI), 4x fewer bytes per weight read and several times the fp32
+  throughput on this CPU (``bench/decode_bench.py``). Prompts (many positions at once) go
+  through the fp32 weights, where one scale for all positions would cost precision.
   ``precision="fp32"`` computes what the framework computes, up to float rounding.
 
 Left padding is handled as the reference path does: each row has its own position ids
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +38,7 @@ __all__ = ["FastLM", "FastDecoder", "PRECISIONS", "default_precision", "linear_w
 PRECISIONS = ("fp32", "int8")
 _SUPPORTED_TYPES = ("llama",)
 _ROPE_POSITIONS = 2048
+_SMOOTH_ALPHA = float(os.environ.get("KALM_SMOOTH_ALPHA", 0.5))  # SmoothQuant's migration strength
 _SMALL_QUERY = 4  # new positions up to which attention is computed by hand
 
 
@@ -55,7 +59,7 @@ def _int8_available() -> bool:
     global _INT8_OK
     if _INT8_OK is None:
         try:
-            lin = _Int8Linear(torch.randn(8, 16), None)
+            lin = _Int8Linear(_Linear(torch.randn(8, 16), None))
             lin(torch.randn(2, 16))
             _INT8_OK = True
         except Exception:  # no fbgemm / quantized engine on this build or CPU
@@ -77,39 +81,62 @@ def linear_weight(mod: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | No
 
 
 class _Linear:
-    """y = x W^T + b in fp32 (MKL)."""
+    """y = x W^T + b in fp32 (MKL). ``observe()`` records each input channel's largest |x|."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor | None) -> None:
         self.w = w.float().contiguous()
         self.b = None if b is None else b.float().contiguous()
+        self.absmax: torch.Tensor | None = None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def observe(self) -> None:
+        self.absmax = torch.zeros(self.w.shape[1])
+
+    def __call__(self, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        if self.absmax is not None:
+            self.absmax = torch.maximum(self.absmax, x.detach().abs().reshape(-1, x.shape[-1]).amax(0))
         return F.linear(x, self.w, self.b)
 
 
 class _Int8Linear:
-    """y = x W^T + b with W in int8 (one scale per output channel), x quantized on the fly."""
+    """y = x W^T + b with W in int8 (one scale per output channel), x quantized on the fly.
 
-    def __init__(self, w: torch.Tensor, b: torch.Tensor | None) -> None:
-        w = w.float()
+    fbgemm quantizes the whole input with one scale, so a block of many positions (a prompt,
+    where one outlier position would cost the others their precision) goes through the fp32
+    weights instead (``exact=True``); the one or two positions a row adds per step use int8.
+    ``absmax`` (each input channel's largest |x| on calibration inputs) turns on SmoothQuant's
+    migration (alpha 0.5): channel j of x is divided by s_j and column j of W multiplied by it,
+    so a few outlier channels no longer take the activation scale from all the others.
+    """
+
+    def __init__(self, exact: _Linear, absmax: torch.Tensor | None = None) -> None:
+        w, b = exact.w, exact.b
+        self.exact, self.out, self.inv_s = exact, w.shape[0], None
+        if absmax is not None:
+            wmax = w.abs().amax(dim=0)
+            a = _SMOOTH_ALPHA
+            smooth = absmax.clamp_min(1e-5) ** a / wmax.clamp_min(1e-5) ** (1 - a)
+            smooth = torch.where((absmax > 0) & (wmax > 0), smooth, torch.ones_like(smooth))
+            w = w * smooth[None]
+            self.inv_s = (1.0 / smooth).contiguous()
         scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch marks quantized tensors as deprecated
-            qw = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long),
-                                            0, torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(
-                qw, None if b is None else b.float().contiguous())
-        self.out = w.shape[0]
+            qw = torch.quantize_per_channel(w.contiguous(), scale,
+                                            torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(qw, b)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        if exact:
+            return self.exact(x)
         shape = x.shape
-        y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).contiguous(), self.packed,
-                                               False)
+        x = x.reshape(-1, shape[-1])
+        x = (x * self.inv_s) if self.inv_s is not None else x.contiguous()
+        y = torch.ops.quantized.linear_dynamic(x, self.packed, False)
         return y.reshape(*shape[:-1], self.out)
 
 
-def _make_linear(w, b, precision: str):
-    return _Int8Linear(w, b) if precision == "int8" else _Linear(w, b)
+def _make_linear(w, b, precision: str = "fp32"):
+    return _Linear(w, b)
 
 
 def _rotate_rows(w: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
@@ -154,6 +181,8 @@ class _Layer:
         self.gate_up = _make_linear(torch.cat([g, u]).float() * ln2[None], gu_b, precision)
         self.down = _make_linear(*linear_weight(mlp.down_proj), precision)
 
+    LINEARS = ("qkv", "o", "gate_up", "down")
+
 
 def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(eps))
@@ -166,7 +195,10 @@ class FastLM:
     ``decoder()``, which holds the KV cache.
     """
 
-    def __init__(self, lm: torch.nn.Module, precision: str | None = None) -> None:
+    def __init__(self, lm: torch.nn.Module, precision: str | None = None,
+                 calibration: Sequence[torch.Tensor] = ()) -> None:
+        """``calibration``: (1, T, H) input-embedding sequences typical of the use, whose
+        activations set int8's per-channel smoothing (none: plain per-channel int8)."""
         precision = precision or default_precision()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
@@ -194,6 +226,29 @@ class FastLM:
         hw, hb = linear_weight(head)
         self.head = _make_linear(hw, hb, precision)
         self.vocab = hw.shape[0]
+        if precision == "int8":
+            self._quantize(list(calibration))
+
+    def _linears(self):
+        for L in self.layers:
+            for name in _Layer.LINEARS:
+                yield L, name
+        yield self, "head"
+
+    @torch.no_grad()
+    def _quantize(self, calibration: list[torch.Tensor]) -> None:
+        """Replace every projection by its int8 form, smoothed by the calibration's activations."""
+        if calibration:
+            for owner, name in self._linears():
+                getattr(owner, name).observe()
+            for embeds in calibration:  # one at a time: no padding in the statistics
+                dec = self.decoder()
+                h = dec.forward_all(embeds.float(), torch.ones(embeds.shape[:2], dtype=torch.long))
+                self.head(h)
+        for owner, name in self._linears():
+            lin = getattr(owner, name)
+            absmax, lin.absmax = lin.absmax, None
+            setattr(owner, name, _Int8Linear(lin, absmax))
 
     def _rope_table(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         # As the framework computes it: position * inverse frequency, duplicated, cos / sin.
@@ -342,8 +397,9 @@ class FastDecoder:
         Hq, Hk, D = self.heads, self.kv_heads, self.head_dim
         gqa, G = Hq != Hk, Hq // Hk
         QK, V = (Hq + Hk) * D, Hk * D
+        exact = n > _SMALL_QUERY  # a prompt: fp32 weights (see _Int8Linear)
         for i, L in enumerate(self.layers):
-            qkv = L.qkv(x * _inv_rms(x, L.eps1))
+            qkv = L.qkv(x * _inv_rms(x, L.eps1), exact)
             # RoPE on q and k at once (the rotated copies are rows of the same product)
             qk = torch.addcmul(qkv[..., :QK].view(B, n, Hq + Hk, D) * cos,
                                qkv[..., QK + V:].view(B, n, Hq + Hk, D), sin)
@@ -361,9 +417,9 @@ class FastDecoder:
             else:
                 a = F.scaled_dot_product_attention(q, K, Vs, attn_mask=mask, enable_gqa=gqa,
                                                    scale=1.0)
-            x = x + L.o(a.transpose(1, 2).reshape(B, n, Hq * D))
-            gu = L.gate_up(x * _inv_rms(x, L.eps2))
-            x = x + L.down(F.silu(gu[..., : L.inter]) * gu[..., L.inter:])
+            x = x + L.o(a.transpose(1, 2).reshape(B, n, Hq * D), exact)
+            gu = L.gate_up(x * _inv_rms(x, L.eps2), exact)
+            x = x + L.down(F.silu(gu[..., : L.inter]) * gu[..., L.inter:], exact)
         self.length = e
         x = x if every_position else x[:, -1]
         return self.w.norm * (x * _inv_rms(x, self.w.norm_eps))

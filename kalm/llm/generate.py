@@ -108,9 +108,35 @@ def _fast_weights(model: GroundedLM, precision: str):
         cached = model.__dict__.get(_FAST_ATTR)
         if cached is not None and cached[0] == key:
             return cached[1]
-        weights = FastLM(model.lm, precision)
+        weights = FastLM(model.lm, precision,
+                         calibration=calibration_embeds(model) if precision == "int8" else ())
         model.__dict__[_FAST_ATTR] = (key, weights)  # not a submodule: never saved or moved
         return weights
+
+
+@torch.no_grad()
+def calibration_embeds(model: GroundedLM, n: int = 6, steps: int = 12, seed: int = 0) -> list:
+    """Input sequences typical of generation, for int8's smoothing statistics: rollouts and
+    explanations of random pushes from random states, with goal texts in the training phrasing
+    (no suite goal or wording: nothing here is fitted to the test goals)."""
+    from kalm.goals.language import describe
+    from kalm.goals.spec import Relation
+    from kalm.llm.codec import COLOR_WORDS, N_ACTIONS
+    from kalm.llm.sequences import explain_sequence, rollout_sequence
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        src, dst = rng.choice(len(COLOR_WORDS), 2, replace=False)
+        goal = Relation(COLOR_WORDS[src], COLOR_WORDS[dst], ("left", "right", "front", "behind")[k % 4])
+        text = describe(goal, rng)
+        obs = rng.uniform(-0.45, 0.45, (steps + 1, 10)).astype(np.float32)
+        acts = rng.integers(0, N_ACTIONS, steps)
+        seq = (rollout_sequence(text, obs, acts, model.prompt_style) if k % 2 == 0 else
+               explain_sequence(text, obs, acts, model.prompt_style, model.codec.explain_balls))
+        batch = collate([seq], model.tokenizer, model.positions_per_state)
+        out.append(model.embed(batch).float())
+    return out
 
 
 def resolve_precision(model: GroundedLM, precision: str | None = None) -> str:

@@ -78,9 +78,33 @@ def test_int8_stays_close_to_fp32():
     emb = torch.randn(2, 9, 64, generator=torch.Generator().manual_seed(2))
     mask = torch.ones(2, 9, dtype=torch.long)
     ref, _ = _reference(lm, emb, mask)
-    h = FastLM(lm, "int8").decoder().start(emb, mask)
+    dec = FastLM(lm, "int8").decoder()
+    h = dec.start(emb[:, :5], mask[:, :5])  # a prompt: the fp32 weights
+    assert torch.allclose(h, _reference(lm, emb[:, :5], mask[:, :5])[0][:, -1], atol=1e-5)
+    for t in range(5, 9):  # one position at a time: int8
+        h = dec.feed(emb[:, t: t + 1])
     rel = (h - ref[:, -1]).norm() / ref[:, -1].norm()
-    assert rel < 0.05
+    assert 0 < rel < 0.05
+
+
+def test_int8_smoothing_from_calibration_lowers_the_error():
+    lm = _llama(2, seed=4)
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(1, 12, 64, generator=g)
+    emb[..., 3] *= 30.0  # an outlier channel, as LLM activations have
+    ref, _ = _reference(lm, emb, torch.ones(1, 12, dtype=torch.long))
+
+    def err(weights):
+        dec = weights.decoder()
+        h = dec.start(emb[:, :6], torch.ones(1, 6, dtype=torch.long))
+        for t in range(6, 12):
+            h = dec.feed(emb[:, t: t + 1])
+        return float((h - ref[:, -1]).norm() / ref[:, -1].norm())
+
+    plain = err(FastLM(lm, "int8"))
+    calibration = [torch.randn(1, 10, 64, generator=g) * torch.where(torch.arange(64) == 3, 30.0, 1.0)]
+    smoothed = err(FastLM(lm, "int8", calibration=calibration))
+    assert smoothed < plain
 
 
 def test_supports_only_the_llama_layout():
