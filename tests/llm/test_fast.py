@@ -88,23 +88,23 @@ def test_int8_stays_close_to_fp32():
 
 
 def test_int8_smoothing_from_calibration_lowers_the_error():
-    lm = _llama(2, seed=4)
+    from kalm.llm.fast import _Int8Linear, _Linear
+
     g = torch.Generator().manual_seed(5)
-    emb = torch.randn(1, 12, 64, generator=g)
-    emb[..., 3] *= 30.0  # an outlier channel, as LLM activations have
-    ref, _ = _reference(lm, emb, torch.ones(1, 12, dtype=torch.long))
+    lin = _Linear(torch.randn(48, 64, generator=g), None)
+    outlier = torch.where(torch.arange(64) == 3, 40.0, 1.0)  # one loud channel, as in LLMs
+    x = torch.randn(4, 64, generator=g) * outlier
+    exact = lin(x)
+    lin.observe()
+    lin(torch.randn(32, 64, generator=g) * outlier)  # calibration inputs
+    absmax, lin.absmax = lin.absmax, None
 
-    def err(weights):
-        dec = weights.decoder()
-        h = dec.start(emb[:, :6], torch.ones(1, 6, dtype=torch.long))
-        for t in range(6, 12):
-            h = dec.feed(emb[:, t: t + 1])
-        return float((h - ref[:, -1]).norm() / ref[:, -1].norm())
+    def err(q):
+        return float((q(x) - exact).norm() / exact.norm())
 
-    plain = err(FastLM(lm, "int8"))
-    calibration = [torch.randn(1, 10, 64, generator=g) * torch.where(torch.arange(64) == 3, 30.0, 1.0)]
-    smoothed = err(FastLM(lm, "int8", calibration=calibration))
-    assert smoothed < plain
+    plain, smoothed = err(_Int8Linear(lin)), err(_Int8Linear(lin, absmax))
+    assert smoothed < 0.7 * plain
+    assert torch.equal(_Int8Linear(lin, absmax)(x, exact=True), exact)  # the fp32 path is untouched
 
 
 def test_supports_only_the_llama_layout():
