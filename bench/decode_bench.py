@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--paths", default="reference,fp32,int8")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--agreement", type=int, default=64, help="rollouts compared (0: skip)")
+    p.add_argument("--no-speed", action="store_true", help="only the agreement")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     if args.threads:
@@ -109,7 +110,7 @@ def main() -> None:
     model = load_grounded(args.model)
     out = {"model": args.model, "threads": torch.get_num_threads(),
            "load_s": round(time.perf_counter() - t, 2), "speed": [], "agreement": []}
-    for path in args.paths.split(","):
+    for path in ([] if args.no_speed else args.paths.split(",")):
         out["speed"].append(speed(model, path, args.repeats))
         print(json.dumps(out["speed"][-1]), flush=True)
     if args.agreement:

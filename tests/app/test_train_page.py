@@ -142,7 +142,7 @@ def test_imagine_form_builds_the_imagine_command(monkeypatch, tmp_path):
         argv = json.loads((runs / "im" / jobs.JOB_FILE).read_text())["argv"]
         model = at.selectbox(key="imagine-model").value
         assert argv == ["imagine", "--model", model, "--suite", "easy", "--per-goal", "2",
-                        "--seed", "0", "--out", str(runs / "im"), "--batch-size", "16",
+                        "--seed", "0", "--out", str(runs / "im"), "--batch-size", "32",
                         "--limit", "3", "--no-explain"]
     finally:
         jobs.stop_job(runs / "im")
