@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,8 @@ PRECISIONS = ("fp32", "int8")
 _SUPPORTED_TYPES = ("llama",)
 _ROPE_POSITIONS = 2048
 _SMOOTH_ALPHA = float(os.environ.get("KALM_SMOOTH_ALPHA", 0.5))  # SmoothQuant's migration strength
-_SMALL_QUERY = 4  # new positions up to which attention is computed by hand
+_SMALL_QUERY = 4
+_USE_SCRIPT = os.environ.get("KALM_LM_SCRIPT", "1") != "0"  # TorchScript for int8 decode steps  # new positions up to which attention is computed by hand
 
 
 def default_precision() -> str:
@@ -184,6 +185,55 @@ class _Layer:
     LINEARS = ("qkv", "o", "gate_up", "down")
 
 
+def _decode_int8_impl(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      mask: Optional[torch.Tensor], packs: List[List[torch.classes.quantized.LinearPackedParamsBase]],
+                      inv_s: List[List[torch.Tensor]], eps: List[List[float]], kc: List[torch.Tensor],
+                      vc: List[torch.Tensor], s: int, e: int, Hq: int, Hk: int, D: int,
+                      inter: int) -> torch.Tensor:
+    """The int8 layers for a few new positions, as ``FastDecoder._forward`` computes them, for
+    TorchScript: one interpreted call instead of ~60 Python-dispatched operations per layer."""
+    B, n, H = x.shape
+    G = Hq // Hk
+    QK, V = (Hq + Hk) * D, Hk * D
+    for i in range(len(packs)):
+        pk, sc = packs[i], inv_s[i]
+        h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps[i][0])
+        qkv = torch.ops.quantized.linear_dynamic((h * sc[0]).reshape(B * n, H), pk[0], False)
+        qkv = qkv.view(B, n, -1)
+        qk = torch.addcmul(qkv[:, :, :QK].reshape(B, n, Hq + Hk, D) * cos,
+                           qkv[:, :, QK + V:].reshape(B, n, Hq + Hk, D), sin)
+        q = qk[:, :, :Hq].transpose(1, 2)
+        kc[i][:, :, s:e] = qk[:, :, Hq:].transpose(1, 2)
+        vc[i][:, :, s:e] = qkv[:, :, QK: QK + V].reshape(B, n, Hk, D).transpose(1, 2)
+        att = torch.matmul(q.reshape(B, Hk, G * n, D), kc[i][:, :, :e].transpose(-1, -2))
+        if mask is not None:
+            att = (att.view(B, Hk, G, n, e) + mask.unsqueeze(2)).view(B, Hk, G * n, e)
+        a = torch.matmul(att.softmax(-1), vc[i][:, :, :e]).view(B, Hq, n, D)
+        a = a.transpose(1, 2).reshape(B * n, Hq * D)
+        x = x + torch.ops.quantized.linear_dynamic(a * sc[1], pk[1], False).view(B, n, H)
+        h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps[i][1])
+        gu = torch.ops.quantized.linear_dynamic((h * sc[2]).reshape(B * n, H), pk[2], False)
+        m = torch.nn.functional.silu(gu[:, :inter]) * gu[:, inter:]
+        x = x + torch.ops.quantized.linear_dynamic(m * sc[3], pk[3], False).view(B, n, H)
+    return x
+
+
+_SCRIPTED = None
+
+
+def _decode_int8():
+    """The TorchScript form of ``_decode_int8_impl`` (compiled once per process), or None."""
+    global _SCRIPTED
+    if _SCRIPTED is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _SCRIPTED = torch.jit.script(_decode_int8_impl)
+        except Exception:  # no TorchScript on this build: the Python loop does the same
+            _SCRIPTED = False
+    return _SCRIPTED or None
+
+
 def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(eps))
 
@@ -249,6 +299,13 @@ class FastLM:
             lin = getattr(owner, name)
             absmax, lin.absmax = lin.absmax, None
             setattr(owner, name, _Int8Linear(lin, absmax))
+        # What the scripted decode step takes: packed weights, smoothing, epsilons per layer.
+        lins = [[getattr(L, n) for n in _Layer.LINEARS] for L in self.layers]
+        self.packs = [[q.packed for q in row] for row in lins]
+        self.inv_s = [[q.inv_s if q.inv_s is not None else torch.ones(q.exact.w.shape[1])
+                       for q in row] for row in lins]
+        self.eps = [[L.eps1, L.eps2] for L in self.layers]
+        self.inter = self.layers[0].inter
 
     def _rope_table(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         # As the framework computes it: position * inverse frequency, duplicated, cos / sin.
@@ -398,7 +455,12 @@ class FastDecoder:
         gqa, G = Hq != Hk, Hq // Hk
         QK, V = (Hq + Hk) * D, Hk * D
         exact = n > _SMALL_QUERY  # a prompt: fp32 weights (see _Int8Linear)
-        for i, L in enumerate(self.layers):
+        scripted = _decode_int8() if (self.w.precision == "int8" and not exact
+                                       and _USE_SCRIPT) else None
+        if scripted is not None:
+            x = scripted(x, cos, sin, mask, self.w.packs, self.w.inv_s, self.w.eps, self.k, self.v,
+                         s, e, Hq, Hk, D, self.w.inter)
+        for i, L in enumerate(self.layers if scripted is None else ()):
             qkv = L.qkv(x * _inv_rms(x, L.eps1), exact)
             # RoPE on q and k at once (the rotated copies are rows of the same product)
             qk = torch.addcmul(qkv[..., :QK].view(B, n, Hq + Hk, D) * cos,

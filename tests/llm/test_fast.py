@@ -238,3 +238,16 @@ def test_llm_policy_acts_as_teacher_forced_reads(grounded):
         assert a == ref
         actions.append(a)
         obs.append(obs[-1] - 0.01)
+
+
+def test_scripted_int8_step_equals_the_python_loop(grounded, monkeypatch):
+    import kalm.llm.fast as fast
+
+    texts = ["put red left of blue", "go", "move the green ball far behind the cyan one"]
+    s0 = _starts(3, 7)
+    scripted = generate_rollouts(grounded, texts, s0, max_steps=5, precision="int8")
+    monkeypatch.setattr(fast, "_USE_SCRIPT", False)
+    loop = generate_rollouts(grounded, texts, s0, max_steps=5, precision="int8")
+    for a, b in zip(scripted, loop):
+        assert a.actions.tolist() == b.actions.tolist()
+        np.testing.assert_allclose(a.observations, b.observations, atol=1e-5)
