@@ -398,11 +398,12 @@ class FastDecoder:
     def select(self, index: torch.Tensor | list[int]) -> None:
         """Keep the cache rows ``index`` (in that order; repeats allowed)."""
         index = torch.as_tensor(index, dtype=torch.long)
-        L = self.length
-        self.k = [t[index, :, :].clone() if L else t[index] for t in self.k]
-        self.v = [t[index, :, :].clone() if L else t[index] for t in self.v]
-        self.mask = self.mask[index].clone()
-        self.pos = self.pos[index].clone()
+        # index_select copies; only the filled part of the cache is worth copying.
+        cap, L = self.mask.shape[1], self.length
+        self.k = [_select_rows(t, index, L, cap) for t in self.k]
+        self.v = [_select_rows(t, index, L, cap) for t in self.v]
+        self.mask = self.mask.index_select(0, index)
+        self.pos = self.pos.index_select(0, index)
 
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
@@ -497,6 +498,13 @@ class FastDecoder:
         positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
         self.pos = positions[:, -1]
         return self._forward(embeds.float(), positions, mask.bool(), every_position=True)
+
+def _select_rows(t: torch.Tensor, index: torch.Tensor, filled: int, cap: int) -> torch.Tensor:
+    """Rows ``index`` of a (B, heads, cap, D) cache; positions past ``filled`` left unset."""
+    out = torch.empty(len(index), t.shape[1], cap, t.shape[3])
+    out[:, :, :filled] = t[:, :, :filled].index_select(0, index)
+    return out
+
 
 def _causal_lm(lm: torch.nn.Module) -> torch.nn.Module:
     """The HF causal LM inside a peft wrapper (or ``lm`` itself)."""
