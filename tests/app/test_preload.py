@@ -105,12 +105,7 @@ def test_the_explanation_runs_after_the_rollout_checks_and_video(runs_dir, monke
         return real(model, r)
 
     monkeypatch.setattr(imagine_ui, "explain_rollout", explain)
-    at = run_ok(page("imagine"))
-    at.selectbox(key="im_model").set_value(TINY)
-    at.number_input(key="im_max_steps").set_value(3)
-    at.text_input(key="im_text").set_value(GOAL)
-    at.button(key="im_go").click()
-    run_ok(at)
+    at = _imagine_click(3)
     assert not at.error, [e.value for e in at.error]
     # when the LM was asked, the checked rollout was already kept and its video rendered
     assert seen == {"validity": True, "explanation": None, "video": True, "result": True}
@@ -120,6 +115,16 @@ def test_the_explanation_runs_after_the_rollout_checks_and_video(runs_dir, monke
     cycle = next(m for m in at.metric if "Cycle consistent" in m.label)
     assert cycle.value in ("yes", "no")
     assert any("to the LM's explanation" in c.value for c in at.caption)
+
+
+def _imagine_click(max_steps: int):
+    """The Imagine page with the tiny model, GOAL typed in, after one click on Imagine."""
+    at = run_ok(page("imagine"))
+    at.selectbox(key="im_model").set_value(TINY)
+    at.number_input(key="im_max_steps").set_value(max_steps)
+    at.text_input(key="im_text").set_value(GOAL)
+    at.button(key="im_go").click()
+    return run_ok(at)
 
 
 def test_home_demo_and_imagine_share_one_load(preloading, monkeypatch):
@@ -132,12 +137,7 @@ def test_home_demo_and_imagine_share_one_load(preloading, monkeypatch):
     assert not at.error, [e.value for e in at.error]
     assert len(elements(at, "video")) == 1
     assert "The LM explains its rollout" in "\n".join(m.value for m in at.markdown)
-    at = run_ok(page("imagine"))
-    at.selectbox(key="im_model").set_value(TINY)
-    at.number_input(key="im_max_steps").set_value(2)
-    at.text_input(key="im_text").set_value(GOAL)
-    at.button(key="im_go").click()
-    run_ok(at)
+    at = _imagine_click(2)
     assert not at.error
     assert len(loads) == 1
 
