@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from kalm.envs.clevr_model import BALL_RADIUS, WORKBENCH, build_xml
+from kalm.envs.clevr.model import BALL_RADIUS, WORKBENCH, build_xml
 from kalm.goals.spec import (
     COLORS,
     MAX_EPISODE_STEPS,

@@ -1,0 +1,311 @@
+"""The environment interface: what every stage of KALM needs from an environment, and no more.
+
+An *environment* here is a whole task family with its language, not one simulator instance: it
+says what a state and an action look like (with names, for plots and the UI), makes simulators
+(gymnasium envs), judges goals from states, labels rewards, supplies the expert and the goal
+language (templates, parser, the four suites), and renders real and imagined states.
+
+Stages (data collection, grounding, imagination, validity checks, offline RL, evaluation, the
+app) talk only to this interface; each concrete environment lives in its own package under
+``kalm/envs/<name>/`` and registers itself by exposing ``ENVIRONMENT`` (an :class:`Environment`
+instance) there. ``kalm.envs.get_env(name)`` finds it; nothing outside the package imports it.
+
+## The simulator a :meth:`Environment.make` returns
+A ``gymnasium.Env`` with:
+
+- ``reset(seed=..., options={"goal": goal})`` -> ``(obs, info)``; ``info["success"]`` says whether
+  the goal already holds. ``options={"state": obs}`` (where :attr:`Environment.can_set_state`)
+  starts from a given state vector instead of a seeded draw.
+- ``step(action)`` -> ``(obs, reward, terminated, truncated, info)``; ``info["success"]`` each
+  step, ``terminated`` when the goal holds, ``truncated`` at the goal's horizon.
+- ``get_obs()`` -> the current state vector, float64, laid out as :attr:`Environment.state`.
+- ``render()`` -> an RGB frame (``render_mode="rgb_array"``).
+
+Observations are the environment's *state vector* (the LM reads and writes these), not
+necessarily the raw simulator observation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "SUITES",
+    "ActionSpec",
+    "Environment",
+    "EnvGoal",
+    "GoalItem",
+    "Policy",
+    "RandomPolicy",
+    "StateLayout",
+]
+
+SUITES = ("train", "rephrase", "easy", "hard")
+"""The evaluation suites every environment defines (KALM's protocol): the training goals in the
+training wordings, the same goals reworded, unseen easy goals and unseen hard goals."""
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Names for the parts of a state vector.
+
+    ``names`` has one entry per dimension ("red x", "hand z", ...). ``groups`` maps an entity
+    ("red ball", "gripper", "mug") to the (start, stop) slice of its dimensions, in order; plots
+    and the UI draw one trace group per entity.
+    """
+
+    names: tuple[str, ...]
+    groups: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+    def group(self, name: str) -> slice:
+        for g, a, b in self.groups:
+            if g == name:
+                return slice(a, b)
+        raise KeyError(f"no state group {name!r}; groups: {[g for g, _, _ in self.groups]}")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """The action space in the terms stages need.
+
+    ``kind`` "discrete": actions are ints in ``[0, size)``, ``names[a]`` labels action ``a``.
+    ``kind`` "continuous": actions are float vectors of length ``size`` in ``[low, high]``,
+    ``names[i]`` labels channel ``i``.
+    """
+
+    kind: str
+    size: int
+    names: tuple[str, ...]
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("discrete", "continuous"):
+            raise ValueError(f"action kind must be 'discrete' or 'continuous'; got {self.kind!r}")
+        if len(self.names) != self.size:
+            raise ValueError(f"{self.size} actions/channels need {self.size} names")
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind == "discrete"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one action in a dataset: () for discrete, (size,) for continuous."""
+        return () if self.discrete else (self.size,)
+
+    def check(self, actions: np.ndarray) -> np.ndarray:
+        """``actions`` (T,) or (T, size) validated and cast (int64 / float32); raises ValueError."""
+        a = np.asarray(actions)
+        if self.discrete:
+            a = a.astype(np.int64).reshape(-1)
+            if a.size and ((a < 0) | (a >= self.size)).any():
+                raise ValueError(f"actions must lie in [0, {self.size})")
+            return a
+        a = a.astype(np.float32).reshape(-1, self.size) if a.size else np.zeros((0, self.size), np.float32)
+        if not np.all(np.isfinite(a)):
+            raise ValueError("actions must be finite")
+        return a
+
+    def sample(self, rng: np.random.Generator) -> int | np.ndarray:
+        if self.discrete:
+            return int(rng.integers(self.size))
+        return rng.uniform(self.low, self.high, size=self.size).astype(np.float32)
+
+
+@runtime_checkable
+class EnvGoal(Protocol):
+    """A goal object: judged from states, with a JSON form."""
+
+    kind: str
+
+    def holds(self, obs: np.ndarray, start_obs: np.ndarray | None = None) -> bool: ...
+
+    def to_dict(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class GoalItem:
+    """An instruction text, the goal it means, and its category (a suite name or "custom").
+
+    Environments may use their own item class with the same fields (CLEVR's validates goals).
+    """
+
+    text: str
+    goal: Any
+    category: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "goal": self.goal.to_dict(), "category": self.category}
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A goal-conditioned policy.
+
+    ``reset(goal, obs, text)`` starts an episode (policies that read language use ``text``,
+    oracles use ``goal``); ``act(obs)`` returns an action of the environment's
+    :class:`ActionSpec` (an int for discrete actions, a float vector for continuous ones).
+    """
+
+    name: str
+
+    def reset(self, goal: Any, obs: np.ndarray, text: str = "") -> None: ...
+
+    def act(self, obs: np.ndarray) -> int | np.ndarray: ...
+
+
+class RandomPolicy:
+    """Uniformly random actions: the floor every learned policy must beat."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None, action: ActionSpec | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.action = action
+
+    def reset(self, goal: Any, obs: np.ndarray, text: str = "") -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> int | np.ndarray:
+        if self.action is None:  # CLEVR-Robot's Discrete(40), the historical default
+            return int(self.rng.integers(40))
+        return self.action.sample(self.rng)
+
+
+class Environment(ABC):
+    """One environment family: spaces, simulators, goals and their language, expert, rendering.
+
+    Subclasses set the class attributes and implement the abstract methods; the defaults of the
+    others follow from those.
+    """
+
+    name: ClassVar[str]
+    """Registry key and ``--env`` value ("clevr", "metaworld")."""
+    title: ClassVar[str]
+    """Human name ("CLEVR-Robot")."""
+    state: StateLayout
+    """The state vector the LM reads and writes."""
+    action: ActionSpec
+    horizon: int
+    """Default (largest) episode length."""
+    can_set_state: bool = True
+    """Whether a simulator can be put into an arbitrary state vector (validity replay needs it)."""
+    suites: tuple[str, ...] = SUITES
+    styles: tuple[str, ...] = ("train", "rephrase")
+    """The wordings of the goal language: training phrasings and the held-out rephrasings."""
+    default_noise: float = 0.1
+    """The expert's default action noise in data collection."""
+    render_fps: int = 10
+
+    # ----------------------------------------------------------------- simulators
+    @abstractmethod
+    def make(
+        self,
+        goal: Any = None,
+        *,
+        render_mode: str | None = None,
+        width: int = 320,
+        height: int = 240,
+        reward_mode: str = "dense",
+    ) -> Any:
+        """A simulator (gymnasium env, see the module doc) for ``goal``."""
+
+    def set_state(self, sim: Any, obs: np.ndarray) -> None:
+        """Put ``sim`` into the state vector ``obs`` (as far as the environment allows)."""
+        if not self.can_set_state:
+            raise NotImplementedError(f"{self.title} cannot be set to a state vector")
+        sim.set_obs(obs)
+
+    def simulate(self, sim: Any, obs: np.ndarray, action: Any) -> np.ndarray:
+        """The next state after ``action`` from state ``obs`` (for validity replay)."""
+        self.set_state(sim, obs)
+        sim.step(action)
+        return sim.get_obs()
+
+    # ----------------------------------------------------------------- goals and language
+    @abstractmethod
+    def suite_items(self, suite: str, seed: int = 0) -> list:
+        """The goal items (``text``, ``goal``, ``category``) of a suite."""
+
+    @abstractmethod
+    def parse_goal(self, text: str) -> Any | None:
+        """The goal a text means, or None when the rule-based parser cannot tell."""
+
+    @abstractmethod
+    def goal_from_dict(self, d: Mapping[str, Any]) -> Any:
+        """A goal from its JSON form; raises ValueError on a bad one."""
+
+    @abstractmethod
+    def item_from_dict(self, d: Mapping[str, Any]) -> Any:
+        """A goal item from its JSON form (``goal`` may be missing: then parsed from ``text``)."""
+
+    @abstractmethod
+    def describe(self, goal: Any, style: str = "train", rng: np.random.Generator | None = None) -> str:
+        """One text for ``goal`` in a suite's wording ("train" or "rephrase")."""
+
+    @abstractmethod
+    def sample_goal(self, rng: np.random.Generator, style: str = "train") -> tuple[Any, str]:
+        """A training goal and one of its ``style`` texts, drawn with ``rng`` (data collection's
+        default goal distribution)."""
+
+    def goals_equivalent(self, a: Any, b: Any) -> bool:
+        return a is not None and b is not None and a == b
+
+    def goal_horizon(self, goal: Any) -> int:
+        return self.horizon
+
+    def success(self, goal: Any, obs: np.ndarray, start_obs: np.ndarray | None = None) -> bool:
+        """Whether ``goal`` holds in state ``obs`` (from the state alone: imagined states too)."""
+        return bool(goal.holds(np.asarray(obs, dtype=np.float64), start_obs))
+
+    @abstractmethod
+    def reward_labels(self, goal: Any, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dense, sparse) reward of each of the ``T`` transitions of a state sequence ``(T+1, d)``,
+        computed from the states alone (real and imagined rollouts are labelled alike)."""
+
+    # ----------------------------------------------------------------- policies
+    @abstractmethod
+    def expert(self, seed: int | None = None, noise: float | None = None, **options: Any) -> Policy:
+        """The scripted expert (with its default action noise unless ``noise`` is given);
+        ``options`` are the environment's own (CLEVR's ``mode``)."""
+
+    def random_policy(self, seed: int | None = None) -> Policy:
+        return RandomPolicy(seed, self.action)
+
+    # ----------------------------------------------------------------- rendering
+    @abstractmethod
+    def episode_frames(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray | None = None,
+        *,
+        width: int = 320,
+        height: int = 240,
+    ) -> list[np.ndarray]:
+        """Frames showing a sequence of state vectors (real or imagined)."""
+
+    def render_state(self, obs: np.ndarray, *, width: int = 320, height: int = 240) -> np.ndarray:
+        return self.episode_frames(np.asarray(obs)[None], None, width=width, height=height)[0]
+
+    # ----------------------------------------------------------------- helpers
+    def check_obs(self, observations: np.ndarray) -> np.ndarray:
+        """``(T, d)`` float array of state vectors; raises ValueError on a wrong width."""
+        o = np.asarray(observations, dtype=np.float64)
+        if o.ndim == 1:
+            o = o[None]
+        if o.ndim != 2 or o.shape[1] != self.state.dim:
+            raise ValueError(f"{self.title} states have {self.state.dim} numbers; got shape {o.shape}")
+        return o
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: state {self.state.dim}, {self.action.kind} {self.action.size}>"
+
