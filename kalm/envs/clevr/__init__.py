@@ -1,16 +1,26 @@
 """CLEVR-Robot: five balls, 40 discrete pushes (``ENVIRONMENT``, the interface's implementation).
 
-``kalm.envs.clevr.ClevrRobotEnv`` and the simulator's constants are re-exported from ``sim`` so
-the historical import path keeps working.
+``kalm.envs.clevr.ClevrRobotEnv`` and the simulator's constants (``N_BALLS``, ``PUSH_DIRECTIONS``,
+...) are served from ``sim`` on first use, so the historical import path keeps working while
+``ENVIRONMENT`` imports without the physics engine.
 """
 
-from kalm.envs.clevr import sim as _sim
-from kalm.envs.clevr.env import ClevrEnvironment
-from kalm.envs.clevr.sim import *  # noqa: F401,F403
+from typing import Any
 
-# The simulator's constants (PUSH_START_OFFSET, PUSH_SUBSTEPS, ...) too, not only its __all__.
-globals().update({k: v for k, v in vars(_sim).items() if k.isupper() and not k.startswith("_")})
+from kalm.envs.clevr.env import ClevrEnvironment
 
 ENVIRONMENT = ClevrEnvironment()
 
-__all__ = ["ENVIRONMENT", "ClevrEnvironment", *_sim.__all__]
+__all__ = ["ENVIRONMENT", "ClevrEnvironment"]
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    import importlib
+
+    sim = importlib.import_module("kalm.envs.clevr.sim")
+    try:
+        return getattr(sim, name)
+    except AttributeError:
+        raise AttributeError(f"module 'kalm.envs.clevr' has no attribute {name!r}") from None
