@@ -17,14 +17,17 @@ key                    dtype, shape         meaning
 ``meta_json``          uint8 (bytes,)       UTF-8 JSON object: ``format`` ("kalm-episodes"),
                                             ``format_version`` (1), ``created`` (ISO time),
                                             ``command`` and ``config`` of the run that made it,
+                                            ``env`` (the environment: d = its state size, 10
+                                            for CLEVR-Robot, the default when absent),
                                             and any other keys the maker adds
 ``episodes_json``      uint8 (bytes,)       UTF-8 JSON list, one object per episode: ``text``,
                                             ``goal`` (goal spec dict), ``category``, ``seed``
                                             (the env reset seed), ``success``, ``imagined``,
                                             ``info`` (free-form JSON object)
-``observations``       float32 (N + E, 10)  every episode's ``T_e + 1`` observations (the final
+``observations``       float32 (N + E, d)   every episode's ``T_e + 1`` observations (the final
                                             one included), episodes one after another
 ``actions``            int64 (N,)           Discrete(40) actions ``ball * 8 + direction``
+                       or float32 (N, k)    (continuous environments: Meta-World's k = 4)
 ``rewards``            float32 (N,)         dense reward of each transition
 ``rewards_sparse``     float32 (N,)         sparse reward (1 on success, else 0; see the spec)
 ``terminals``          bool (N,)            True at the step where the goal was met (only an
@@ -109,6 +112,14 @@ _ARRAY_KEYS = (
 _JSON_KEYS = ("meta_json", "episodes_json")
 _EPISODE_JSON_KEYS = ("text", "goal", "category", "seed", "success", "imagined", "info")
 _REMEDY = "re-run `python -m kalm collect ...` to make it again"
+DEFAULT_ENV = "clevr"
+
+
+def _env(name: str):
+    """The environment's interface object (its spaces; no simulator is built)."""
+    from kalm.envs import get_env
+
+    return get_env(name)
 
 
 class DatasetError(ValueError):
@@ -148,10 +159,18 @@ class Episode:
     """True for rollouts imagined by the LM rather than played in the env."""
     info: dict = field(default_factory=dict)
     """Free-form JSON-serialisable extras (collection index, reset tries, ...)."""
+    env: str = "clevr"
+    """The environment (``kalm.envs.get_env``) whose states and actions these are; a dataset
+    stores it once, in ``meta["env"]``."""
 
     def __post_init__(self) -> None:
+        spec = _env(self.env)
+        obs_dim = spec.state.dim
         self.observations = np.asarray(self.observations, dtype=np.float32)
-        self.actions = np.asarray(self.actions, dtype=np.int64).reshape(-1)
+        try:
+            self.actions = spec.action.check(self.actions)
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
         self.rewards = np.asarray(self.rewards, dtype=np.float32).reshape(-1)
         self.rewards_sparse = np.asarray(self.rewards_sparse, dtype=np.float32).reshape(-1)
         self.terminals = np.asarray(self.terminals, dtype=bool).reshape(-1)
@@ -159,9 +178,9 @@ class Episode:
         self.success = bool(self.success)
         self.imagined = bool(self.imagined)
         t = self.actions.shape[0]
-        if self.observations.shape != (t + 1, OBS_DIM):
+        if self.observations.shape != (t + 1, obs_dim):
             raise DatasetError(
-                f"an episode of {t} actions needs observations of shape ({t + 1}, {OBS_DIM}); "
+                f"an episode of {t} actions needs observations of shape ({t + 1}, {obs_dim}); "
                 f"got {self.observations.shape}"
             )
         for name in ("rewards", "rewards_sparse", "terminals"):
@@ -172,8 +191,6 @@ class Episode:
                 )
         if t and self.terminals[:-1].any():
             raise DatasetError("only an episode's last step can be terminal")
-        if t and ((self.actions < 0) | (self.actions >= N_ACTIONS)).any():
-            raise DatasetError(f"actions must lie in [0, {N_ACTIONS})")
         if not isinstance(self.goal, dict) or "kind" not in self.goal:
             raise DatasetError(f"an episode's goal must be a goal spec dict; got {self.goal!r}")
         if not isinstance(self.info, dict):
@@ -193,10 +210,8 @@ class Episode:
         return out
 
     def goal_object(self):
-        """The goal as a goal object of ``kalm.goals.spec`` (to judge observations with)."""
-        from kalm.goals.spec import goal_from_dict
-
-        return goal_from_dict(self.goal)
+        """The goal as its environment's goal object (to judge observations with)."""
+        return _env(self.env).goal_from_dict(self.goal)
 
     def header(self) -> dict:
         """The episode's JSON fields (everything but the arrays)."""
@@ -238,6 +253,13 @@ class Dataset:
         return self.episodes[i]
 
     @property
+    def env(self) -> str:
+        """The environment of the episodes (``meta["env"]``; CLEVR-Robot for older files)."""
+        if self.episodes:
+            return self.episodes[0].env
+        return str(self.meta.get("env", DEFAULT_ENV))
+
+    @property
     def n_transitions(self) -> int:
         return sum(ep.length for ep in self.episodes)
 
@@ -264,6 +286,13 @@ def _json_bytes(value: Any) -> np.ndarray:
 
 def _to_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
     eps = dataset.episodes
+    env_name = dataset.env
+    if any(ep.env != env_name for ep in eps):
+        names = sorted({ep.env for ep in eps})
+        raise DatasetError(f"a dataset holds one environment's episodes; got {', '.join(names)}")
+    spec = _env(env_name)
+    # Written for every environment but the default, so CLEVR-Robot files read as before.
+    meta = dataset.meta if env_name == DEFAULT_ENV else {**dataset.meta, "env": env_name}
     lengths = np.array([ep.length for ep in eps], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if eps else lengths
 
@@ -274,14 +303,14 @@ def _to_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
 
     try:
         episodes_json = _json_bytes([ep.header() for ep in eps])
-        meta_json = _json_bytes(dataset.meta)
+        meta_json = _json_bytes(meta)
     except (TypeError, ValueError) as e:
         raise DatasetError(f"episode info and meta must be JSON-serialisable: {e}") from e
     return {
         "meta_json": meta_json,
         "episodes_json": episodes_json,
-        "observations": cat("observations", np.float32, (OBS_DIM,)),
-        "actions": cat("actions", np.int64),
+        "observations": cat("observations", np.float32, (spec.state.dim,)),
+        "actions": cat("actions", np.int64 if spec.action.discrete else np.float32, spec.action.shape),
         "rewards": cat("rewards", np.float32),
         "rewards_sparse": cat("rewards_sparse", np.float32),
         "terminals": cat("terminals", bool),
@@ -401,8 +430,13 @@ def load_dataset(path: str | Path) -> Dataset:
         offsets, np.concatenate([[0], np.cumsum(lengths)[:-1]]) if e else offsets
     ):
         raise DatasetError(f"{path} is corrupt (episode offsets and lengths disagree); {_REMEDY}")
-    _expect(path, "observations", arrays["observations"], (n + e, OBS_DIM), "f")
-    _expect(path, "actions", arrays["actions"], (n,), "iu")
+    env_name = meta.get("env", DEFAULT_ENV)
+    try:
+        spec = _env(env_name)
+    except ValueError as err:
+        raise DatasetError(f"{path} was made in an environment this kalm does not have: {err}") from None
+    _expect(path, "observations", arrays["observations"], (n + e, spec.state.dim), "f")
+    _expect(path, "actions", arrays["actions"], (n, *spec.action.shape), "iu" if spec.action.discrete else "f")
     _expect(path, "rewards", arrays["rewards"], (n,), "f")
     _expect(path, "rewards_sparse", arrays["rewards_sparse"], (n,), "f")
     _expect(path, "terminals", arrays["terminals"], (n,), "b")
@@ -429,6 +463,7 @@ def load_dataset(path: str | Path) -> Dataset:
                     success=h["success"],
                     imagined=h["imagined"],
                     info=h["info"],
+                    env=env_name,
                 )
             )
         except (DatasetError, TypeError, ValueError) as err:
@@ -444,7 +479,7 @@ def load_dataset(path: str | Path) -> Dataset:
 def to_d3rlpy(
     dataset: Dataset, reward: str = "dense", goal_features: np.ndarray | None = None
 ) -> "d3rlpy.dataset.MDPDataset":
-    """The dataset as a d3rlpy ``MDPDataset`` (Discrete(40) actions).
+    """The dataset as a d3rlpy ``MDPDataset`` (discrete or continuous, as its environment's).
 
     ``reward``: "dense" or "sparse". ``goal_features``: optional ``(E, k)`` array appended to
     every observation of episode ``e`` (goal conditioning; see the module docstring). Episodes
@@ -460,6 +495,8 @@ def to_d3rlpy(
             raise ValueError(
                 f"goal_features must have shape ({len(dataset)}, k); got {goal_features.shape}"
             )
+    spec = _env(dataset.env).action
+    pad_action = np.zeros((1, *spec.shape), dtype=np.int64 if spec.discrete else np.float32)
     obs, acts, rews, terms, touts = [], [], [], [], []
     for e, ep in enumerate(dataset.episodes):
         t = ep.length
@@ -479,7 +516,7 @@ def to_d3rlpy(
             a, rr = ep.actions, r
         else:
             tout[-1] = 1.0
-            a = np.concatenate([ep.actions, [0]])
+            a = np.concatenate([ep.actions, pad_action])
             rr = np.concatenate([r, [0.0]])
         obs.append(o)
         acts.append(a)
@@ -490,12 +527,13 @@ def to_d3rlpy(
         raise DatasetError("the dataset has no steps to learn from (no episodes, or all empty)")
     return d3rlpy.dataset.MDPDataset(
         observations=np.concatenate(obs).astype(np.float32),
-        actions=np.concatenate(acts).astype(np.int64),
+        actions=np.concatenate(acts).astype(np.int64 if spec.discrete else np.float32),
         rewards=np.concatenate(rews).astype(np.float32),
         terminals=np.concatenate(terms),
         timeouts=np.concatenate(touts),
-        action_space=d3rlpy.constants.ActionSpace.DISCRETE,
-        action_size=N_ACTIONS,
+        action_space=(d3rlpy.constants.ActionSpace.DISCRETE if spec.discrete
+                      else d3rlpy.constants.ActionSpace.CONTINUOUS),
+        action_size=spec.size,
     )
 
 
@@ -506,6 +544,8 @@ def concat_datasets(datasets: Iterable[Dataset], meta: dict | None = None) -> Da
     """
     datasets = list(datasets)
     out_meta = make_meta(**(meta or {}))
+    if datasets:
+        out_meta.setdefault("env", datasets[0].env)
     out_meta.setdefault("sources", [d.meta for d in datasets])
     return Dataset(episodes=[ep for d in datasets for ep in d.episodes], meta=out_meta)
 

@@ -1,42 +1,11 @@
-"""The policy interface every evaluated policy implements, and the random floor."""
+"""The policy interface every evaluated policy implements, and the random floor.
+
+Both live with the environment interface (``kalm.envs.base``); ``RandomPolicy(seed)`` without an
+action spec draws CLEVR-Robot's Discrete(40), ``env.random_policy(seed)`` any environment's.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
-import numpy as np
-
-from kalm.envs.clevr import N_ACTIONS
-from kalm.goals.spec import Goal
+from kalm.envs.base import Policy, RandomPolicy
 
 __all__ = ["Policy", "RandomPolicy"]
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """A goal-conditioned CLEVR-Robot policy.
-
-    ``reset(goal, obs, text)`` starts an episode (policies that read language use ``text``,
-    oracles use ``goal``); ``act(obs)`` returns a Discrete(40) action.
-    """
-
-    name: str
-
-    def reset(self, goal: Goal, obs: np.ndarray, text: str = "") -> None: ...
-
-    def act(self, obs: np.ndarray) -> int: ...
-
-
-class RandomPolicy:
-    """Uniformly random pushes: the floor every learned policy must beat."""
-
-    name = "random"
-
-    def __init__(self, seed: int | None = None) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def reset(self, goal: Goal, obs: np.ndarray, text: str = "") -> None:
-        pass
-
-    def act(self, obs: np.ndarray) -> int:
-        return int(self.rng.integers(N_ACTIONS))
