@@ -41,11 +41,7 @@ from kalm.data.episodes import (
     make_meta,
     save_dataset,
 )
-from kalm.envs.clevr import ClevrRobotEnv
-from kalm.goals.language import STYLES, describe
-from kalm.goals.spec import Goal
-from kalm.goals.suites import SUITES, GoalItem, relation_configs, suite_items
-from kalm.policy.expert import EXPERT_MODES, ExpertPolicy
+from kalm.envs import DEFAULT_ENV, Environment, get_env
 
 __all__ = [
     "MAX_RESET_TRIES",
@@ -62,9 +58,11 @@ __all__ = [
 # few percent of the time, so this bound is only reached by a goal that (nearly) always holds.
 MAX_RESET_TRIES = 100
 # Config keys that decide what episode i is (so a partial run can be resumed with them).
-_EPISODE_KEYS = ("seed", "suite", "noise", "style", "expert")
+_EPISODE_KEYS = ("seed", "suite", "noise", "style", "expert", "env")
 # Keys added later: parts written before them hold these values.
-_KEY_DEFAULTS = {"expert": "greedy"}
+_KEY_DEFAULTS = {"expert": "greedy", "env": DEFAULT_ENV}
+# The expert's name in the config of an environment with a single expert behaviour.
+_SINGLE_EXPERT = "scripted"
 _PART_RE = re.compile(r"^episodes-(\d{7})-(\d{7})\.npz$")
 # Streams of the per-episode seed sequence (seed, i, stream, ...).
 _GOAL_STREAM, _RESET_STREAM, _EXPERT_STREAM = 0, 1, 2
@@ -89,33 +87,34 @@ def episode_reset_seed(seed: int, index: int, attempt: int = 0) -> int:
 
 
 def episode_goal(
-    seed: int, index: int, items: list[GoalItem] | None = None, style: str = "train"
-) -> tuple[Goal, str, str]:
+    seed: int, index: int, items: list | None = None, style: str = "train",
+    env: str | Environment = DEFAULT_ENV,
+) -> tuple[Any, str, str]:
     """(goal, text, category) of episode ``index``.
 
-    Without ``items``: a uniform draw of the 80 relation configurations and of a ``style``
-    phrasing, from a generator seeded with ``(seed, index)``. With ``items``: item
-    ``index % len(items)``.
+    Without ``items``: the environment's training-goal draw (``Environment.sample_goal``; CLEVR:
+    one of the 80 relation configurations and a ``style`` phrasing, uniformly) from a generator
+    seeded with ``(seed, index)``. With ``items``: item ``index % len(items)``.
     """
     if items:
         item = items[index % len(items)]
         return item.goal, item.text, item.category
     rng = np.random.default_rng([int(seed), int(index), _GOAL_STREAM])
-    configs = relation_configs()
-    goal = configs[int(rng.integers(len(configs)))]
-    return goal, describe(goal, rng, style=style), style
+    goal, text = get_env(env).sample_goal(rng, style)
+    return goal, text, style
 
 
 def collect_episode(
-    env: ClevrRobotEnv,
-    expert: ExpertPolicy,
-    goal: Goal,
+    env: Any,
+    expert: Any,
+    goal: Any,
     text: str,
     category: str,
     seed: int,
     index: int,
 ) -> Episode:
-    """Play one expert episode of ``goal`` from a seeded start where it does not hold yet.
+    """Play one expert episode of ``goal`` in the simulator ``env`` from a seeded start where it
+    does not hold yet (the episode is of the environment the simulator names: ``env.env_name``).
 
     ``expert`` should be freshly seeded for this episode (its noise draws are part of it).
     """
@@ -153,6 +152,7 @@ def collect_episode(
         terminals=np.array(terminals),
         success=bool(terminated),
         info={"index": index, "reset_tries": attempt + 1},
+        env=getattr(env, "env_name", DEFAULT_ENV),
     )
 
 
@@ -250,12 +250,14 @@ def collect_dataset(
     progress: bool = True,
     chunk: int = 100,
     overwrite: bool = False,
-    expert: str = "greedy",
+    expert: str | None = None,
+    env: str | Environment = DEFAULT_ENV,
 ) -> Dataset:
     """Collect ``episodes`` expert episodes and save them to ``out`` (see the module docstring).
 
     Resumes from ``{out}.partial/`` when it holds a run with the same seed, suite, noise and
-    style. Raises CollectError if ``out`` exists (unless ``overwrite``) or a partial run with
+    style. ``env``: the environment (``kalm.envs``; default CLEVR-Robot); ``expert``: one of its
+    expert modes (CLEVR: greedy, direct, aim; default the first). Raises CollectError if ``out`` exists (unless ``overwrite``) or a partial run with
     other settings is in the way (``overwrite`` discards it).
     """
     out = Path(out)
@@ -265,14 +267,23 @@ def collect_dataset(
         raise ValueError(f"seed must be a non-negative integer; got {seed}")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1; got {chunk}")
-    if suite is not None and suite not in SUITES:
-        raise ValueError(f"unknown goal suite {suite!r}; valid suites: {', '.join(SUITES)}")
-    if style not in STYLES:
-        raise ValueError(f"style must be one of {', '.join(STYLES)}; got {style!r}")
+    environment = get_env(env)
+    if suite is not None and suite not in environment.suites:
+        raise ValueError(
+            f"unknown goal suite {suite!r}; valid suites: {', '.join(environment.suites)}"
+        )
+    if style not in environment.styles:
+        raise ValueError(f"style must be one of {', '.join(environment.styles)}; got {style!r}")
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be in [0, 1]; got {noise}")
-    if expert not in EXPERT_MODES:
-        raise ValueError(f"expert must be one of {', '.join(EXPERT_MODES)}; got {expert!r}")
+    modes = environment.expert_modes
+    if expert is None:
+        expert = modes[0] if modes else _SINGLE_EXPERT
+    elif expert not in (modes or (_SINGLE_EXPERT,)):
+        raise ValueError(
+            f"expert must be one of {', '.join(modes or (_SINGLE_EXPERT,))} for "
+            f"{environment.title}; got {expert!r}"
+        )
     if out.exists() and not overwrite:
         raise CollectError(
             f"{out} already exists; choose another path or pass overwrite=True (--overwrite)"
@@ -286,6 +297,7 @@ def collect_dataset(
         "style": style,
         "expert": expert,
         "chunk": int(chunk),
+        "env": environment.name,
     }
     try:
         done = load_partial(out, config)[:episodes]
@@ -295,18 +307,18 @@ def collect_dataset(
         _remove_partial(partial_dir(out))
         done = []
 
-    items = suite_items(suite, seed) if suite is not None else None
-    env = ClevrRobotEnv()
-    sim_env = ClevrRobotEnv()  # the expert's lookahead simulator
+    items = environment.suite_items(suite, seed) if suite is not None else None
+    sim = environment.make()
+    expert_options = {"mode": expert} if modes else {}
     pending: list[Episode] = []
     n_success = sum(ep.success for ep in done)
     bar = tqdm(total=episodes, initial=len(done), desc="collect", unit="ep", disable=not progress)
     try:
         for i in range(len(done), episodes):
-            goal, text, category = episode_goal(seed, i, items, style)
+            goal, text, category = episode_goal(seed, i, items, style, environment)
             expert_seed = _derived_int(seed, i, _EXPERT_STREAM)
-            policy = ExpertPolicy(noise=noise, seed=expert_seed, env=sim_env, mode=expert)
-            ep = collect_episode(env, policy, goal, text, category, seed, i)
+            policy = environment.expert(seed=expert_seed, noise=noise, **expert_options)
+            ep = collect_episode(sim, policy, goal, text, category, seed, i)
             pending.append(ep)
             n_success += ep.success
             bar.update(1)
@@ -324,12 +336,12 @@ def collect_dataset(
         raise
     finally:
         bar.close()
-        env.close()
-        sim_env.close()
+        sim.close()
 
     dataset = Dataset(
         episodes=done + pending,
-        meta=make_meta(kind="collect", command=shlex.join(sys.argv), config=config),
+        meta=make_meta(kind="collect", command=shlex.join(sys.argv), config=config,
+                       **({"env": environment.name} if environment.name != DEFAULT_ENV else {})),
     )
     save_dataset(dataset, out)
     _remove_partial(partial_dir(out))

@@ -20,6 +20,7 @@ A ``gymnasium.Env`` with:
   step, ``terminated`` when the goal holds, ``truncated`` at the goal's horizon.
 - ``get_obs()`` -> the current state vector, float64, laid out as :attr:`Environment.state`.
 - ``render()`` -> an RGB frame (``render_mode="rgb_array"``).
+- ``env_name``: the environment's registry name (episodes played in it are labelled with it).
 
 Observations are the environment's *state vector* (the LM reads and writes these), not
 necessarily the raw simulator observation.
@@ -27,9 +28,11 @@ necessarily the raw simulator observation.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,9 +42,11 @@ __all__ = [
     "Environment",
     "EnvGoal",
     "GoalItem",
+    "GoalsFileError",
     "Policy",
     "RandomPolicy",
     "StateLayout",
+    "read_goal_items",
 ]
 
 SUITES = ("train", "rephrase", "easy", "hard")
@@ -147,6 +152,51 @@ class GoalItem:
         return {"text": self.text, "goal": self.goal.to_dict(), "category": self.category}
 
 
+class GoalsFileError(ValueError):
+    """A goals file that cannot be used; the message names the file, the line and the problem."""
+
+
+def read_goal_items(
+    path: str | Path, item_from_dict: Callable[[Any], Any], example: str = "{...}"
+) -> list:
+    """Read a JSON Lines goals file, checking every line before returning anything.
+
+    Raises GoalsFileError naming the file, each bad line's number and what is wrong with it.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise GoalsFileError(f"{path}: no such goals file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GoalsFileError(f"{path}: cannot read the goals file ({e})") from None
+    items: list = []
+    errors: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"line {number}: not valid JSON ({e.msg} at column {e.colno})")
+            continue
+        try:
+            items.append(item_from_dict(record))
+        except ValueError as e:
+            errors.append(f"line {number}: {e}")
+    if errors:
+        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
+        raise GoalsFileError(
+            f"{path}: {len(errors)} bad line(s); nothing was run. Each line must be a JSON object "
+            f'like {{"text": "...", "goal": {example}, "category": "custom"}}\n  '
+            + "\n  ".join(shown)
+        )
+    if not items:
+        raise GoalsFileError(f"{path}: the goals file holds no goals (every line is blank)")
+    return items
+
+
+
 @runtime_checkable
 class Policy(Protocol):
     """A goal-conditioned policy.
@@ -204,6 +254,8 @@ class Environment(ABC):
     """The wordings of the goal language: training phrasings and the held-out rephrasings."""
     default_noise: float = 0.1
     """The expert's default action noise in data collection."""
+    expert_modes: tuple[str, ...] = ()
+    """Named expert behaviours (``expert(mode=...)``); the first is the default. Empty: one."""
     render_fps: int = 10
 
     # ----------------------------------------------------------------- simulators
@@ -256,6 +308,10 @@ class Environment(ABC):
     def sample_goal(self, rng: np.random.Generator, style: str = "train") -> tuple[Any, str]:
         """A training goal and one of its ``style`` texts, drawn with ``rng`` (data collection's
         default goal distribution)."""
+
+    def read_goals_file(self, path: str | Path) -> list:
+        """The items of a JSON Lines goals file (every line checked; GoalsFileError says which)."""
+        return read_goal_items(path, self.item_from_dict)
 
     def goals_equivalent(self, a: Any, b: Any) -> bool:
         return a is not None and b is not None and a == b

@@ -34,6 +34,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from kalm.envs.base import GoalsFileError, read_goal_items
+
 from kalm.goals.language import ALL_PATTERNS, GATHER_TEMPLATES, LINE_TEMPLATES, all_phrasings
 from kalm.goals.parser import parse_goal_text
 from kalm.goals.spec import (
@@ -90,8 +92,6 @@ _WITNESS_TRIES = 400
 _MAX_ALL_DRAWS = 1000
 
 
-class GoalsFileError(ValueError):
-    """A goals file that cannot be used; the message names the file, the line and the problem."""
 
 
 @dataclass(frozen=True)
@@ -310,41 +310,8 @@ def suite_items(name: str, seed: int = 0) -> list[GoalItem]:
 
 
 def read_goals_file(path: str | Path) -> list[GoalItem]:
-    """Read a JSON Lines goals file, checking every line before returning anything.
-
-    Raises GoalsFileError naming the file, each bad line's number and what is wrong with it.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise GoalsFileError(f"{path}: no such goals file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GoalsFileError(f"{path}: cannot read the goals file ({e})") from None
-    items: list[GoalItem] = []
-    errors: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"line {number}: not valid JSON ({e.msg} at column {e.colno})")
-            continue
-        try:
-            items.append(GoalItem.from_dict(record))
-        except ValueError as e:
-            errors.append(f"line {number}: {e}")
-    if errors:
-        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
-        raise GoalsFileError(
-            f"{path}: {len(errors)} bad line(s); nothing was run. Each line must be a JSON object "
-            'like {"text": "...", "goal": {"kind": "relation", ...}, "category": "custom"}\n  '
-            + "\n  ".join(shown)
-        )
-    if not items:
-        raise GoalsFileError(f"{path}: the goals file holds no goals (every line is blank)")
-    return items
+    """Read a JSON Lines goals file of CLEVR-Robot goals (``kalm.envs.base.read_goal_items``)."""
+    return read_goal_items(path, GoalItem.from_dict, example='{"kind": "relation", ...}')
 
 
 def write_goals_file(path: str | Path, items: Iterable[GoalItem]) -> Path:

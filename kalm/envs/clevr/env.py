@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
 import numpy as np
@@ -24,7 +25,10 @@ class ClevrEnvironment(Environment):
     horizon = MAX_EPISODE_STEPS
     can_set_state = True
 
+    expert_modes = ("greedy", "direct", "aim")
+
     def __init__(self) -> None:
+        self._lookahead = threading.local()
         self.state = StateLayout(
             names=tuple(f"{c} {ax}" for c in COLORS for ax in ("x", "y")),
             groups=tuple((f"{c} ball", 2 * i, 2 * i + 2) for i, c in enumerate(COLORS)),
@@ -100,8 +104,15 @@ class ClevrEnvironment(Environment):
 
     # ----------------------------------------------------------------- policies
     def expert(self, seed: int | None = None, noise: float | None = None, **options: Any) -> Any:
+        """``ExpertPolicy``; ``mode`` one of :attr:`expert_modes`. Experts made in one thread share
+        one lookahead simulator (building a MuJoCo model per episode would dominate collection)."""
         from kalm.policy.expert import ExpertPolicy
 
+        if "env" not in options:
+            sim = getattr(self._lookahead, "sim", None)
+            if sim is None:
+                sim = self._lookahead.sim = self.make()
+            options["env"] = sim
         return ExpertPolicy(noise=self.default_noise if noise is None else noise, seed=seed,
                             **options)
 

@@ -144,6 +144,7 @@ class ClevrRobotEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    env_name = "clevr"  # the environment's registry name (kalm.envs.get_env)
 
     def __init__(
         self,
