@@ -24,19 +24,35 @@ class CLIError(Exception):
     """An error to show the user as one line, without a traceback."""
 
 
-def _load_items(suite: str | None, goals: str | None, seed: int, limit: int | None = None):
-    from kalm.goals.suites import SUITES, read_goals_file, suite_items
+def _env(args: argparse.Namespace, stage: str | None = None):
+    """The environment ``--env`` names, checked to have ``stage`` built."""
+    from kalm.envs import get_env
 
+    env = get_env(getattr(args, "env", None))
+    if stage is not None:
+        try:
+            env.require_stage(stage)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    return env
+
+
+def _load_items(suite: str | None, goals: str | None, seed: int, limit: int | None = None,
+                env=None):
+    from kalm.envs import get_env
+
+    env = get_env(env)
+    suites = env.suites
     if suite:
         names = suite.split(",")
-        bad = [n for n in names if n not in SUITES and n != "all"]
+        bad = [n for n in names if n not in suites and n != "all"]
         if bad:
-            raise CLIError(f"unknown suite {bad[0]!r}; choose from {', '.join(SUITES)} or 'all'")
+            raise CLIError(f"unknown suite {bad[0]!r}; choose from {', '.join(suites)} or 'all'")
         if "all" in names:
-            names = list(SUITES)
-        items = [it for n in names for it in suite_items(n, seed)]
+            names = list(suites)
+        items = [it for n in names for it in env.suite_items(n, seed)]
     else:
-        items = read_goals_file(goals)
+        items = env.read_goals_file(goals)
     return items[:limit] if limit else items
 
 
@@ -46,9 +62,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise CLIError("--episodes must be at least 1")
+    env = _env(args, "collect")
+    if args.noise is None:
+        args.noise = env.default_noise
     if not 0.0 <= args.noise <= 1.0:
         raise CLIError("--noise must be in [0, 1]")
     ds = collect_dataset(
+        env=env,
         episodes=args.episodes,
         seed=args.seed,
         out=Path(args.out),
@@ -70,14 +90,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from kalm.evaluate import evaluate
     from kalm.policy import make_policy
 
-    items = _load_items(args.suite, args.goals, args.seed, args.limit)
+    env = _env(args, "evaluate")
+    items = _load_items(args.suite, args.goals, args.seed, args.limit, env)
     try:
-        policy = make_policy(args.policy, seed=args.seed)
+        policy = make_policy(args.policy, seed=args.seed, env=env)
     except ValueError as e:
         raise CLIError(str(e)) from e
     result = evaluate(
         policy,
         items,
+        env=env,
         episodes=args.episodes,
         seed=args.seed,
         video_dir=args.video,
@@ -98,6 +120,7 @@ def cmd_ground(args: argparse.Namespace) -> int:
     from kalm.llm.config import PRESETS, GroundConfig
     from kalm.llm.train import train_grounding
 
+    _env(args, "ground")
     if not Path(args.data).exists():
         raise CLIError(f"dataset {args.data} not found; make one with "
                        "`python -m kalm collect --episodes 4000 --out PATH`")
@@ -117,6 +140,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     from kalm.imagine.generate import imagine
     from kalm.llm.train import load_grounded
 
+    _env(args, "imagine")
     if args.per_goal < 1:
         raise CLIError("--per-goal must be at least 1")
     if args.batch_size < 1:
@@ -167,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from kalm.rl.config import TrainConfig
 
+    _env(args, "train")
     if not Path(args.real).exists():
         raise CLIError(f"real dataset {args.real} not found; make one with "
                        "`python -m kalm collect --episodes 4000 --out PATH`")
@@ -216,6 +241,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         except ValueError:
             raise CLIError(f"{flag} takes comma-separated integers; got {text!r}") from None
 
+    _env(args, "reproduce")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     bad = [s for s in stages or [] if s not in STAGES]
     if bad:
@@ -299,12 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--suite", default=None,
                    help="collect oracle data for a suite's goals (train, rephrase, easy, hard); "
                         "default: relation goals with training phrasings")
-    c.add_argument("--noise", type=float, default=0.1,
-                   help="epsilon: probability of a random push instead of the expert's")
-    c.add_argument("--expert", choices=["greedy", "direct", "aim"], default="greedy",
-                   help="expert behaviour: greedy over the goal's balls; direct (relations: push "
-                        "the named ball toward its target while that makes progress); aim (as "
-                        "direct, choosing the push that lands it nearest a target point)")
+    c.add_argument("--noise", type=float, default=None,
+                   help="expert noise (CLEVR: probability of a random push instead of the "
+                        "expert's, default 0.1; Meta-World: std of Gaussian action noise)")
+    c.add_argument("--expert", default=None,
+                   help="expert behaviour (CLEVR: greedy (default) over the goal's balls; direct "
+                        "(relations: push the named ball toward its target while that makes "
+                        "progress); aim (as direct, choosing the push that lands it nearest a "
+                        "target point))")
     c.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -405,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--train-args", default=None,
                     help="extra `train` options for every policy, in one string")
     rp.set_defaults(func=cmd_reproduce)
+
+    from kalm.envs import DEFAULT_ENV, env_names
+
+    for sp in sub.choices.values():  # every command takes --env
+        sp.add_argument("--env", choices=env_names(), default=DEFAULT_ENV,
+                        help=f"environment (default: {DEFAULT_ENV})")
     return p
 
 

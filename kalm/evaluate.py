@@ -19,10 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from kalm.envs.clevr import ClevrRobotEnv
-from kalm.goals.spec import Goal
-from kalm.goals.suites import GoalItem
-from kalm.policy.base import Policy
+from kalm.envs import DEFAULT_ENV, Environment, get_env
+from kalm.envs.base import Policy
 
 __all__ = [
     "EpisodeRecord",
@@ -47,7 +45,8 @@ class EpisodeRecord:
     reset_seed: int
     success: bool
     steps: int
-    actions: list[int] = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    """Discrete actions as ints; continuous ones as lists of floats."""
     observations: list[list[float]] | None = None
     video: str | None = None
 
@@ -91,7 +90,7 @@ def _category_key(category: str) -> int:
     return zlib.crc32(category.encode("utf-8"))
 
 
-def episode_plan(items: Sequence[GoalItem], episodes: int, seed: int) -> list[tuple[GoalItem, int]]:
+def episode_plan(items: Sequence[Any], episodes: int, seed: int) -> list[tuple[Any, int]]:
     """The (goal item, base reset seed) of every episode, grouped by category in first-seen order.
 
     Deterministic in (items, episodes, seed): the same for every policy.
@@ -114,7 +113,7 @@ def episode_plan(items: Sequence[GoalItem], episodes: int, seed: int) -> list[tu
     return plan
 
 
-def initial_state(env: ClevrRobotEnv, goal: Goal, base_seed: int) -> tuple[np.ndarray, int]:
+def initial_state(env: Any, goal: Any, base_seed: int) -> tuple[np.ndarray, int]:
     """Reset ``env`` to the first seeded state (base_seed, base_seed + 1, ...) where the goal
     does not already hold; returns (observation, the reset seed used)."""
     for k in range(_MAX_RESET_DRAWS):
@@ -125,23 +124,37 @@ def initial_state(env: ClevrRobotEnv, goal: Goal, base_seed: int) -> tuple[np.nd
     raise RuntimeError(f"no initial state within {_MAX_RESET_DRAWS} draws where {goal} fails")
 
 
+def _action(a: Any) -> Any:
+    """An action as the simulator takes it and JSON keeps it: int, or a float vector / list."""
+    if isinstance(a, (int, np.integer)) or np.ndim(a) == 0:
+        return int(a)
+    return np.asarray(a, dtype=np.float32).reshape(-1)
+
+
 def run_episode(
-    env: ClevrRobotEnv,
+    env: Any,
     policy: Policy,
-    item: GoalItem,
+    item: Any,
     base_seed: int,
     record_observations: bool = False,
+    frames: list | None = None,
 ) -> EpisodeRecord:
-    """Run one episode of ``policy`` on ``item`` from the seeded initial state."""
+    """Run one episode of ``policy`` on ``item`` from the seeded initial state, in the simulator
+    ``env`` (any environment's, see ``kalm.envs.base``). ``frames``: a list to append the
+    simulator's rendered frames to (``env`` made with ``render_mode="rgb_array"``)."""
     obs, reset_seed = initial_state(env, item.goal, base_seed)
     policy.reset(item.goal, np.asarray(obs, dtype=np.float64), item.text)
-    actions: list[int] = []
+    actions: list = []
     observations = [env.get_obs().tolist()] if record_observations else None
+    if frames is not None:
+        frames.append(env.render())
     success = False
     while True:
-        a = int(policy.act(env.get_obs()))
+        a = _action(policy.act(env.get_obs()))
         _, _, terminated, truncated, info = env.step(a)
-        actions.append(a)
+        actions.append(a if isinstance(a, int) else a.tolist())
+        if frames is not None:
+            frames.append(env.render())
         if observations is not None:
             observations.append(env.get_obs().tolist())
         if terminated:
@@ -180,20 +193,27 @@ def _summarise(records: Iterable[EpisodeRecord]) -> dict[str, dict[str, float | 
 
 def evaluate(
     policy: Policy,
-    items: Sequence[GoalItem],
+    items: Sequence[Any],
     episodes: int,
     seed: int = 0,
     video_dir: str | Path | None = None,
     videos_per_category: int = 2,
     progress: bool | Callable[[int, int], None] = False,
+    env: str | Environment = DEFAULT_ENV,
 ) -> EvalResult:
-    """Evaluate ``policy`` on ``episodes`` episodes per category of ``items``.
+    """Evaluate ``policy`` on ``episodes`` episodes per category of ``items`` in ``env``.
 
+    ``env``: the environment (a ``kalm.envs`` name or object; default CLEVR-Robot).
     ``video_dir``: write an MP4 of the first ``videos_per_category`` episodes of each category.
     ``progress``: True for a tqdm bar, or a callback ``(done, total)``.
     """
     plan = episode_plan(items, episodes, seed)
-    env = ClevrRobotEnv()
+    environment = get_env(env)
+    sim = environment.make()
+    # Environments whose states do not pin the whole scene are filmed as they run.
+    filmed = None
+    if video_dir is not None and not environment.can_set_state:
+        filmed = environment.make(render_mode="rgb_array")
     records: list[EpisodeRecord] = []
     bar = None
     if progress is True:
@@ -204,16 +224,20 @@ def evaluate(
     t0 = time.perf_counter()
     for k, (item, base_seed) in enumerate(plan):
         want_video = video_dir is not None and videos_done.get(item.category, 0) < videos_per_category
-        rec = run_episode(env, policy, item, base_seed, record_observations=want_video)
+        frames: list | None = [] if want_video and filmed is not None else None
+        rec = run_episode(filmed if frames is not None else sim, policy, item, base_seed,
+                          record_observations=want_video, frames=frames)
         if want_video:
-            from kalm.render import episode_frames
             from kalm.video import write_mp4
 
             n = videos_done.get(item.category, 0)
             videos_done[item.category] = n + 1
             path = Path(video_dir) / f"{item.category}_{n:02d}_{'success' if rec.success else 'fail'}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_mp4(episode_frames(np.array(rec.observations), np.array(rec.actions)), path)
+            if frames is None:  # drawn from the states (they carry their frame rate)
+                write_mp4(environment.episode_frames(np.array(rec.observations), np.array(rec.actions)), path)
+            else:  # filmed live, one frame per step
+                write_mp4(frames, path, fps=environment.render_fps)
             rec.video = str(path)
             rec.observations = None
         records.append(rec)
@@ -225,7 +249,9 @@ def evaluate(
             progress(k + 1, len(plan))
     if bar is not None:
         bar.close()
-    env.close()
+    sim.close()
+    if filmed is not None:
+        filmed.close()
     return EvalResult(
         policy=getattr(policy, "name", type(policy).__name__),
         seed=seed,

@@ -254,6 +254,8 @@ class Environment(ABC):
     """The wordings of the goal language: training phrasings and the held-out rephrasings."""
     default_noise: float = 0.1
     """The expert's default action noise in data collection."""
+    stages: tuple[str, ...] = ("collect", "evaluate", "ground", "imagine", "train", "reproduce")
+    """The pipeline stages built for this environment (the CLI and the app say so for others)."""
     expert_modes: tuple[str, ...] = ()
     """Named expert behaviours (``expert(mode=...)``); the first is the default. Empty: one."""
     render_fps: int = 10
@@ -353,6 +355,14 @@ class Environment(ABC):
         return self.episode_frames(np.asarray(obs)[None], None, width=width, height=height)[0]
 
     # ----------------------------------------------------------------- helpers
+    def require_stage(self, stage: str) -> None:
+        """Raise ValueError saying that ``stage`` is not built for this environment yet."""
+        if stage not in self.stages:
+            raise ValueError(
+                f"{stage} is not built for {self.title} yet (built: {', '.join(self.stages)}); "
+                f"use --env {'clevr' if self.name != 'clevr' else self.name}"
+            )
+
     def check_obs(self, observations: np.ndarray) -> np.ndarray:
         """``(T, d)`` float array of state vectors; raises ValueError on a wrong width."""
         o = np.asarray(observations, dtype=np.float64)

@@ -6,15 +6,20 @@ from kalm.policy.expert import ExpertPolicy
 __all__ = ["Policy", "RandomPolicy", "ExpertPolicy", "make_policy"]
 
 
-def make_policy(spec: str, seed: int | None = None) -> Policy:
+def make_policy(spec: str, seed: int | None = None, env=None) -> Policy:
     """Build a policy from its command-line name: ``expert``, ``random`` or a train run folder
-    (``kalm.rl.policy.TrainedPolicy``)."""
+    (``kalm.rl.policy.TrainedPolicy``), for the environment ``env`` (default CLEVR-Robot)."""
     from pathlib import Path
 
+    from kalm.envs import DEFAULT_ENV, get_env
+
+    environment = get_env(env)
+    if environment.name != DEFAULT_ENV and spec not in ("expert", "random"):
+        environment.require_stage("train")
     if spec == "expert":
-        return ExpertPolicy(seed=seed)
+        return environment.expert(seed=seed, noise=0.0)
     if spec == "random":
-        return RandomPolicy(seed=seed)
+        return environment.random_policy(seed=seed)
     if spec.startswith("llm:"):
         from kalm.policy.llm import LLMPolicy
 
