@@ -1,4 +1,10 @@
-"""Compatibility alias: the CLEVR-Robot scene now lives in ``kalm.envs.clevr.model``."""
+"""Compatibility alias: CLEVR-Robot's MJCF scene now lives in ``kalm.envs.clevr.model``.
 
-from kalm.envs.clevr.model import *  # noqa: F401,F403
-from kalm.envs.clevr.model import __all__  # noqa: F401
+This module *is* that one (the same module object), so every name and monkeypatch still works.
+"""
+
+import sys
+
+from kalm.envs.clevr import model as _module
+
+sys.modules[__name__] = _module

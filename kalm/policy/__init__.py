@@ -1,7 +1,17 @@
-"""Policies for CLEVR-Robot: the scripted expert, the random floor, and trained ones (``kalm.rl``)."""
+"""Policies: each environment's scripted expert, the random floor, and trained ones (``kalm.rl``)."""
+
+from typing import Any
 
 from kalm.policy.base import Policy, RandomPolicy
-from kalm.policy.expert import ExpertPolicy
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ExpertPolicy":  # CLEVR-Robot's, for old imports; envs give theirs: env.expert()
+        from kalm.envs.clevr.expert import ExpertPolicy
+
+        return ExpertPolicy
+    raise AttributeError(f"module 'kalm.policy' has no attribute {name!r}")
+
 
 __all__ = ["Policy", "RandomPolicy", "ExpertPolicy", "make_policy"]
 

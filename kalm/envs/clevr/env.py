@@ -106,7 +106,7 @@ class ClevrEnvironment(Environment):
     def expert(self, seed: int | None = None, noise: float | None = None, **options: Any) -> Any:
         """``ExpertPolicy``; ``mode`` one of :attr:`expert_modes`. Experts made in one thread share
         one lookahead simulator (building a MuJoCo model per episode would dominate collection)."""
-        from kalm.policy.expert import ExpertPolicy
+        from kalm.envs.clevr.expert import ExpertPolicy
 
         if "env" not in options:
             sim = getattr(self._lookahead, "sim", None)
@@ -119,7 +119,7 @@ class ClevrEnvironment(Environment):
     # ----------------------------------------------------------------- rendering
     def episode_frames(self, observations: np.ndarray, actions: np.ndarray | None = None, *,
                        width: int = 320, height: int = 240) -> list[np.ndarray]:
-        from kalm.render import episode_frames
+        from kalm.envs.clevr.render import episode_frames
 
         o = self.check_obs(observations)
         a = np.zeros(0, np.int64) if actions is None else np.asarray(actions, np.int64)

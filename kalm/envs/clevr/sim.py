@@ -289,7 +289,7 @@ class ClevrRobotEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        from kalm.render import SceneRenderer
+        from kalm.envs.clevr.render import SceneRenderer
 
         if self._renderer is None:
             self._renderer = SceneRenderer(self.width, self.height, model=self.model)
