@@ -262,7 +262,7 @@ def _logged(log: Path):
 
 def _run_cli(argv: list[str], log: Path) -> None:
     """Run ``python -m kalm ARGV`` in this process (its errors raise); output goes to ``log``."""
-    from kalm.cli import CLIError, build_parser
+    from kalm.commands import CLIError, build_parser
     from kalm.data.collect import CollectError
 
     args = build_parser().parse_args(argv)
