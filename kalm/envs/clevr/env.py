@@ -119,8 +119,10 @@ class ClevrEnvironment(Environment):
     # ----------------------------------------------------------------- rendering
     def episode_frames(self, observations: np.ndarray, actions: np.ndarray | None = None, *,
                        width: int = 320, height: int = 240) -> list[np.ndarray]:
-        from kalm.envs.clevr.render import episode_frames
+        from kalm.envs.clevr.render import episode_frames, shared_renderer
 
         o = self.check_obs(observations)
-        a = np.zeros(0, np.int64) if actions is None else np.asarray(actions, np.int64)
-        return list(episode_frames(o, a, width=width, height=height))
+        if actions is None:  # the states alone, one frame each
+            with shared_renderer(width, height, quality="full") as r:
+                return [r.render_obs(s) for s in o]
+        return list(episode_frames(o, np.asarray(actions, np.int64), width=width, height=height))
