@@ -91,19 +91,21 @@ def test_int8_smoothing_from_calibration_lowers_the_error():
     from kalm.llm.fast import _Int8Linear, _Linear
 
     g = torch.Generator().manual_seed(5)
-    lin = _Linear(torch.randn(48, 64, generator=g), None)
-    outlier = torch.where(torch.arange(64) == 3, 40.0, 1.0)  # one loud channel, as in LLMs
-    x = torch.randn(4, 64, generator=g) * outlier
+    # One loud input channel meeting small weights, as in LLMs: every channel counts in y, but
+    # without smoothing the loud one sets the activation scale and the others lose their bits.
+    loud = torch.where(torch.arange(64) == 3, 100.0, 1.0)
+    lin = _Linear(torch.randn(48, 64, generator=g) / loud, None)
+    x = torch.randn(64, 64, generator=g) * loud
     exact = lin(x)
     lin.observe()
-    lin(torch.randn(32, 64, generator=g) * outlier)  # calibration inputs
+    lin(torch.randn(32, 64, generator=g) * loud)  # calibration inputs
     absmax, lin.absmax = lin.absmax, None
 
     def err(q):
         return float((q(x) - exact).norm() / exact.norm())
 
     plain, smoothed = err(_Int8Linear(lin)), err(_Int8Linear(lin, absmax))
-    assert smoothed < 0.7 * plain
+    assert smoothed < 0.3 * plain and smoothed < 0.15
     assert torch.equal(_Int8Linear(lin, absmax)(x, exact=True), exact)  # the fp32 path is untouched
 
 
