@@ -259,7 +259,7 @@ class MetaWorldSim:
         w, h = width or self.width, height or self.height
         r = self._renderer(w, h)
         r.update_scene(self.env.data, camera=self.camera)
-        return r.render().copy()
+        return r.render()[::-1].copy()  # Meta-World's cameras are mounted upside down
 
     def pose(self, s: np.ndarray, arm_steps: int = 25) -> None:
         """Put the current scene into state ``s`` as far as its joints allow (for rendering)."""
