@@ -17,7 +17,9 @@ A ``gymnasium.Env`` with:
   the goal already holds. ``options={"state": obs}`` (where :attr:`Environment.can_set_state`)
   starts from a given state vector instead of a seeded draw.
 - ``step(action)`` -> ``(obs, reward, terminated, truncated, info)``; ``info["success"]`` each
-  step, ``terminated`` when the goal holds, ``truncated`` at the goal's horizon.
+  step, ``info["reward_dense"]`` / ``info["reward_sparse"]`` both reward labels of the step
+  (whatever ``reward`` returns), ``terminated`` when the goal holds, ``truncated`` at the goal's
+  horizon.
 - ``get_obs()`` -> the current state vector, float64, laid out as :attr:`Environment.state`.
 - ``render()`` -> an RGB frame (``render_mode="rgb_array"``).
 - ``env_name``: the environment's registry name (episodes played in it are labelled with it).

@@ -238,7 +238,8 @@ class MetaWorldSim:
         dense, sparse = task_reward(self.task, np.stack([prev, self._obs]))
         reward = float(dense[0] if self.reward_mode == "dense" else sparse[0])
         truncated = self._t >= task_horizon(self.task) and not success
-        info = {"success": success, "metaworld_success": bool(mw_info.get("success", False)),
+        info = {"success": success, "reward_dense": float(dense[0]), "reward_sparse": float(sparse[0]),
+                "metaworld_success": bool(mw_info.get("success", False)),
                 "metaworld_reward": float(mw_reward), "task": self.task, "t": self._t}
         return self._obs.copy(), reward, bool(success), bool(truncated), info
 
