@@ -16,6 +16,7 @@ from kalm.ui.episodes import (  # noqa: E402
     episode_table,
     filter_episodes,
     goal_kind,
+    render_env_episode,
     render_episode,
 )
 from kalm.ui.paths import (  # noqa: E402
@@ -29,9 +30,12 @@ from kalm.ui.paths import (  # noqa: E402
 from kalm.ui.plots import (  # noqa: E402
     action_label,
     actions_figure,
+    channels_figure,
     positions_figure,
+    state_figure,
     topview_figure,
 )
+from kalm.envs import get_env  # noqa: E402
 from kalm.ui.navigation import ensure_app_navigation  # noqa: E402
 
 ensure_app_navigation()  # a direct link to this page still runs inside app.py's navigation
@@ -54,14 +58,17 @@ def _dataset(path: str, stamp: tuple[float, int]):
 
 @st.cache_data(show_spinner=False, max_entries=24)
 def _render(path: str, stamp: tuple[float, int], index: int, mode: str):
-    ep = _dataset(path, stamp)[index]
+    ds = _dataset(path, stamp)
+    ep = ds[index]
+    if ds.env != "clevr":
+        return render_env_episode(ds.env, ep, mode=mode)
     return render_episode(ep.observations, ep.actions, mode=mode)
 
 
 st.title("Data")
 st.caption(
     "Real episodes of an offline dataset: pick one to see its goal, its video rendered in MuJoCo "
-    "and its ball positions and actions, step by step."
+    "and its positions and actions, step by step."
 )
 
 # ----------------------------------------------------------------------------- dataset
@@ -142,7 +149,11 @@ with g2:
         st.caption("Episode info")
         st.json(ep.info, expanded=False)
 
-mode = st.radio("Video", list(MODES), format_func=MODES.get, horizontal=True, key="data_mode")
+env = get_env(ds.env)
+clevr = env.name == "clevr"
+modes = MODES if clevr else {"simulate": "physics replay of the actions from the seeded reset",
+                             "states": "recorded states (the scene posed in each)"}
+mode = st.radio("Video", list(modes), format_func=modes.get, horizontal=True, key="data_mode")
 T = ep.length
 v1, v2 = st.columns(2)
 with v1:
@@ -154,13 +165,28 @@ with v1:
         st.error(f"Could not render the episode: {e}")
     if rendered is not None:
         st.video(rendered.mp4, loop=True)
-        st.caption(f"{rendered.frames} frames at {rendered.fps:g} fps (4 per push).")
+        st.caption(f"{rendered.frames} frames at {rendered.fps:g} fps"
+                   + (" (4 per push)." if clevr else f" ({env.title}, one per step)."))
 with v2:
     step = st.slider("Step (synced with this frame and the markers on every plot)", 0, T, 0,
                      key=f"data_step_{pick}_{stamp[0]}") if T else 0
     if rendered is not None:
-        nxt = f"next: {action_label(ep.actions[step])}" if step < T else "final state"
+        if step >= T:
+            nxt = "final state"
+        elif clevr:
+            nxt = f"next: {action_label(ep.actions[step])}"
+        else:
+            nxt = "next: " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(env.action.names,
+                                                                       ep.actions[step]))
         st.image(rendered.step_frames[step], caption=f"step {step} / {T} · {nxt}", width="stretch")
+
+if not clevr:
+    st.plotly_chart(state_figure(ep.observations, env.state, step,
+                                 title="Positions of the gripper, target and objects"),
+                    key="data_positions")
+    if T:
+        st.plotly_chart(channels_figure(ep.actions, env.action.names, step), key="data_actions")
+    st.stop()
 
 p1, p2 = st.columns(2)
 with p1:

@@ -113,3 +113,33 @@ def render_episode(
     return RenderedEpisode(mp4=mp4_bytes(frames, fps=fps),
                            step_frames=np.stack(frames[::substep_frames]),
                            frames=len(frames), fps=fps)
+
+
+def render_env_episode(env_name: str, ep: Episode, mode: str = "simulate",
+                       width: int = 320, height: int = 240) -> RenderedEpisode:
+    """Render an episode of any environment, one frame per state, and encode it as MP4.
+
+    ``simulate``: the episode's actions replayed from its seeded reset (real frames; needs the
+    reset seed); ``states``: each recorded state shown as the environment poses it (also what an
+    imagined episode gets, as no seed can reproduce it)."""
+    from kalm.envs import get_env
+    from kalm.video import mp4_bytes
+
+    env = get_env(env_name)
+    goal = env.goal_from_dict(ep.goal)
+    if mode == "simulate" and ep.seed >= 0 and not ep.imagined:
+        sim = env.make(width=width, height=height)
+        try:
+            sim.reset(seed=ep.seed, options={"goal": goal})
+            frames = [sim.render(width, height)]
+            for a in ep.actions:
+                sim.step(a)
+                frames.append(sim.render(width, height))
+        finally:
+            sim.close()
+    else:
+        kw = {"task": goal.task} if hasattr(goal, "task") else {}
+        frames = env.episode_frames(ep.observations, None, width=width, height=height, **kw)
+    fps = float(env.render_fps)
+    return RenderedEpisode(mp4=mp4_bytes(frames, fps=fps), step_frames=np.stack(frames),
+                           frames=len(frames), fps=fps)

@@ -258,3 +258,51 @@ def histogram_figure(values: Sequence[float], title: str, groups: Sequence[str] 
     fig.update_layout(title=title, height=280, margin=_MARGIN, xaxis_title=title,
                       yaxis_title="rollouts", legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+def _step_marker(fig: go.Figure, step: int | None, rows: int = 1) -> None:
+    if step is None:
+        return
+    for r in range(1, rows + 1):
+        fig.add_shape(type="line", x0=step, x1=step, y0=0, y1=1, yref="y domain" if rows == 1
+                      else f"y{'' if r == 1 else r} domain", xref="x" if r == 1 else f"x{r}",
+                      line=dict(color="#888", dash="dot"))
+
+
+def state_figure(observations: np.ndarray, layout, step: int | None = None,
+                 title: str = "State") -> go.Figure:
+    """Positions over time of every entity a state layout names (entities whose slot stays all
+    zeros, absent from the scene, are left out): one subplot per axis x / y / z."""
+    from plotly.subplots import make_subplots
+
+    o = _finite(np.asarray(observations, dtype=np.float64))
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=("x", "y", "z"))
+    k = 0
+    for name, a, b in layout.groups:
+        if not np.any(o[:, a:b]):
+            continue
+        color = CATEGORY_COLORS[k % len(CATEGORY_COLORS)]
+        k += 1
+        for axis in range(min(3, b - a)):
+            fig.add_trace(go.Scatter(x=np.arange(len(o)), y=o[:, a + axis], mode="lines",
+                                     name=name, legendgroup=name, showlegend=axis == 0,
+                                     line=dict(color=color)), row=axis + 1, col=1)
+    _step_marker(fig, step, rows=3)
+    fig.update_layout(title=title, height=480, margin=dict(l=40, r=10, t=50, b=30))
+    fig.update_xaxes(title_text="step", row=3, col=1)
+    return fig
+
+
+def channels_figure(actions: np.ndarray, names: Sequence[str], step: int | None = None,
+                    title: str = "Actions") -> go.Figure:
+    """Each channel of continuous actions over time."""
+    a = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        fig.add_trace(go.Scatter(x=np.arange(len(a)), y=a[:, i], mode="lines", name=name,
+                                 line=dict(color=CATEGORY_COLORS[i % len(CATEGORY_COLORS)])))
+    _step_marker(fig, step)
+    fig.update_layout(title=title, height=300, margin=dict(l=40, r=10, t=50, b=30),
+                      xaxis_title="step", yaxis_range=[-1.05, 1.05])
+    return fig

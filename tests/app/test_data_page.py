@@ -95,3 +95,27 @@ def test_typed_paths_are_confined_and_bad_files_explained(runs_dir, tmp_path):
     at.text_input(key="data_path").set_value("assets/data/relation4k.npz")
     run_ok(at)
     assert not at.error and at.metric[0].value == "4,000"
+
+
+def test_a_metaworld_dataset_shows_its_episode_video_and_generic_plots(runs_dir):
+    from kalm.data.collect import collect_dataset
+    from kalm.envs import get_env
+
+    out = runs_dir / "collect-mw" / "data.npz"
+    collect_dataset(episodes=2, seed=0, out=out, progress=False, env=get_env("metaworld"))
+    ds = load_dataset(out)
+    at = run_ok(page("data"))
+    at.selectbox(key="data_dataset").set_value("runs/collect-mw/data.npz")
+    run_ok(at)
+    assert at.metric[0].value == "2"
+    assert at.subheader[-1].value == f"“{ds[0].text}”"
+    assert len(elements(at, "video")) == 1
+    charts = elements(at, "plotly_chart")
+    assert len(charts) == 2  # positions (gripper, target, objects) and the 4 action channels
+    names = {t.get("name") for t in json.loads(charts[0].proto.spec)["data"]}
+    layout = get_env("metaworld").state
+    present = {g for g, a, b in layout.groups if ds[0].observations[:, a:b].any()}
+    assert {"gripper", "target"} <= names == present and len(present) < 14  # absent ones left out
+    actions = {t.get("name") for t in json.loads(charts[1].proto.spec)["data"]}
+    assert actions == {"dx", "dy", "dz", "grip"}
+    assert image_caption(at).startswith("step 0 / ") and "dx " in image_caption(at)
