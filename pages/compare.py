@@ -95,9 +95,12 @@ def policy_fingerprint(spec: str) -> str:
     return stamp + ":" + _files_stamp(files[:500])
 
 
-def cache_dir(spec: str, suites: list[str], episodes: int, seed: int) -> Path:
-    key = json.dumps({"policy": spec, "fingerprint": policy_fingerprint(spec), "suites": suites,
-                      "episodes": episodes, "seed": seed}, sort_keys=True)
+def cache_dir(spec: str, suites: list[str], episodes: int, seed: int, env: str = "clevr") -> Path:
+    key = {"policy": spec, "fingerprint": policy_fingerprint(spec), "suites": suites,
+           "episodes": episodes, "seed": seed}
+    if env != "clevr":  # CLEVR-Robot's keys stay what they were (existing caches stay valid)
+        key["env"] = env
+    key = json.dumps(key, sort_keys=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(spec.removeprefix("llm:")).name).strip("-")[:40]
     slug = ("llm-" if spec.startswith("llm:") else "") + (slug or "policy")
     return jobs.runs_dir() / CACHE / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
@@ -128,15 +131,17 @@ def load_cached(folder: Path) -> dict | None:
 
 
 def evaluate_here(spec: str, suites: list[str], episodes: int, seed: int, folder: Path,
-                  progress) -> dict:
+                  progress, env: str = "clevr") -> dict:
     """Evaluate in this process (as ``python -m kalm evaluate`` does) and cache the result."""
+    from kalm.envs import get_env
     from kalm.evaluate import evaluate
-    from kalm.goals.suites import suite_items
     from kalm.policy import make_policy
 
-    policy = make_policy(spec, seed=seed)
-    items = [it for s in suites for it in suite_items(s, seed)]
-    result = evaluate(policy, items, episodes=episodes, seed=seed, progress=progress).to_dict()
+    environment = get_env(env)
+    policy = make_policy(spec, seed=seed, env=environment)
+    items = [it for s in suites for it in environment.suite_items(s, seed)]
+    result = evaluate(policy, items, episodes=episodes, seed=seed, progress=progress,
+                      env=environment).to_dict()
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "request.json", {"policy": spec, "suites": suites,
                                                 "episodes": episodes, "seed": seed,
@@ -145,9 +150,10 @@ def evaluate_here(spec: str, suites: list[str], episodes: int, seed: int, folder
     return result
 
 
-def start_background(spec: str, suites: list[str], episodes: int, seed: int, folder: Path) -> dict:
+def start_background(spec: str, suites: list[str], episodes: int, seed: int, folder: Path,
+                     env: str = "clevr") -> dict:
     argv = ["--policy", spec, "--suite", ",".join(suites), "--episodes", str(episodes),
-            "--seed", str(seed), "--json"]
+            "--seed", str(seed), "--json"] + (["--env", env] if env != "clevr" else [])
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "request.json", {"policy": spec, "suites": suites,
                                                 "episodes": episodes, "seed": seed,
@@ -185,13 +191,38 @@ def replay_observations(ep: dict):
     return np.asarray(obs)
 
 
-def episode_video(episodes: list[tuple[str, dict]], path: Path) -> Path:
+def replay_frames(ep: dict, env: str, width: int = 320, height: int = 240) -> list:
+    """Frames of an evaluated episode of any environment: its actions replayed in the simulator
+    from its reset seed, one frame per state."""
+    from kalm.envs import get_env
+
+    environment = get_env(env)
+    sim = environment.make(width=width, height=height)
+    try:
+        sim.reset(seed=int(ep["reset_seed"]),
+                  options={"goal": environment.goal_from_dict(ep["goal"])})
+        frames = [sim.render(width, height)]
+        for a in ep["actions"]:
+            sim.step(a)
+            frames.append(sim.render(width, height))
+    finally:
+        sim.close()
+    return frames
+
+
+def episode_video(episodes: list[tuple[str, dict]], path: Path, env: str = "clevr") -> Path:
     """An MP4 of the episodes (label, record) side by side, replayed in the simulator."""
     import numpy as np
 
     from kalm.render import SceneRenderer, episode_frames, side_by_side
     from kalm.video import write_mp4
 
+    if env != "clevr":
+        clips = [(label, replay_frames(ep, env)) for label, ep in episodes]
+        frames = clips[0][1]
+        for k, (label, more) in enumerate(clips[1:]):
+            frames = side_by_side(frames, more, labels=(clips[0][0] if k == 0 else None, label))
+        return write_mp4(frames, path)
     with SceneRenderer() as r:
         clips = [(label, episode_frames(replay_observations(ep), np.asarray(ep["actions"]),
                                         renderer=r))
@@ -263,9 +294,16 @@ st.title("Compare")
 st.caption("Policies on the same goals and initial states: success per goal category, "
            "episode by episode, and side by side in the simulator.")
 
-from kalm.goals.suites import SUITES  # noqa: E402
+from kalm.envs import SUITES, env_names, get_env  # noqa: E402
 
+ENVS = env_names()
+env_name = st.selectbox("Environment", ENVS, format_func=lambda n: get_env(n).title,
+                        key="cmp-env")
 labels = policy_choices()
+if env_name != "clevr":  # trained and LLM policies exist for CLEVR-Robot only (issue 17)
+    labels = {k: v for k, v in labels.items() if k in ("expert", "random")}
+    st.caption(f"On {get_env(env_name).title}: the expert and the random policy. Trained and "
+               "grounded-LM policies for it come with its grounding and offline RL.")
 c1, c2 = st.columns([3, 2])
 with c1:
     chosen = st.multiselect("Policies", list(labels), default=["expert", "random"],
@@ -297,7 +335,7 @@ if not chosen or not suites:
 
 folders = {}
 try:
-    folders = {spec: cache_dir(spec, list(suites), episodes, seed) for spec in chosen}
+    folders = {spec: cache_dir(spec, list(suites), episodes, seed, env_name) for spec in chosen}
 except (OSError, ValueError) as e:
     st.error(f"could not prepare the cache in the runs folder: {e}")
     st.stop()
@@ -325,7 +363,7 @@ if missing:
             if background:
                 try:
                     running[spec] = start_background(spec, list(suites), episodes, seed,
-                                                     folders[spec])
+                                                     folders[spec], env_name)
                     failed.pop(spec, None)
                 except (jobs.JobError, OSError) as e:
                     st.error(f"{name}: {e}")
@@ -337,7 +375,7 @@ if missing:
 
             try:
                 results[spec] = evaluate_here(spec, list(suites), episodes, seed, folders[spec],
-                                              progress)
+                                              progress, env_name)
                 failed.pop(spec, None)
             except Exception as e:  # a policy that cannot load or run: a message, not a traceback
                 failed[spec] = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
@@ -416,7 +454,8 @@ else:
     if make and not video.is_file():
         try:
             with st.spinner("Rendering…"):
-                episode_video([(short_label(s, labels), eps[s][i]) for s in specs[:4]], video)
+                episode_video([(short_label(s, labels), eps[s][i]) for s in specs[:4]], video,
+                              env_name)
         except Exception as e:  # noqa: BLE001 - shown to the user, never a traceback
             st.error(f"could not render the video: {type(e).__name__}: {e}")
         else:

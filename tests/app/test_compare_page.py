@@ -97,3 +97,22 @@ def test_a_policy_that_cannot_load_is_a_message(monkeypatch, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert any("is not available" in w.value for w in at.warning), [w.value for w in at.warning]
     assert list(at.dataframe[0].value.index) == ["expert"]
+
+
+def test_metaworld_expert_vs_random_with_a_side_by_side_video(monkeypatch, tmp_path):
+    runs = tmp_path / "runs"
+    at = run_page(monkeypatch, runs)
+    at.selectbox(key="cmp-env").set_value("metaworld").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="cmp-policies").value == ["expert", "random"]
+    assert len(at.multiselect(key="cmp-policies").options) == 2  # no CLEVR-trained policies
+    choose(at, ["train"], 2)
+    button(at, "Evaluate expert, random").click().run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    table = at.dataframe[0].value
+    assert success(table.loc["expert", "train"]) > success(table.loc["random", "train"])
+    results = [json.loads(p.read_text()) for p in (runs / "compare-cache").glob("*/result.json")]
+    assert all(r["episodes"][0]["goal"]["kind"] == "task" for r in results)  # Meta-World goals
+    button(at, "Render video").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("video")) == 1
