@@ -191,25 +191,6 @@ def replay_observations(ep: dict):
     return np.asarray(obs)
 
 
-def replay_frames(ep: dict, env: str, width: int = 320, height: int = 240) -> list:
-    """Frames of an evaluated episode of any environment: its actions replayed in the simulator
-    from its reset seed, one frame per state."""
-    from kalm.envs import get_env
-
-    environment = get_env(env)
-    sim = environment.make(width=width, height=height)
-    try:
-        sim.reset(seed=int(ep["reset_seed"]),
-                  options={"goal": environment.goal_from_dict(ep["goal"])})
-        frames = [sim.render(width, height)]
-        for a in ep["actions"]:
-            sim.step(a)
-            frames.append(sim.render(width, height))
-    finally:
-        sim.close()
-    return frames
-
-
 def episode_video(episodes: list[tuple[str, dict]], path: Path, env: str = "clevr") -> Path:
     """An MP4 of the episodes (label, record) side by side, replayed in the simulator."""
     import numpy as np
@@ -218,7 +199,10 @@ def episode_video(episodes: list[tuple[str, dict]], path: Path, env: str = "clev
     from kalm.video import write_mp4
 
     if env != "clevr":
-        clips = [(label, replay_frames(ep, env)) for label, ep in episodes]
+        from kalm.ui.episodes import replay_frames
+
+        clips = [(label, replay_frames(env, ep["goal"], ep["reset_seed"], ep["actions"]))
+                 for label, ep in episodes]
         frames = clips[0][1]
         for k, (label, more) in enumerate(clips[1:]):
             frames = side_by_side(frames, more, labels=(clips[0][0] if k == 0 else None, label))

@@ -22,7 +22,9 @@ __all__ = [
     "filter_episodes",
     "episode_label",
     "RenderedEpisode",
+    "render_env_episode",
     "render_episode",
+    "replay_frames",
     "step_of_frame",
 ]
 
@@ -115,6 +117,25 @@ def render_episode(
                            frames=len(frames), fps=fps)
 
 
+def replay_frames(env_name: str, goal: dict, reset_seed: int, actions, width: int = 320,
+                  height: int = 240) -> list[np.ndarray]:
+    """Frames of an episode of any environment: ``actions`` replayed in its simulator from the
+    seeded reset of ``goal`` (a goal's JSON form), one frame per state."""
+    from kalm.envs import get_env
+
+    env = get_env(env_name)
+    sim = env.make(width=width, height=height)
+    try:
+        sim.reset(seed=int(reset_seed), options={"goal": env.goal_from_dict(goal)})
+        frames = [sim.render(width, height)]
+        for a in actions:
+            sim.step(a)
+            frames.append(sim.render(width, height))
+    finally:
+        sim.close()
+    return frames
+
+
 def render_env_episode(env_name: str, ep: Episode, mode: str = "simulate",
                        width: int = 320, height: int = 240) -> RenderedEpisode:
     """Render an episode of any environment, one frame per state, and encode it as MP4.
@@ -126,18 +147,10 @@ def render_env_episode(env_name: str, ep: Episode, mode: str = "simulate",
     from kalm.video import mp4_bytes
 
     env = get_env(env_name)
-    goal = env.goal_from_dict(ep.goal)
     if mode == "simulate" and ep.seed >= 0 and not ep.imagined:
-        sim = env.make(width=width, height=height)
-        try:
-            sim.reset(seed=ep.seed, options={"goal": goal})
-            frames = [sim.render(width, height)]
-            for a in ep.actions:
-                sim.step(a)
-                frames.append(sim.render(width, height))
-        finally:
-            sim.close()
+        frames = replay_frames(env_name, ep.goal, ep.seed, ep.actions, width, height)
     else:
+        goal = env.goal_from_dict(ep.goal)
         kw = {"task": goal.task} if hasattr(goal, "task") else {}
         frames = env.episode_frames(ep.observations, None, width=width, height=height, **kw)
     fps = float(env.render_fps)
