@@ -30,6 +30,7 @@ from kalm.ui.imagine import (  # noqa: E402
     validity_checks,
 )
 from kalm.ui.paths import (  # noqa: E402
+    stage_note,
     DEFAULT_GROUNDED,
     app_runs_root,
     display_path,
@@ -278,6 +279,9 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int):
 
 # ----------------------------------------------------------------------------- page
 st.title("Imagine")
+_note = stage_note("imagine")
+if _note:
+    st.caption(_note)
 st.caption(
     "A grounded LM writes a rollout (states and actions) for a goal text, from a real initial "
     "state. The simulator replays its actions beside it, and the validity checks say whether the "

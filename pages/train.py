@@ -533,7 +533,12 @@ def job_list() -> None:
 
 
 # ----------------------------------------------------------------------------------- page
+from kalm.ui.paths import stage_note  # noqa: E402
+
 st.title("Train")
+_note = stage_note("train")
+if _note:
+    st.caption(_note)
 st.caption("Start the pipeline's long stages as background jobs: they keep running when this "
            "tab is closed, and show up here again with their progress, curves and logs.")
 

@@ -11,6 +11,7 @@ from pathlib import Path  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from kalm.ui.paths import (  # noqa: E402
+    stage_note,
     PathNotAllowed,
     app_runs_root,
     confine,
@@ -72,6 +73,9 @@ def _pct(df):
 
 
 st.title("Validity")
+_note = stage_note("imagine")
+if _note:
+    st.caption(_note)
 st.caption(
     "How sound is an imagined set? Per-category rates, the distribution of each validity figure, "
     "rollouts filtered by what went wrong, and the worst ones with their videos (imagined left, "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "stage_note",
     "REPO_ROOT",
     "ASSETS_DIR",
     "DEFAULT_DATASET",
@@ -197,3 +198,17 @@ def _is_imagine_run(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(status, dict) and status.get("stage") == "imagine"
+
+
+def stage_note(stage: str) -> str | None:
+    """A line saying which environments a page's stage is built for, when not all of them are
+    (from each environment's ``stages``); None when every registered environment has it."""
+    from kalm.envs import env_names, get_env
+
+    envs = [get_env(n) for n in env_names()]
+    built = [e.title for e in envs if stage in e.stages]
+    others = [e for e in envs if stage not in e.stages]
+    if not others:
+        return None
+    rest = "; ".join(f"{e.title} has {', '.join(e.stages)} so far" for e in others)
+    return f"This page works on {', '.join(built)}. {rest} (see the Data and Compare pages)."

@@ -133,3 +133,11 @@ def test_imagine_one_with_a_tiny_model(runs_dir):
     assert free.explanation is None
     rel = imagine_one(model, "x", seed=0, goal=Relation("red", "blue", "left"), max_steps=2)
     assert rel.goal["kind"] == "relation" and rel.validity.steps == rel.steps <= 2
+
+
+def test_stage_note_names_the_environments_a_stage_is_built_for():
+    from kalm.ui.paths import stage_note
+
+    assert stage_note("collect") is None  # every environment collects
+    note = stage_note("imagine")
+    assert "CLEVR-Robot" in note and "Meta-World has collect, evaluate" in note
