@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from kalm.envs.metaworld.state import ENTITIES, STATE_DIM, entity_slice
-from kalm.envs.metaworld.success import task_success
+from kalm.envs.metaworld.success import task_reward, task_success
 from kalm.envs.metaworld.tasks import ALL_TASKS, DATA_TASKS, TaskGoal
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -233,8 +233,6 @@ class MetaWorldSim:
         self._obs = state_from_env(self.task, env, raw)
         self._t += 1
         success = task_success(self.task, self._obs)
-        from kalm.envs.metaworld.success import task_reward
-
         dense, sparse = task_reward(self.task, np.stack([prev, self._obs]))
         reward = float(dense[0] if self.reward_mode == "dense" else sparse[0])
         truncated = self._t >= task_horizon(self.task) and not success
