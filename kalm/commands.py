@@ -112,16 +112,17 @@ def cmd_ground(args: argparse.Namespace) -> int:
     from kalm.llm.config import PRESETS, GroundConfig
     from kalm.llm.train import train_grounding
 
-    _env(args, "ground")
+    env = _env(args, "ground")
     if not Path(args.data).exists():
         raise CLIError(f"dataset {args.data} not found; make one with "
-                       "`python -m kalm collect --episodes 4000 --out PATH`")
-    values = dict(PRESETS[args.preset])
+                       f"`python -m kalm collect --env {env.name} --episodes 4000 --out PATH`")
+    values = {**PRESETS[args.preset], **env.grounding_defaults}
     for f in fields(GroundConfig):
         v = getattr(args, f.name, None)
-        if v is not None:
+        if v is not None and f.name != "env":
             values[f.name] = v
     values["data"] = args.data
+    values["env"] = env.name
     cfg = GroundConfig(**values).validate()
     train_grounding(cfg, args.out, progress=not args.quiet, resume=not args.restart)
     print(f"grounded model in {Path(args.out) / 'model'}")
@@ -183,10 +184,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from kalm.rl.config import TrainConfig
 
-    _env(args, "train")
+    env = _env(args, "train")
+    flag = "" if env.name == "clevr" else f" --env {env.name}"
     if not Path(args.real).exists():
         raise CLIError(f"real dataset {args.real} not found; make one with "
-                       "`python -m kalm collect --episodes 4000 --out PATH`")
+                       f"`python -m kalm collect{flag} --episodes 4000 --out PATH`")
     if Path(args.real).is_dir():
         raise CLIError(f"--real {args.real} is a folder; pass a dataset file (.npz)")
     for p in args.imagined or []:
@@ -203,7 +205,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
               if getattr(args, f.name, None) is not None}
     values["real"] = args.real
-    cfg = TrainConfig(**values).validate()
+    values["env"] = env.name
+    cfg = TrainConfig(**values).validate()  # the data's env and the algorithm: train_policy
     from kalm.rl.train import train_policy
 
     summary = train_policy(cfg, args.out, progress=not (args.quiet or args.json),
@@ -216,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{d['real']['transitions']} real + {d['imagined_transitions']} imagined transitions, "
               f"{d['goal_texts']} goal texts")
         print(f"policy in {summary['policy']}; evaluate with "
-              f"`python -m kalm evaluate --policy {args.out} --suite all`")
+              f"`python -m kalm evaluate{flag} --policy {args.out} --suite all`")
     return 0
 
 
@@ -316,7 +319,7 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                     help="option defaults: cpu (2 cores, ~1 h), gpu, tiny (smoke test)")
     gr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_options(gr, GroundConfig, skip={"data"})
+    _add_config_options(gr, GroundConfig, skip={"data", "env"})
     gr.set_defaults(func=cmd_ground)
 
     im = sub.add_parser("imagine", help="imagine rollouts for goal texts with a grounded LM")
@@ -351,7 +354,7 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
     tr.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     tr.add_argument("--json", action="store_true", help="print the summary as JSON")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_options(tr, TrainConfig, skip={"real"})
+    _add_config_options(tr, TrainConfig, skip={"real", "env"})  # --env: add_env_option
     tr.set_defaults(func=cmd_train)
     return sub
 

@@ -356,6 +356,54 @@ class Environment(ABC):
     def render_state(self, obs: np.ndarray, *, width: int = 320, height: int = 240) -> np.ndarray:
         return self.episode_frames(np.asarray(obs)[None], None, width=width, height=height)[0]
 
+    # ----------------------------------------------------------------- grounding and imagination
+    codec_module: str = ""
+    """The module holding this environment's codec (``make_codec``; see ``kalm.llm.codec``)."""
+    grounding_defaults: Mapping[str, Any] = {}
+    """Grounding-config values this environment sets unless the user does (``GroundConfig``)."""
+
+    def make_codec(self, lm: Any, tokenizer: Any, cfg: Any) -> Any:
+        """The numeric codec (projections in, heads out; ``kalm.llm.codec``) for grounding
+        ``lm`` with config ``cfg``. Default: ``codec_module``'s ``make_codec``."""
+        import importlib
+
+        if not self.codec_module:
+            raise NotImplementedError(f"grounding is not built for {self.title}")
+        return importlib.import_module(self.codec_module).make_codec(lm, tokenizer, cfg)
+
+    def calibration_rollouts(self, rng: np.random.Generator, n: int, steps: int) -> list:
+        """``n`` made-up (text, states or None, actions) rollouts of ``steps`` steps, typical of
+        what the LM reads (int8 decoding's smoothing statistics): training-phrased goal texts
+        (never a suite's), random actions; states None: drawn around the data's statistics."""
+        out = []
+        for _ in range(n):
+            _, text = self.sample_goal(rng)
+            out.append((text, None, [self.action.sample(rng) for _ in range(steps)]))
+        return out
+
+    def imagine_start(self, goal: Any, seed: int) -> np.ndarray:
+        """The real initial state an imagined rollout for ``goal`` starts from (a seeded reset)."""
+        sim = self.make(goal)
+        try:
+            obs, _ = sim.reset(seed=int(seed), options={"goal": goal})
+        finally:
+            close = getattr(sim, "close", None)
+            if close is not None:
+                close()
+        return np.asarray(obs, np.float32)
+
+    def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
+                      seed: int | None = None, sim: Any = None) -> Any:
+        """Every validity check of one imagined rollout (``kalm.imagine.validity.RolloutValidity``):
+        match on the generated states, physical plausibility, and the open-loop replay of its
+        actions in the simulator (from ``s_0`` where states can be set, else from the seeded
+        reset ``seed``). Imagination never calls this; it judges what was imagined."""
+        raise NotImplementedError(f"validity checks are not built for {self.title}")
+
+    def validity_tolerances(self) -> dict[str, float]:
+        """The thresholds ``check_rollout`` uses, by name (recorded beside imagination results)."""
+        return {}
+
     # ----------------------------------------------------------------- helpers
     def require_stage(self, stage: str) -> None:
         """Raise ValueError saying that ``stage`` is not built for this environment yet."""
@@ -377,3 +425,100 @@ class Environment(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: state {self.state.dim}, {self.action.kind} {self.action.size}>"
 
+    # ---- app views
+    # What the app (kalm.ui and the pages) shows of this environment's episodes. Every hook has a
+    # default built from the state and action names (kalm.ui.plots' generic figures) and from the
+    # simulator, so a new environment gets sensible views without code of its own; an environment
+    # with views of its own (CLEVR-Robot's top view and push arrows) overrides them.
+    state_figure_title: ClassVar[str] = "State"
+    """The title of the default positions figure (``episode_figures``' ``"positions"``)."""
+
+    def views(self) -> Any | None:
+        """The module of this environment's own app figures (CLEVR-Robot: its top view, ball
+        positions, push arrows, ``BALL_HEX``), or None when the defaults are all it has."""
+        return None
+
+    def action_label(self, action: Any) -> str:
+        """A short text for one action: its name (discrete), or each channel with its value
+        (continuous: ``"dx +0.10, dy -0.20, dz +0.00, grip +1.00"``)."""
+        if self.action.discrete:
+            return self.action.names[int(action)]
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        return ", ".join(f"{n} {v:+.2f}" for n, v in zip(self.action.names, a))
+
+    def episode_figures(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray | None = None,
+        step: int | None = None,
+        *,
+        compare: np.ndarray | None = None,
+        names: tuple[str, str] = ("", "simulator"),
+    ) -> dict[str, Any]:
+        """Plotly figures of an episode, by name, in the order a page shows them.
+
+        ``step`` marks one step on every figure (a page's step slider); ``compare`` is a second
+        state sequence (the simulator's replay of an imagined rollout) drawn dotted beside the
+        first, the two labelled with ``names``. Default: ``"positions"`` (every present entity of
+        :attr:`state` over the steps) and, when there are actions, ``"actions"`` (each channel
+        over the steps, or the discrete action taken at each step)."""
+        from kalm.ui import plots
+
+        figs: dict[str, Any] = {"positions": plots.state_figure(
+            observations, self.state, step, title=self.state_figure_title, compare=compare,
+            names=names)}
+        if actions is not None and len(actions):
+            figs["actions"] = (
+                plots.discrete_actions_figure(actions, self.action.names, step)
+                if self.action.discrete else plots.channels_figure(actions, self.action.names, step))
+        return figs
+
+    def topview_image(self, observations: np.ndarray, size: int = 420) -> np.ndarray:
+        """A cheap RGB picture of a state sequence so far (no plotly, no renderer), for a view
+        redrawn at every generated step. Default: each present entity's x-y path from above."""
+        from kalm.ui.plots import paths_image
+
+        return paths_image(observations, self.state, size)
+
+    def step_errors_figure(self, errors: np.ndarray, tolerance: float, step: int | None = None,
+                           title: str = "Per-entity error") -> Any:
+        """A bar figure of each imagined transition's error per entity ``(T, groups)`` against
+        the simulator's, with the realistic-transition ``tolerance`` as a line."""
+        from kalm.ui.plots import entity_errors_figure
+
+        return entity_errors_figure(errors, [g for g, _, _ in self.state.groups], tolerance, step,
+                                    title=title)
+
+    def replay_frames(self, goal: Any, reset_seed: int, actions: Any, *, width: int = 320,
+                      height: int = 240) -> list[np.ndarray]:
+        """Frames of ``actions`` replayed in a simulator from the seeded reset of ``goal`` (a goal
+        or its JSON form), one frame per state."""
+        if isinstance(goal, Mapping):
+            goal = self.goal_from_dict(goal)
+        sim = self.make(width=width, height=height)
+        try:
+            sim.reset(seed=int(reset_seed), options={"goal": goal})
+            frames = [sim.render(width, height)]
+            for a in actions:
+                sim.step(a)
+                frames.append(sim.render(width, height))
+        finally:
+            sim.close()
+        return frames
+
+    def replay_video_frames(self, goal: Any, reset_seed: int, actions: Any, *, width: int = 320,
+                            height: int = 240) -> list[np.ndarray]:
+        """The frames a video of a replayed episode shows (the Compare page's side-by-side
+        videos). Default: :meth:`replay_frames`."""
+        return self.replay_frames(goal, reset_seed, actions, width=width, height=height)
+
+    def animated_frames(self, observations: np.ndarray, actions: Any, *, mode: str = "simulate",
+                        substep_frames: int = 4, width: int = 320,
+                        height: int = 240) -> list[np.ndarray]:
+        """Frames of a recorded episode with ``substep_frames`` frames per step and one last frame
+        (so ``frames[::substep_frames]`` is the scene at the start of every step): ``mode``
+        "simulate" runs each action from its recorded state, "states" draws the recorded states.
+        Default: each state's frame (:meth:`episode_frames`) held for its step."""
+        frames = self.episode_frames(observations, None, width=width, height=height)
+        k = max(1, int(substep_frames))
+        return [f for f in frames[:-1] for _ in range(k)] + frames[-1:]

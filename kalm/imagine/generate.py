@@ -8,13 +8,15 @@ in batches:
    derived from ``(seed, i, k)`` only, so a rollout does not depend on the others;
 2. ``generate_rollouts`` writes the rollout greedily from the goal text and ``s_0``, stopping when
    the goal's success rule holds on a generated state or at the horizon (``max_steps``, default
-   the goal's: 50, or 1 for ``move``);
+   the goal's: CLEVR 50, or 1 for ``move``; Meta-World 100-200);
 3. with ``explain``, ``explain_rollouts`` asks the LM what goal the rollout pursues (cycle
    consistency);
-4. ``check_rollout`` scores it (``kalm.imagine.validity``), and rewards are labelled from the
-   generated states with the spec's rules (dense and sparse ``goal_reward``, ``start_obs = s_0``),
-   terminal at the step where the goal is met. Non-finite rewards (from non-finite generated
-   states) are stored as 0.
+4. the environment's ``check_rollout`` scores it (``kalm.imagine.validity``), and rewards are
+   labelled from the generated states with the environment's rules (``reward_labels``: dense and
+   sparse, judged against ``s_0``), terminal at the step where the goal is met. Non-finite
+   rewards (from non-finite generated states) are stored as 0.
+
+The environment is the model's (``GroundedLM.env_name``).
 
 Nothing is filtered: every rollout is saved, as KALM did; ``filter_rollouts`` selects later.
 
@@ -59,21 +61,9 @@ from kalm.data.episodes import (
     make_meta,
     save_dataset,
 )
-from kalm.envs.clevr import ClevrRobotEnv
+from kalm.envs import get_env
 from kalm.evaluate import initial_state
-from kalm.goals.spec import goal_reward
-from kalm.goals.suites import GoalItem
-from kalm.imagine.validity import (
-    ABSURD_COORD,
-    OVERLAP_DISTANCE,
-    REALISTIC_TOLERANCE,
-    WORKBENCH_MARGIN,
-    RolloutValidity,
-    aggregate,
-    check_rollout,
-    goal_met_at,
-    validity_rates,
-)
+from kalm.imagine.validity import RolloutValidity, aggregate, validity_rates
 from kalm.runs import RunDir, write_json_atomic
 
 __all__ = [
@@ -178,25 +168,34 @@ def _load_parts(out: Path, fingerprint: str) -> dict[int, list[Episode]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _label(goal, observations: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, ...]:
+def first_success(env, goal, observations: np.ndarray, start: np.ndarray) -> int | None:
+    """First t >= 1 with ``goal`` holding on a finite ``observations[t]`` (judged against
+    ``start``), or None; a goal of horizon 1 (CLEVR's ``move``) only on ``observations[1]``."""
+    last = len(observations) - 1
+    if env.goal_horizon(goal) == 1:
+        last = min(1, last)
+    for t in range(1, last + 1):
+        s = observations[t]
+        if np.all(np.isfinite(s)) and env.success(goal, s, start):
+            return t
+    return None
+
+
+def _label(env, goal, observations: np.ndarray, met: int | None) -> tuple[np.ndarray, ...]:
     """(dense rewards, sparse rewards, terminals) of a rollout, from its states."""
     T = len(observations) - 1
-    dense = np.zeros(T, dtype=np.float64)
-    sparse = np.zeros(T, dtype=np.float64)
     with np.errstate(all="ignore"):
-        for t in range(T):
-            dense[t] = goal_reward(goal, observations[t], observations[t + 1], start, "dense")
-            sparse[t] = goal_reward(goal, observations[t], observations[t + 1], start, "sparse")
+        dense, sparse = env.reward_labels(goal, observations)
+    dense = np.asarray(dense, dtype=np.float64)
+    sparse = np.asarray(sparse, dtype=np.float64)
     terminals = np.zeros(T, dtype=bool)
-    met = goal_met_at(goal, observations, start)
     if met is not None:
         terminals[met - 1] = True
-    return np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0), sparse, terminals
+    return (np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0),
+            np.nan_to_num(sparse, nan=0.0, posinf=0.0, neginf=0.0), terminals)
 
 
-def _run_batch(
-    model, env: ClevrRobotEnv, plan: list[dict], cfg: ImagineConfig
-) -> tuple[list[Episode], dict]:
+def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[list[Episode], dict]:
     from kalm.llm.generate import explain_rollouts, generate_rollouts
 
     starts = np.stack([p["s0"] for p in plan]).astype(np.float32)
@@ -207,7 +206,7 @@ def _run_batch(
     # Cut each rollout at its first success (generation already stops there).
     cut = []
     for p, s0, r in zip(plan, starts, rolls):
-        met = goal_met_at(p["item"].goal, r.observations, s0)
+        met = first_success(env, p["item"].goal, r.observations, s0)
         T = len(r.actions) if met is None else met
         cut.append((r.observations[: T + 1], r.actions[:T]))
     texts = (explain_rollouts(model, [o for o, _ in cut], [a for _, a in cut])
@@ -215,9 +214,10 @@ def _run_batch(
     t2 = time.perf_counter()
     episodes = []
     for p, s0, (obs, acts), text in zip(plan, starts, cut, texts):
-        item: GoalItem = p["item"]
-        v = check_rollout(env, obs, acts, item.goal, s0, explanation=text)
-        dense, sparse, terminals = _label(item.goal, obs, s0)
+        item = p["item"]
+        v = env.check_rollout(item.goal, obs, acts, seed=p["reset_seed"], sim=sim,
+                              explanation=text, start_obs=s0)
+        dense, sparse, terminals = _label(env, item.goal, obs, v.success_step)
         episodes.append(Episode(
             text=item.text, goal=item.goal.to_dict(), category=item.category, seed=p["reset_seed"],
             observations=obs, actions=acts, rewards=dense, rewards_sparse=sparse,
@@ -266,19 +266,14 @@ def _write_validity_csv(
     atomic_write(path, write)
 
 
-def _summary(episodes: Sequence[Episode], validities: Sequence[RolloutValidity],
+def _summary(env, episodes: Sequence[Episode], validities: Sequence[RolloutValidity],
              generation: dict, config: dict) -> dict:
     return {
         "rollouts": len(episodes),
         "categories": aggregate(validities, [ep.category for ep in episodes]),
         "overall": validity_rates(list(validities)),
         "generation": generation,
-        "tolerances": {
-            "realistic_tolerance": REALISTIC_TOLERANCE,
-            "workbench_margin": WORKBENCH_MARGIN,
-            "overlap_distance": OVERLAP_DISTANCE,
-            "absurd_coord": ABSURD_COORD,
-        },
+        "tolerances": env.validity_tolerances(),
         "config": config["imagine"],
         "model_fingerprint": config["model_fingerprint"],
     }
@@ -302,7 +297,7 @@ def load_imagined(out: str | Path) -> tuple[Dataset, list[RolloutValidity]]:
 
 def imagine(
     model,
-    items: list[GoalItem],
+    items: list,
     per_goal: int,
     seed: int,
     out: str | Path,
@@ -351,7 +346,8 @@ def imagine(
     ]
     total = len(plan)
     batches = [plan[s : s + cfg.batch_size] for s in range(0, total, cfg.batch_size)]
-    env = ClevrRobotEnv()
+    env = get_env(getattr(model, "env_name", "clevr"))
+    sim = env.make()
     episodes: list[Episode] = []
     generated, gen_s, explain_s, check_s = 0, 0.0, 0.0, 0.0
     bar = None
@@ -370,9 +366,9 @@ def imagine(
                 episodes += reused
             else:
                 for p in batch:
-                    s0, p["reset_seed"] = initial_state(env, p["item"].goal, p["base_seed"])
+                    s0, p["reset_seed"] = initial_state(sim, p["item"].goal, p["base_seed"])
                     p["s0"] = np.asarray(s0, dtype=np.float32)
-                new, times = _run_batch(model, env, batch, cfg)
+                new, times = _run_batch(model, env, sim, batch, cfg)
                 save_dataset(Dataset(new, make_meta(kind="imagine-part", fingerprint=fingerprint)),
                              _part_path(out, first, batch[-1]["index"]))
                 episodes += new
@@ -408,7 +404,7 @@ def imagine(
     finally:
         if bar is not None:
             bar.close()
-        env.close()
+        sim.close()
 
     validities = [RolloutValidity.from_dict(ep.info["validity"]) for ep in episodes]
     dataset = Dataset(episodes, make_meta(kind="imagine", command=config["command"], config=config))
@@ -427,6 +423,6 @@ def imagine(
             round(generated / (gen_s + explain_s + check_s), 3) if generated else None
         ),
     }
-    write_json_atomic(out / "summary.json", _summary(episodes, validities, generation, config))
+    write_json_atomic(out / "summary.json", _summary(env, episodes, validities, generation, config))
     run.status("done", step=total, total=total, message=f"{total} rollouts imagined")
     return dataset, validities

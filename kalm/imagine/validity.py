@@ -1,8 +1,13 @@
 """Is an imagined rollout valid? Checks of one rollout against the goal and the simulator.
 
-A rollout is ``observations`` ``s_0..s_T`` (``(T + 1, 10)``; ``s_0`` comes from a real reset, the
-rest were written by the LM), ``actions`` ``a_0..a_{T-1}`` and the goal it was asked for.
-``check_rollout`` scores it on every check below and returns a :class:`RolloutValidity`:
+A rollout is ``observations`` ``s_0..s_T`` (``(T + 1, d)``; ``s_0`` comes from a real reset, the
+rest were written by the LM), ``actions`` ``a_0..a_{T-1}`` and the goal it was asked for. Each
+environment scores it (``Environment.check_rollout``) on the checks below and returns a
+:class:`RolloutValidity`; this module holds that record and what is done with many of them
+(rates per category, filtering). The rules as CLEVR-Robot applies them (its thresholds:
+``kalm.envs.clevr.validity``); Meta-World's version of each (it cannot be set to a state, so
+dynamics are judged by physical plausibility and by the open-loop replay from the seeded reset)
+is in ``kalm.envs.metaworld.validity``, its extra measures in ``RolloutValidity.extra``:
 
 ==========================  ===================================================================
 check                       rule
@@ -43,10 +48,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from kalm.envs.clevr import N_BALLS, OBS_DIM, ClevrRobotEnv
-from kalm.envs.clevr_model import BALL_RADIUS, WORKBENCH
-from kalm.goals.parser import goals_equivalent, parse_goal_text
-from kalm.goals.spec import Goal, Move, describes
 
 __all__ = [
     "REALISTIC_TOLERANCE",
@@ -65,22 +66,6 @@ __all__ = [
     "validity_rates",
     "filter_rollouts",
 ]
-
-# A transition is realistic when no ball lands farther than this from where the simulator puts
-# it. A clean push moves a ball 0.14-0.15, so 0.05 (about a third of a push) accepts "the right
-# ball pushed the right way, about the right distance" and rejects a missing push, a push of the
-# wrong ball or a wrong direction, and balls that drift or teleport. The simulator reproduces its
-# own recorded steps (float32 observations) to within about 0.001.
-REALISTIC_TOLERANCE = 0.05
-# The walls stop ball centres at the workbench edge; soft contacts let them pass it by about
-# 0.005 in the simulator. Farther out than this margin, a state is not physically reachable.
-WORKBENCH_MARGIN = 0.02
-# Two balls (radius 0.13) touch at a centre distance of 0.26; soft contacts let the simulator
-# squeeze them to about 0.256. Centres closer than 0.26 - 0.06 = 0.2 are balls inside each other.
-OVERLAP_MARGIN = 0.06
-OVERLAP_DISTANCE = 2 * BALL_RADIUS - OVERLAP_MARGIN
-# The workbench spans about 1.2; a coordinate beyond this is no position at all.
-ABSURD_COORD = 5.0
 
 FAILURE_TYPES: tuple[str, ...] = (
     "unmet_goal",
@@ -142,6 +127,9 @@ class RolloutValidity:
     another (None: not computed)."""
     step_errors: list[float | None] = field(default_factory=list)
     """Max per-ball error of each transition (None where a state is absurd)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Measures an environment adds (Meta-World: floating objects, gripper jumps, per-step
+    hand and object errors against the replay)."""
 
     # ----------------------------------------------------------------- derived
     @property
@@ -209,149 +197,6 @@ class RolloutValidity:
         """Rebuild from ``to_dict()`` output (derived keys are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# --------------------------------------------------------------------------------------------
-# Single checks
-# --------------------------------------------------------------------------------------------
-
-
-def per_ball_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distance per ball between observations ``a`` and ``b``: ``(..., 5)``."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return np.linalg.norm(d.reshape(*d.shape[:-1], N_BALLS, 2), axis=-1)
-
-
-def goal_met_at(goal: Goal, observations: np.ndarray, start_obs: np.ndarray) -> int | None:
-    """First t >= 1 with the goal holding on ``observations[t]`` (judged against ``start_obs``),
-    or None. A ``move`` goal is judged on ``observations[1]`` only."""
-    last = min(1, len(observations) - 1) if isinstance(goal, Move) else len(observations) - 1
-    for t in range(1, last + 1):
-        s = observations[t]
-        if np.all(np.isfinite(s)) and goal.holds(s, start_obs):
-            return t
-    return None
-
-
-def _absurd(states: np.ndarray) -> np.ndarray:
-    """(N,) bool: a coordinate is NaN, infinite or beyond ABSURD_COORD."""
-    with np.errstate(invalid="ignore"):
-        return ~np.all(np.isfinite(states) & (np.abs(states) <= ABSURD_COORD), axis=-1)
-
-
-def _out_of_workbench(states: np.ndarray) -> np.ndarray:
-    x0, x1, y0, y1 = WORKBENCH
-    m = WORKBENCH_MARGIN
-    xy = states.reshape(len(states), N_BALLS, 2)
-    with np.errstate(invalid="ignore"):
-        inside = (
-            (xy[..., 0] >= x0 - m) & (xy[..., 0] <= x1 + m)
-            & (xy[..., 1] >= y0 - m) & (xy[..., 1] <= y1 + m)
-        )
-    return ~np.all(inside, axis=-1)
-
-
-def _overlapping(states: np.ndarray) -> np.ndarray:
-    xy = states.reshape(len(states), N_BALLS, 2)
-    i, j = np.triu_indices(N_BALLS, k=1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.linalg.norm(xy[:, i] - xy[:, j], axis=-1)
-        return np.any(d < OVERLAP_DISTANCE, axis=-1)
-
-
-def replay_rollout(env: ClevrRobotEnv, start_obs: np.ndarray, actions: Sequence[int]) -> np.ndarray:
-    """The real observations ``(T + 1, 10)`` of ``actions`` run open loop from ``start_obs``."""
-    env.reset(options={"obs": np.asarray(start_obs, dtype=np.float64)})
-    out = [env.get_obs()]
-    for a in actions:
-        env.push(int(a))
-        out.append(env.get_obs())
-    return np.stack(out)
-
-
-def check_rollout(
-    env: ClevrRobotEnv,
-    observations: np.ndarray,
-    actions: np.ndarray,
-    goal: Goal,
-    start_obs: np.ndarray | None = None,
-    explanation: str | None = None,
-) -> RolloutValidity:
-    """Score one imagined rollout on every check (see the module docstring).
-
-    ``env`` is a scratch simulator (its state is overwritten). ``start_obs`` defaults to
-    ``observations[0]``. ``explanation``: the LM's goal text for this rollout, if computed.
-    """
-    obs = np.asarray(observations, dtype=np.float64)
-    acts = np.asarray(actions, dtype=np.int64).reshape(-1)
-    T = len(acts)
-    if obs.ndim != 2 or obs.shape != (T + 1, OBS_DIM):
-        raise ValueError(
-            f"a rollout of {T} actions needs observations of shape ({T + 1}, {OBS_DIM}); "
-            f"got {obs.shape}"
-        )
-    s0 = obs[0] if start_obs is None else np.asarray(start_obs, dtype=np.float64)
-    if not np.all(np.isfinite(s0)):
-        raise ValueError("the rollout's start state must be finite (it comes from a real reset)")
-
-    absurd = _absurd(obs)
-    generated = obs[1:]
-    # -- dynamics consistency, one transition at a time from the imagined state
-    step_errors: list[float | None] = []
-    means: list[float] = []
-    realistic = 0
-    first_bad: int | None = None
-    for t in range(T):
-        err = None
-        if not (absurd[t] or absurd[t + 1]):
-            err = per_ball_errors(env.simulate(obs[t], int(acts[t])), obs[t + 1])
-            if not np.all(np.isfinite(err)):  # the physics blew up (balls set inside walls)
-                err = None
-        if err is None:
-            step_errors.append(None)
-            ok = False
-        else:
-            step_errors.append(float(err.max()))
-            means.append(float(err.mean()))
-            ok = bool(err.max() <= REALISTIC_TOLERANCE)
-        realistic += ok
-        if not ok and first_bad is None:
-            first_bad = t
-    measured = [e for e in step_errors if e is not None]
-
-    # -- open-loop replay in the real simulator
-    replayed = replay_rollout(env, s0, acts)
-    replay_ok = goal_met_at(goal, replayed, s0) is not None
-    drift = None
-    if T and not absurd[-1]:
-        drift = float(per_ball_errors(replayed[-1], obs[-1]).mean())
-
-    success_step = goal_met_at(goal, obs, s0)
-    cycle = true_account = None
-    if explanation is not None:
-        explained = parse_goal_text(explanation)
-        cycle = goals_equivalent(explained, goal)
-        true_account = bool(explained is not None and T > 0 and not absurd[-1]
-                            and describes(explained, s0, obs[-1]))
-    return RolloutValidity(
-        steps=T,
-        goal_met=success_step is not None,
-        success_step=success_step,
-        transitions=T,
-        realistic_transitions=int(realistic),
-        first_unrealistic_step=first_bad,
-        dynamics_error_mean=float(np.mean(means)) if means else None,
-        dynamics_error_max=float(max(measured)) if measured else None,
-        out_of_workbench_states=int(np.sum(_out_of_workbench(generated) & ~absurd[1:])),
-        overlap_states=int(np.sum(_overlapping(generated) & ~absurd[1:])),
-        absurd_states=int(np.sum(absurd[1:])),
-        replay_success=bool(replay_ok),
-        replay_final_error=drift,
-        explanation=explanation,
-        cycle_consistent=cycle,
-        explanation_true=true_account,
-        step_errors=step_errors,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,3 +280,16 @@ def filter_rollouts(
             f"unknown requirement {unknown[0]!r}; choose from {', '.join(REQUIREMENTS)}"
         )
     return [ep for ep, v in zip(episodes, validities) if all(v.passes(r) for r in require)]
+
+
+# CLEVR-Robot's checks and thresholds under their historical names (``kalm.envs.clevr.validity``).
+_CLEVR_NAMES = {"REALISTIC_TOLERANCE", "WORKBENCH_MARGIN", "OVERLAP_MARGIN", "OVERLAP_DISTANCE",
+                "ABSURD_COORD", "check_rollout", "replay_rollout", "goal_met_at", "per_ball_errors"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLEVR_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module("kalm.envs.clevr.validity"), name)
+    raise AttributeError(f"module 'kalm.imagine.validity' has no attribute {name!r}")

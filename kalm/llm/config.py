@@ -23,12 +23,19 @@ class GroundConfig(JsonConfig):
                                         "explain_balls": False, "summary_features": "plain"}
 
     # --- data
+    env: str = "clevr"
+    """The environment the data comes from and the LM learns (``--env``): it makes the codec."""
     data: str = ""
     """Path of the offline dataset (.npz from `python -m kalm collect`)."""
     val_fraction: float = 0.1
     """Fraction of episodes held out for validation (split by episode, seeded)."""
     max_steps_per_episode: int = 12
     """Rollouts longer than this are cut (the expert needs ~4.5 steps for relations)."""
+    rollout_windows: bool = False
+    """False: a training rollout is the first ``max_steps_per_episode`` steps of an episode (CLEVR).
+    True: a window of that many steps starting anywhere in the episode, and imagination writes
+    long rollouts window by window, each prompted afresh with the goal and the window's first
+    state (Meta-World: 100-200-step episodes, which one CPU could not ground on whole)."""
     # --- model
     model: str = "smollm2-135m"
     """Base LM: a packaged name (smollm2-135m, gemma3-270m), a local HF folder or a .gguf file."""
@@ -109,6 +116,12 @@ class GroundConfig(JsonConfig):
     """Stop (with a checkpoint) after this many minutes; 0 = no limit."""
 
     def validate(self) -> "GroundConfig":
+        from kalm.envs import env_names
+
+        if self.env not in env_names():
+            raise ValueError(f"env must be one of {', '.join(env_names())}; got {self.env!r}")
+        if self.max_steps_per_episode < 1:
+            raise ValueError(f"max_steps_per_episode must be at least 1; got {self.max_steps_per_episode}")
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         if bad or not self.objectives:
             raise ValueError(f"objectives must be a non-empty subset of {OBJECTIVES}; got {self.objectives}")

@@ -1,8 +1,10 @@
 """Inference with a grounded LM: goal text + s0 -> rollout, rollout -> goal text, (s, a) -> s'.
 
-Generation is greedy (actions by argmax, states by regression), batched with left padding, and
-uses the KV cache: each step feeds only the new action / state positions. A sequence stops when
-its goal holds on a generated state (the goal spec's success rule) or at the horizon cap.
+Generation is greedy (actions by argmax or regression, states by regression), batched with left
+padding, and uses the KV cache: each step feeds only the new action / state positions. A sequence
+stops when its goal holds on a generated state (the environment's success rule) or at the
+horizon. Models grounded on rollout windows (``GroundedLM.window``) write long rollouts window by
+window: each window is prompted afresh with the goal text and its first state, as in training.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from kalm.goals.spec import Goal, Move, goal_horizon
 from kalm.llm.model import GroundedLM
 from kalm.llm.sequences import collate, dynamics_sequence, explain_prompt, rollout_prompt, State
 
@@ -28,7 +29,8 @@ __all__ = ["Rollout", "generate_rollouts", "warm_up", "decoder", "resolve_precis
 
 @dataclass
 class Rollout:
-    """An imagined rollout: states (T+1, 10), actions (T,), and whether the goal was met."""
+    """An imagined rollout: states (T+1, d), actions (T,) ids or (T, k) vectors, and whether the
+    goal was met."""
 
     text: str
     observations: np.ndarray
@@ -119,19 +121,17 @@ def calibration_embeds(model: GroundedLM, n: int = 6, steps: int = 12, seed: int
     """Input sequences typical of generation, for int8's smoothing statistics: rollouts and
     explanations of random pushes from random states, with goal texts in the training phrasing
     (no suite goal or wording: nothing here is fitted to the test goals)."""
-    from kalm.goals.language import describe
-    from kalm.goals.spec import Relation
-    from kalm.llm.codec import COLOR_WORDS, N_ACTIONS
     from kalm.llm.sequences import explain_sequence, rollout_sequence
 
+    env = _env_of(model)
     rng = np.random.default_rng(seed)
+    mean = model.codec.obs_mean.numpy()
+    std = model.codec.obs_std.numpy()
     out = []
-    for k in range(n):
-        src, dst = rng.choice(len(COLOR_WORDS), 2, replace=False)
-        goal = Relation(COLOR_WORDS[src], COLOR_WORDS[dst], ("left", "right", "front", "behind")[k % 4])
-        text = describe(goal, rng)
-        obs = rng.uniform(-0.45, 0.45, (steps + 1, 10)).astype(np.float32)
-        acts = rng.integers(0, N_ACTIONS, steps)
+    for k, (text, obs, acts) in enumerate(env.calibration_rollouts(rng, n, steps)):
+        if obs is None:  # states around the data's
+            obs = (mean + std * rng.standard_normal((steps + 1, len(mean)))).astype(np.float32)
+        acts = _actions_array(list(acts), model)
         seq = (rollout_sequence(text, obs, acts, model.prompt_style) if k % 2 == 0 else
                explain_sequence(text, obs, acts, model.prompt_style, model.codec.explain_balls))
         batch = collate([seq], model.tokenizer, model.positions_per_state)
@@ -178,12 +178,29 @@ def _compact_due(active: int, finished: int) -> bool:
     return finished > 0 and (finished * 8 >= active or active - finished <= 2)
 
 
+def _env_of(model: GroundedLM):
+    from kalm.envs import get_env
+
+    return get_env(getattr(model, "env_name", "clevr"))
+
+
+def _action_item(a: np.ndarray):
+    return int(a) if np.ndim(a) == 0 else np.asarray(a, np.float32).copy()
+
+
+def _actions_array(acts: list, model: GroundedLM) -> np.ndarray:
+    if model.codec.action_kind == "discrete":
+        return np.asarray(acts, dtype=np.int64)
+    k = model.codec.action_dim
+    return np.asarray(acts, dtype=np.float32).reshape(len(acts), k)
+
+
 @torch.no_grad()
 def generate_rollouts(
     model: GroundedLM,
     texts: Sequence[str],
     initial_obs: np.ndarray,
-    goals: Sequence[Goal | None] | None = None,
+    goals: Sequence | None = None,
     max_steps: int | None = None,
     bf16: bool = False,
     on_step: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
@@ -191,31 +208,85 @@ def generate_rollouts(
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
-    ``goals``: goal specs used only to stop early (None: run to ``max_steps``). ``max_steps``
-    defaults to each goal's horizon (1 for ``move``), capped at 50. ``on_step(t, observations,
-    actions, done)`` is called after each generated step ``t`` (0-based) with the rollouts so far:
-    ``observations`` (n, t + 2, obs_dim) from s_0, ``actions`` (n, t + 1) and ``done`` (n,) bool
-    (a finished rollout's later entries repeat its last ones), so a viewer can draw them live.
-    ``precision``: the decoding path (``resolve_precision``; default int8 on this CPU).
+    ``goals``: goal objects used only to stop early (None: run to ``max_steps``). ``max_steps``
+    defaults to each goal's horizon (the environment's ``goal_horizon``: CLEVR 50, 1 for
+    ``move``; Meta-World 100-200); a goal of horizon 1 always gets 1. ``on_step(t,
+    observations, actions, done)`` is called after each generated step ``t`` (0-based) with the
+    rollouts so far: ``observations`` (n, t + 2, obs_dim) from s_0, ``actions`` (n, t + 1) (or
+    (n, t + 1, k)) and ``done`` (n,) bool (a finished rollout's later entries repeat its last
+    ones), so a viewer can draw them live. ``precision``: the decoding path
+    (``resolve_precision``; default int8 on this CPU).
 
     The prompt of each distinct text is computed once and shared by the rows that use it, and
     finished rows leave the batch, so the cost follows the positions actually generated.
     """
     model.eval()
+    env = _env_of(model)
     n = len(texts)
     initial_obs = np.asarray(initial_obs, dtype=np.float32).reshape(n, -1)
     goals = list(goals) if goals is not None else [None] * n
-    horizons = [max_steps or (goal_horizon(g) if g is not None else 50) for g in goals]
-    if max_steps:
-        horizons = [min(h, max_steps) if not isinstance(g, Move) else 1 for h, g in zip(horizons, goals)]
+    horizons = []
+    for g in goals:
+        base = env.goal_horizon(g) if g is not None else env.horizon
+        horizons.append(base if not max_steps else (1 if base == 1 else int(max_steps)))
     if n == 0:
         return []
+    W = int(getattr(model, "window", 0) or 0)
+    if not W or max(horizons) <= W:
+        obs, acts, met = _generate(model, env, list(texts), initial_obs, goals, horizons,
+                                   initial_obs, bf16, on_step, precision)
+    else:  # window by window, each prompted afresh from its first state
+        obs = [[initial_obs[i]] for i in range(n)]
+        acts: list[list] = [[] for _ in range(n)]
+        met = np.zeros(n, dtype=bool)
+        active = list(range(n))
+        offset = 0
+        while active:
+            steps = [min(W, horizons[i] - len(acts[i])) for i in active]
+
+            def chunk_step(t, O, A, done, _active=tuple(active), _offset=offset):
+                if on_step is None:
+                    return
+                full_o = [list(o) for o in obs]
+                full_a = [list(a) for a in acts]
+                for j, i in enumerate(_active):
+                    full_o[i] = full_o[i] + list(O[j, 1:])
+                    full_a[i] = full_a[i] + list(A[j])
+                all_done = np.ones(n, dtype=bool)
+                all_done[list(_active)] = done
+                on_step(_offset + t, *_padded(full_o, full_a, _offset + t, model), all_done)
+
+            sub_o, sub_a, sub_met = _generate(
+                model, env, [texts[i] for i in active], np.stack([obs[i][-1] for i in active]),
+                [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision)
+            still = []
+            for j, i in enumerate(active):
+                obs[i] += sub_o[j][1:]
+                acts[i] += sub_a[j]
+                if sub_met[j]:
+                    met[i] = True
+                elif len(acts[i]) < horizons[i] and len(sub_a[j]) == steps[j]:
+                    still.append(i)
+            offset += W
+            active = still
+    return [Rollout(texts[i], np.stack(obs[i]).astype(np.float32), _actions_array(acts[i], model),
+                    bool(met[i])) for i in range(n)]
+
+
+def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray, goals: list,
+              horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision):
+    """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
+    against ``start_obs`` (the episode's s_0, which a later window does not start from)."""
+    n = len(texts)
     dec = decoder(model, precision)
     # Distinct prompts once, then fanned out to their rows.
     unique: dict[str, int] = {}
     row_text = [unique.setdefault(t, len(unique)) for t in texts]
     prompts = [rollout_prompt(t, model.prompt_style) for t in unique]
     P = model.positions_per_state
+    traj_obs = [[initial_obs[i]] for i in range(n)]
+    traj_act: list[list] = [[] for _ in range(n)]
+    met = np.zeros(n, dtype=bool)
     with _autocast(bf16):
         batch = collate(prompts, model.tokenizer, P, left_pad=True)
         capacity = batch.input_ids.shape[1] + (P + 1) * (max(horizons) + 1)
@@ -224,12 +295,9 @@ def generate_rollouts(
         obs = torch.from_numpy(initial_obs)
         h = dec.feed(model.codec.embed_states(obs).to(torch.float32))
         rows = np.arange(n)  # original index of each active cache row
-        traj_obs = [[initial_obs[i]] for i in range(n)]
-        traj_act: list[list[int]] = [[] for _ in range(n)]
-        met = np.zeros(n, dtype=bool)
         done = np.zeros(n, dtype=bool)
         for t in range(max(horizons)):
-            a = model.codec.action_logits(h, obs).argmax(-1)
+            a = model.codec.predict_action(h, obs)
             h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
             nxt = model.codec.next_state(h, obs, a)
             a_np, nxt_np = a.numpy(), nxt.numpy()
@@ -237,17 +305,17 @@ def generate_rollouts(
             for j, i in enumerate(rows):
                 if done[i]:
                     continue  # finished, waiting for the next compaction
-                traj_act[i].append(int(a_np[j]))
+                traj_act[i].append(_action_item(a_np[j]))
                 traj_obs[i].append(nxt_np[j].copy())
                 g = goals[i]
-                if g is not None and g.holds(nxt_np[j], initial_obs[i]):
+                if g is not None and env.success(g, nxt_np[j], start_obs[i]):
                     met[i] = done[i] = True
                 elif t + 1 >= horizons[i]:
                     done[i] = True
                 else:
                     keep.append(j)
             if on_step is not None:
-                on_step(t, *_padded(traj_obs, traj_act, t), done.copy())
+                on_step(t, *_padded(traj_obs, traj_act, t, model), done.copy())
             if not keep:
                 break
             obs = nxt
@@ -256,14 +324,17 @@ def generate_rollouts(
                 dec.select(idx)
                 rows, obs = rows[keep], obs[idx]
             h = dec.feed(model.codec.embed_states(obs).to(h.dtype))
-    return [Rollout(texts[i], np.stack(traj_obs[i]).astype(np.float32),
-                    np.asarray(traj_act[i], dtype=np.int64), bool(met[i])) for i in range(n)]
+    return traj_obs, traj_act, met
 
 
-def _padded(traj_obs: list, traj_act: list, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, t + 2, d) states and (n, t + 1) actions; a finished rollout repeats its last entries."""
+def _padded(traj_obs: list, traj_act: list, t: int, model: GroundedLM | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, t + 2, d) states and (n, t + 1) actions (or (n, t + 1, k)); a finished rollout
+    repeats its last entries."""
     O = np.stack([np.stack(o + [o[-1]] * (t + 2 - len(o))) for o in traj_obs])
-    A = np.stack([np.asarray(a + [a[-1]] * (t + 1 - len(a)), dtype=np.int64) for a in traj_act])
+    discrete = model is None or model.codec.action_kind == "discrete"
+    dtype = np.int64 if discrete else np.float32
+    A = np.stack([np.asarray(a + [a[-1]] * (t + 1 - len(a)), dtype=dtype) for a in traj_act])
     return O, A
 
 
@@ -271,7 +342,8 @@ def _padded(traj_obs: list, traj_act: list, t: int) -> tuple[np.ndarray, np.ndar
 def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence[np.ndarray],
                  actions: Sequence[np.ndarray], bf16: bool = False,
                  precision: str | None = None) -> np.ndarray:
-    """Teacher-forced next action after each real prefix (s0 a0 ... s_t): (N,) argmax actions.
+    """Teacher-forced next action after each real prefix (s0 a0 ... s_t): (N,) argmax actions
+    (continuous: (N, k) regressed actions).
 
     ``observations[i]`` holds s_0..s_t and ``actions[i]`` a_0..a_{t-1}.
     """
@@ -285,7 +357,7 @@ def next_actions(model: GroundedLM, texts: Sequence[str], observations: Sequence
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         h = decoder(model, precision).start(model.embed(batch), batch.attention_mask)
         last = np.stack([np.asarray(o, np.float32)[len(a)] for o, a in zip(observations, actions)])
-        return model.codec.action_logits(h, torch.from_numpy(last)).argmax(-1).numpy()
+        return model.codec.predict_action(h, torch.from_numpy(last)).numpy()
 
 
 class ActionSession:
@@ -301,11 +373,11 @@ class ActionSession:
                  precision: str | None = None) -> None:
         self.model, self.text, self.context, self.precision = model, text, int(context), precision
         self.obs: list[np.ndarray] = []
-        self.actions: list[int] = []
+        self.actions: list = []
         self._dec = None
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray):
         m = self.model
         self.obs.append(np.asarray(obs, dtype=np.float32))
         o = torch.from_numpy(self.obs[-1][None])
@@ -314,7 +386,7 @@ class ActionSession:
         else:  # first step, or the window slid: prefill the kept history
             k = min(len(self.actions), self.context)
             hist_obs = self.obs[len(self.obs) - k - 1:]
-            hist_act = np.asarray(self.actions[len(self.actions) - k:], dtype=np.int64)
+            hist_act = _actions_array(self.actions[len(self.actions) - k:], m)
             from kalm.llm.sequences import rollout_sequence
 
             seq = rollout_sequence(self.text, np.stack(hist_obs), hist_act, m.prompt_style)
@@ -322,8 +394,9 @@ class ActionSession:
             self._dec = decoder(m, self.precision)
             h = self._dec.start(m.embed(batch), batch.attention_mask,
                                 capacity=batch.input_ids.shape[1] + 2 * (self.context + 1))
-        a = int(m.codec.action_logits(h, o).argmax(-1)[0])
-        self._dec.feed(m.codec.embed_actions(torch.tensor([a])).unsqueeze(1))
+        a_t = m.codec.predict_action(h, o)
+        self._dec.feed(m.codec.embed_actions(a_t).unsqueeze(1))
+        a = _action_item(a_t[0].numpy())
         self.actions.append(a)
         return a
 
@@ -331,16 +404,17 @@ class ActionSession:
 @torch.no_grad()
 def predict_next_states(model: GroundedLM, obs: np.ndarray, actions: np.ndarray,
                         bf16: bool = False, precision: str | None = None) -> np.ndarray:
-    """The LM's dynamics: (N, 10) states and (N,) actions -> (N, 10) predicted next states."""
+    """The LM's dynamics: (N, d) states and (N,) (or (N, k)) actions -> (N, d) next states."""
     model.eval()
     obs = np.asarray(obs, dtype=np.float32)
-    seqs = [dynamics_sequence(o, int(a), o, model.prompt_style)[:-1] for o, a in zip(obs, actions)]
+    seqs = [dynamics_sequence(o, a, o, model.prompt_style)[:-1] for o, a in zip(obs, actions)]
     with _autocast(bf16):
         batch = collate(seqs, model.tokenizer, model.positions_per_state, left_pad=True)
         # Read from the last position (the text before the next state), as in training.
         h = decoder(model, precision).start(model.embed(batch), batch.attention_mask)
-        return model.codec.next_state(h, torch.from_numpy(obs),
-                                      torch.as_tensor(np.asarray(actions), dtype=torch.long)).numpy()
+        a = np.asarray(actions)
+        a = torch.as_tensor(a, dtype=torch.long if model.codec.action_kind == "discrete" else torch.float32)
+        return model.codec.next_state(h, torch.from_numpy(obs), a).numpy()
 
 
 @torch.no_grad()
@@ -409,8 +483,13 @@ def _newline_ids(tok) -> frozenset:
 
 def warm_up(model: GroundedLM) -> None:
     """Make ``model`` ready for fast generation (the app calls it once, in the background)."""
-    from kalm.llm.codec import OBS_DIM
-
-    generate_rollouts(model, ["warm up"], np.zeros((1, OBS_DIM), np.float32), max_steps=1)
-    explain_rollouts(model, [np.zeros((2, OBS_DIM), np.float32)], [np.zeros(1, np.int64)],
+    d = model.codec.obs_dim
+    generate_rollouts(model, ["warm up"], np.zeros((1, d), np.float32), max_steps=1)
+    explain_rollouts(model, [np.zeros((2, d), np.float32)], [_actions_array([_zero_action(model)], model)],
                      max_new_tokens=1)
+
+
+def _zero_action(model: GroundedLM):
+    if model.codec.action_kind == "discrete":
+        return 0
+    return np.zeros(model.codec.action_dim, np.float32)

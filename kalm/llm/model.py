@@ -1,4 +1,4 @@
-"""GroundedLM: any HF decoder-only causal LM + a NumericCodec, trained on the four objectives.
+"""GroundedLM: any HF decoder-only causal LM + an environment's codec, trained on the four objectives.
 
 The base model is composed, not forked: vectors replace the input embeddings of placeholder
 positions (``inputs_embeds``), and numeric heads read the final hidden states. The LM head is only
@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kalm.llm.codec import COLOR_WORDS, DIRECTION_WORDS, NumericCodec
 from kalm.llm.sequences import Batch
 
 __all__ = ["GroundedLM", "word_embeddings", "embedding_scale"]
@@ -45,24 +44,34 @@ def embedding_scale(model: nn.Module) -> float:
 
 
 class GroundedLM(nn.Module):
-    """A causal LM that reads and writes CLEVR-Robot states and actions."""
+    """A causal LM that reads and writes an environment's states and actions.
+
+    ``codec``: the environment's numeric codec (``kalm.llm.codec``); without one, CLEVR-Robot's
+    is built from the remaining options (the historical signature). ``env_name`` says which
+    environment's states these are; ``rollout_windows`` whether imagination writes long rollouts
+    window by window of ``window`` steps (``GroundConfig.rollout_windows``).
+    """
 
     def __init__(self, lm: nn.Module, tokenizer, state_tokens: str = "state", codec_hidden: int = 256,
-                 codec: NumericCodec | None = None, prompt_style: str = "kalm",
+                 codec: nn.Module | None = None, prompt_style: str = "kalm",
                  action_head: str = "mlp", dynamics_head: str = "mlp",
-                 explain_balls: bool = False, summary_features: str = "plain") -> None:
+                 explain_balls: bool = False, summary_features: str = "plain",
+                 env_name: str = "clevr", window: int = 0) -> None:
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
         self.prompt_style = prompt_style
-        hidden = lm.get_input_embeddings().weight.shape[1]
+        self.env_name = env_name
+        self.window = int(window)
         if codec is None:
-            words = set(COLOR_WORDS) | {w for ws in DIRECTION_WORDS for w in ws}
-            scale = embedding_scale(lm)
-            codec = NumericCodec(hidden, state_tokens, codec_hidden,
-                                 word_embeddings(lm, tokenizer, words), embed_scale=scale,
-                                 action_head=action_head, dynamics_head=dynamics_head,
-                                 explain_balls=explain_balls, summary_features=summary_features)
+            from types import SimpleNamespace
+
+            from kalm.envs import get_env
+
+            opts = SimpleNamespace(state_tokens=state_tokens, codec_hidden=codec_hidden,
+                                   action_head=action_head, dynamics_head=dynamics_head,
+                                   explain_balls=explain_balls, summary_features=summary_features)
+            codec = get_env(env_name).make_codec(lm, tokenizer, opts)
         self.codec = codec
 
     @property
@@ -116,8 +125,8 @@ class GroundedLM(nn.Module):
             tgt = (batch.st_target - batch.st_base) / scale
             out["state"] = F.mse_loss(pred, tgt)
         if len(batch.at_b):
-            logits = self.codec.action_logits(h[batch.at_b, batch.at_pos], batch.at_obs)
-            out["action"] = F.cross_entropy(logits, batch.at_target)
+            out["action"] = self.codec.action_loss(h[batch.at_b, batch.at_pos], batch.at_obs,
+                                                   batch.at_target)
         if len(batch.tt_b):
             head = self.lm.get_output_embeddings()
             logits = head(h[batch.tt_b, batch.tt_pos].to(head.weight.dtype)).float()
@@ -144,11 +153,9 @@ class GroundedLM(nn.Module):
             self.lm.save_pretrained(str(folder / "adapter"), safe_serialization=True)
         else:
             save_file(self.trainable_lm_state(), str(folder / "lm_trainable.safetensors"))
-        meta = {"state_tokens": self.codec.state_tokens, "prompt_style": self.prompt_style,
-                "codec_hidden": self.codec.state_head[1][0].out_features,
-                "action_head": self.codec.action_head_kind, "dynamics_head": self.codec.dynamics_head_kind,
-                "explain_balls": self.codec.explain_balls, "summary_features": self.codec.summary_kind,
-                **(extra or {})}
+        meta = {**self.codec.design(), "prompt_style": self.prompt_style, **(extra or {})}
+        if self.env_name != "clevr":
+            meta["env"] = self.env_name
         (folder / "grounded.json").write_text(json.dumps(meta, indent=2))
 
     @torch.no_grad()

@@ -36,6 +36,7 @@ __all__ = [
     "Summary",
     "Segment",
     "Batch",
+    "action_value",
     "rollout_prompt",
     "rollout_sequence",
     "dynamics_sequence",
@@ -64,7 +65,8 @@ class State:
 
 @dataclass
 class Action:
-    action: int
+    action: Any
+    """A discrete action id (int), or a continuous action (float vector)."""
     target: bool = False
     maskable: bool = False
     """May be replaced by the mask vector at training time (goal->rollout only)."""
@@ -76,6 +78,7 @@ class Summary:
 
     final: np.ndarray
     initial: np.ndarray
+    positions: int = 5
 
 
 Segment = Union[Text, State, Action, Summary]
@@ -116,20 +119,27 @@ def rollout_prompt(goal_text: str, style: str = "kalm") -> list[Segment]:
     return [Text(_p(style, "rollout", goal_text))]
 
 
+def action_value(a: Any) -> Any:
+    """An action as a segment holds it: an int id, or a float32 vector (continuous)."""
+    if np.ndim(a) == 0:
+        return int(a)
+    return np.asarray(a, dtype=np.float32).reshape(-1)
+
+
 def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray,
                      style: str = "kalm") -> list[Segment]:
     seq = rollout_prompt(goal_text, style)
     seq.append(State(observations[0]))
     for t, a in enumerate(actions):
-        seq.append(Action(int(a), target=True, maskable=True))
+        seq.append(Action(action_value(a), target=True, maskable=True))
         seq.append(State(observations[t + 1], target=True, base=observations[t]))
     return seq
 
 
-def dynamics_sequence(obs: np.ndarray, action: int, next_obs: np.ndarray,
+def dynamics_sequence(obs: np.ndarray, action: Any, next_obs: np.ndarray,
                       style: str = "kalm") -> list[Segment]:
     return [Text(_p(style, "dyn_state")), State(obs), Text(_p(style, "dyn_action")),
-            Action(int(action)), Text(_p(style, "dyn_next")),
+            Action(action_value(action)), Text(_p(style, "dyn_next")),
             State(next_obs, target=True, base=obs)]
 
 
@@ -143,7 +153,7 @@ def explain_prompt(observations: np.ndarray, actions: np.ndarray, style: str = "
                    summary: bool = False) -> list[Segment]:
     seq: list[Segment] = [Text(_p(style, "explain")), State(observations[0])]
     for t, a in enumerate(actions):
-        seq.append(Action(int(a)))
+        seq.append(Action(action_value(a)))
         seq.append(State(observations[t + 1]))
     if summary:
         seq.append(Summary(np.asarray(observations[-1]), np.asarray(observations[0])))
@@ -167,14 +177,15 @@ class Batch:
     state_obs: torch.Tensor  # (Ns, 10)
     action_b: torch.Tensor
     action_pos: torch.Tensor
-    action_ids: torch.Tensor
+    action_ids: torch.Tensor  # (Na,) long ids, or (Na, k) float continuous actions
     action_maskable: torch.Tensor  # bool
     st_b: torch.Tensor  # state targets: read from hidden at st_pos
     st_pos: torch.Tensor
     st_target: torch.Tensor  # (Nt, 10)
     st_base: torch.Tensor  # (Nt, 10)
     st_episode: torch.Tensor  # (Nt,) bool: whole-episode change (consequence)
-    st_action: torch.Tensor  # (Nt,) the push between base and target (-1: none, e.g. consequence)
+    st_action: torch.Tensor  # (Nt,) the push between base and target (-1: none, e.g. consequence);
+    # continuous actions: (Nt, k), a row of NaN where none
     at_b: torch.Tensor  # action targets
     at_pos: torch.Tensor
     at_target: torch.Tensor
@@ -216,6 +227,23 @@ def _placeholder_id(tokenizer) -> int:
     return int(pid if pid is not None else tokenizer.eos_token_id)
 
 
+def _dims(sequences: Sequence[list[Segment]]) -> tuple[int, int | None]:
+    """(state width, action width or None for discrete ids) of a batch's segments."""
+    obs_dim, act_dim = 10, None
+    found_obs = found_act = False
+    for seq in sequences:
+        for seg in seq:
+            if not found_obs and isinstance(seg, State):
+                obs_dim, found_obs = int(np.asarray(seg.obs).shape[-1]), True
+            elif not found_act and isinstance(seg, Action):
+                found_act = True
+                if np.ndim(seg.action) > 0:
+                    act_dim = int(np.asarray(seg.action).shape[-1])
+            if found_obs and found_act:
+                return obs_dim, act_dim
+    return obs_dim, act_dim
+
+
 def collate(
     sequences: Sequence[list[Segment]],
     tokenizer,
@@ -232,10 +260,12 @@ def collate(
     S: dict[str, list] = {k: [] for k in ("sb", "sp", "so", "ab", "ap", "ai", "am",
                                           "tb", "tp", "tg", "tbase", "te", "ta", "ub", "up", "ua",
                                           "uo", "xb", "xp", "xt", "mb", "mp", "mf", "mi")}
-    zero = np.zeros(10, np.float32)
+    obs_dim, act_dim = _dims(sequences)
+    zero = np.zeros(obs_dim, np.float32)
+    none = -1 if act_dim is None else np.full(act_dim, np.nan, np.float32)
     for b, seq in enumerate(sequences):
         ids: list[int] = []
-        last_obs, last_action = zero, -1  # the latest state input, and the push since it
+        last_obs, last_action = zero, none  # the latest state input, and the action since it
         for seg in seq:
             if isinstance(seg, Text):
                 tid = tokens(seg.text)
@@ -252,19 +282,19 @@ def collate(
                     S["tbase"].append(np.asarray(seg.base, np.float32))
                     S["te"].append(bool(seg.episode))
                     S["ta"].append(last_action)
-                last_obs, last_action = np.asarray(seg.obs, np.float32), -1
+                last_obs, last_action = np.asarray(seg.obs, np.float32), none
                 S["sb"].append(b); S["sp"].append(len(ids)); S["so"].append(last_obs)
                 ids.extend([ph] * positions_per_state)
             elif isinstance(seg, Summary):
                 S["mb"].append(b); S["mp"].append(len(ids))
                 S["mf"].append(np.asarray(seg.final, np.float32))
                 S["mi"].append(np.asarray(seg.initial, np.float32))
-                ids.extend([ph] * 5)
+                ids.extend([ph] * seg.positions)
             else:
                 if seg.target:
                     S["ub"].append(b); S["up"].append(len(ids) - 1); S["ua"].append(seg.action)
                     S["uo"].append(last_obs)
-                last_action = int(seg.action)
+                last_action = seg.action
                 S["ab"].append(b); S["ap"].append(len(ids)); S["ai"].append(seg.action)
                 S["am"].append(seg.maskable)
                 ids.append(ph)
@@ -285,8 +315,13 @@ def collate(
         pp = torch.tensor(S[pk], dtype=torch.long)
         return bb, (pp + sh[bb] if len(bb) else pp)
 
-    def vecs(k: str) -> torch.Tensor:
-        return torch.from_numpy(np.stack(S[k])) if S[k] else torch.zeros((0, 10))
+    def vecs(k: str, width: int = obs_dim) -> torch.Tensor:
+        return torch.from_numpy(np.stack(S[k]).astype(np.float32)) if S[k] else torch.zeros((0, width))
+
+    def acts(k: str) -> torch.Tensor:
+        if act_dim is None:
+            return torch.tensor(S[k], dtype=torch.long)
+        return vecs(k, act_dim)
 
     sb, sp = idx("sb", "sp")
     ab, ap = idx("ab", "ap")
@@ -297,12 +332,12 @@ def collate(
     return Batch(
         input_ids=input_ids, attention_mask=mask,
         state_b=sb, state_pos=sp, state_obs=vecs("so"),
-        action_b=ab, action_pos=ap, action_ids=torch.tensor(S["ai"], dtype=torch.long),
+        action_b=ab, action_pos=ap, action_ids=acts("ai"),
         action_maskable=torch.tensor(S["am"], dtype=torch.bool),
         st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"),
         st_episode=torch.tensor(S["te"], dtype=torch.bool),
-        st_action=torch.tensor(S["ta"], dtype=torch.long),
-        at_b=ub, at_pos=up, at_target=torch.tensor(S["ua"], dtype=torch.long), at_obs=vecs("uo"),
+        st_action=acts("ta"),
+        at_b=ub, at_pos=up, at_target=acts("ua"), at_obs=vecs("uo"),
         tt_b=xb, tt_pos=xp, tt_target=torch.tensor(S["xt"], dtype=torch.long),
         sm_b=mb, sm_pos=mp, sm_final=vecs("mf"), sm_initial=vecs("mi"),
         lengths=[len(r) for r in rows],

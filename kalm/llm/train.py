@@ -68,14 +68,17 @@ class GroundingData:
         names = list(cfg.objectives)
         w = np.array([cfg.objective_weights.get(o, 1.0) for o in names], dtype=np.float64)
         self.objectives, self.weights = names, w / w.sum()
+        self.summary = bool(cfg.explain_balls)
+        """Explanation prompts end with the codec's summary positions (set from the codec)."""
 
     @classmethod
     def from_dataset(cls, dataset, indices: np.ndarray, cfg: GroundConfig) -> "GroundingData":
         eps = []
         for i in indices:
             e = dataset[int(i)]
-            eps.append(_Ep(e.text, np.asarray(e.observations, np.float32),
-                           np.asarray(e.actions, np.int64), bool(e.success)))
+            a = np.asarray(e.actions)
+            a = a.astype(np.int64) if a.ndim == 1 else a.astype(np.float32)
+            eps.append(_Ep(e.text, np.asarray(e.observations, np.float32), a, bool(e.success)))
         return cls(eps, cfg)
 
     def sample(self, rng: np.random.Generator, objective: str | None = None):
@@ -87,14 +90,17 @@ class GroundingData:
             while len(e.actions) == 0:
                 e = self.all[rng.integers(len(self.all))]
             t = rng.integers(len(e.actions))
-            return dynamics_sequence(e.obs[t], int(e.actions[t]), e.obs[t + 1], st)
+            return dynamics_sequence(e.obs[t], e.actions[t], e.obs[t + 1], st)
         e = self.succ[rng.integers(len(self.succ))]
         if obj == "consequence":
             return consequence_sequence(e.text, e.obs[0], e.obs[-1], st)
-        obs, act = e.obs[: T + 1], e.actions[:T]
+        start = 0
+        if self.cfg.rollout_windows and len(e.actions) > T:
+            start = int(rng.integers(len(e.actions) - T + 1))
+        obs, act = e.obs[start : start + T + 1], e.actions[start : start + T]
         if obj == "rollout":
             return rollout_sequence(e.text, obs, act, st)
-        return explain_sequence(e.text, obs, act, st, self.cfg.explain_balls)
+        return explain_sequence(e.text, obs, act, st, self.summary)
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Observation mean/std, one-push change std, whole-episode change std."""
@@ -123,9 +129,11 @@ def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:
     else:
         for p in lm.parameters():
             p.requires_grad_(True)
-    return GroundedLM(lm, tokenizer, cfg.state_tokens, cfg.codec_hidden, prompt_style=cfg.prompt_style,
-                      action_head=cfg.action_head, dynamics_head=cfg.dynamics_head,
-                      explain_balls=cfg.explain_balls, summary_features=cfg.summary_features)
+    from kalm.envs import get_env
+
+    codec = get_env(cfg.env).make_codec(lm, tokenizer, cfg)
+    return GroundedLM(lm, tokenizer, codec=codec, prompt_style=cfg.prompt_style, env_name=cfg.env,
+                      window=cfg.max_steps_per_episode if cfg.rollout_windows else 0)
 
 
 def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
@@ -145,7 +153,7 @@ def load_grounded(folder: str | Path, lm=None, tokenizer=None) -> GroundedLM:
 
 
 # Config fields that decide the shape of what is trained: an init_from folder must share them.
-_DESIGN_KEYS = ("model", "lm_layers", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
+_DESIGN_KEYS = ("env", "model", "lm_layers", "prompt_style", "state_tokens", "adapter", "lora_r", "lora_alpha",
                 "lora_targets", "codec_hidden", "action_head", "dynamics_head", "explain_balls",
                 "summary_features")
 
@@ -229,6 +237,8 @@ def train_grounding(
         run.status("running", 0, cfg.steps, "loading data and model")
 
     dataset = load_dataset(cfg.data)
+    if dataset.env != cfg.env:
+        raise ValueError(f"{cfg.data} holds {dataset.env} episodes; ground it with --env {dataset.env}")
     tr_idx, val_idx = split_episodes(len(dataset), cfg.val_fraction, cfg.seed)
     if main:
         write_json_atomic(run.path / "split.json", {"train": tr_idx.tolist(), "val": val_idx.tolist(),
@@ -239,6 +249,9 @@ def train_grounding(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, lm, tokenizer)
     model.codec.set_stats(*train_data.stats())
+    for d in (train_data, val_data):
+        if d is not None:
+            d.summary = bool(model.codec.summary_positions)
     if cfg.init_from and not (resume and (run.path / "checkpoint" / "trainer_state.pt").exists()):
         _init_from(model, cfg)
     codec_params = list(model.codec.parameters())

@@ -26,6 +26,7 @@ class ClevrEnvironment(Environment):
     can_set_state = True
 
     expert_modes = ("greedy", "direct", "aim")
+    codec_module = "kalm.envs.clevr.codec"
 
     def __init__(self) -> None:
         self._lookahead = threading.local()
@@ -126,3 +127,109 @@ class ClevrEnvironment(Environment):
             with shared_renderer(width, height, quality="full") as r:
                 return [r.render_obs(s) for s in o]
         return list(episode_frames(o, np.asarray(actions, np.int64), width=width, height=height))
+
+    # ----------------------------------------------------------------- imagination checks
+    def calibration_rollouts(self, rng: np.random.Generator, n: int, steps: int) -> list:
+        """Relation goals between random balls in the training phrasing, states uniform over the
+        workbench's middle, random pushes (the draws int8 calibration has always used)."""
+        from kalm.goals.language import describe
+        from kalm.goals.spec import Relation
+
+        out = []
+        for k in range(n):
+            src, dst = rng.choice(len(COLORS), 2, replace=False)
+            goal = Relation(COLORS[src], COLORS[dst], ("left", "right", "front", "behind")[k % 4])
+            text = describe(goal, rng)
+            obs = rng.uniform(-0.45, 0.45, (steps + 1, 10)).astype(np.float32)
+            acts = rng.integers(0, self.action.size, steps)
+            out.append((text, obs, acts))
+        return out
+
+    def imagine_start(self, goal: Any, seed: int) -> np.ndarray:
+        from kalm.envs.clevr.sim import ClevrRobotEnv
+
+        obs, _ = ClevrRobotEnv().reset(seed=int(seed))
+        return np.asarray(obs, np.float32)
+
+    def validity_tolerances(self) -> dict[str, float]:
+        from kalm.envs.clevr import validity as v
+
+        return {"realistic_tolerance": v.REALISTIC_TOLERANCE, "workbench_margin": v.WORKBENCH_MARGIN,
+                "overlap_distance": v.OVERLAP_DISTANCE, "absurd_coord": v.ABSURD_COORD}
+
+    def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
+                      seed: int | None = None, sim: Any = None, explanation: str | None = None,
+                      start_obs: np.ndarray | None = None) -> Any:
+        """CLEVR's checks (``kalm.envs.clevr.validity.check_rollout``): each transition
+        re-simulated from the imagined state, the replay from ``s_0`` (``seed`` is not needed)."""
+        from kalm.envs.clevr.validity import check_rollout
+
+        return check_rollout(sim if sim is not None else self.make(), observations, actions, goal,
+                             start_obs=start_obs, explanation=explanation)
+
+    # ---- app views
+    # CLEVR-Robot's own figures (kalm/envs/clevr/plots.py) and its animated pushes.
+    def views(self) -> Any:
+        from kalm.envs.clevr import plots
+
+        return plots
+
+    def action_label(self, action: Any) -> str:
+        from kalm.envs.clevr.plots import action_label
+
+        return action_label(int(action))
+
+    def episode_figures(self, observations: np.ndarray, actions: np.ndarray | None = None,
+                        step: int | None = None, *, compare: np.ndarray | None = None,
+                        names: tuple[str, str] = ("", "simulator")) -> dict[str, Any]:
+        """``"top"`` (the balls' paths seen from above, to scale at ``step``), ``"positions"``
+        (x and y of each ball) and, with actions, ``"actions"`` (one push arrow per step)."""
+        from kalm.envs.clevr import plots
+
+        figs = {"top": plots.topview_figure(observations, step, compare=compare, names=names),
+                "positions": plots.positions_figure(observations, step, compare=compare,
+                                                    names=names)}
+        if actions is not None and len(actions):
+            figs["actions"] = plots.actions_figure(actions, step)
+        return figs
+
+    def topview_image(self, observations: np.ndarray, size: int = 420) -> np.ndarray:
+        from kalm.envs.clevr.plots import topview_image
+
+        return topview_image(observations, size)
+
+    def step_errors_figure(self, errors: np.ndarray, tolerance: float, step: int | None = None,
+                           title: str = "Per-ball error") -> Any:
+        from kalm.envs.clevr.plots import step_errors_figure
+
+        return step_errors_figure(errors, tolerance, step, title=title)
+
+    def replay_video_frames(self, goal: Any, reset_seed: int, actions: Any, *, width: int = 320,
+                            height: int = 240) -> list[np.ndarray]:
+        """The episode's states replayed from its seeded reset, each push animated (the pusher
+        moving the ball, four frames a push, as the Data page's physics replay)."""
+        from kalm.envs.clevr.render import episode_frames
+
+        if isinstance(goal, Mapping):
+            goal = self.goal_from_dict(goal)
+        sim = self.make()
+        try:
+            sim.reset(seed=int(reset_seed), options={"goal": goal})
+            obs = [sim.get_obs().copy()]
+            for a in actions:
+                sim.step(int(a))
+                obs.append(sim.get_obs().copy())
+        finally:
+            sim.close()
+        return episode_frames(np.asarray(obs), np.asarray(actions, np.int64).reshape(-1),
+                              width=width, height=height)
+
+    def animated_frames(self, observations: np.ndarray, actions: Any, *, mode: str = "simulate",
+                        substep_frames: int = 4, width: int = 320,
+                        height: int = 240) -> list[np.ndarray]:
+        """``kalm.envs.clevr.render.episode_frames``: the pusher's push of every step, run from
+        the recorded state ("simulate") or interpolated between recorded states ("states")."""
+        from kalm.envs.clevr.render import episode_frames
+
+        return episode_frames(observations, actions, mode=mode, substep_frames=substep_frames,
+                              width=width, height=height)

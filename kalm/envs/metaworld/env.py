@@ -21,8 +21,14 @@ class MetaWorldEnvironment(Environment):
     horizon = 100
     can_set_state = False  # the arm is mocap-driven; imagined states are posed for rendering
     default_noise = 0.1
-    stages = ("collect", "evaluate")
+    stages = ("collect", "evaluate", "ground", "imagine", "train")
     render_fps = 10
+    codec_module = "kalm.envs.metaworld.codec"
+    # Episodes are 100-200 steps: grounding trains on windows of 10 steps from anywhere in an
+    # episode, imagination writes long rollouts window by window; CLEVR's ball-specific heads
+    # and explanation summary do not apply.
+    grounding_defaults = {"rollout_windows": True, "max_steps_per_episode": 10, "action_head": "mlp",
+                          "dynamics_head": "mlp", "explain_balls": False}
 
     def __init__(self) -> None:
         self.state = LAYOUT
@@ -117,6 +123,11 @@ class MetaWorldEnvironment(Environment):
             sim.pose(s)
             frames.append(sim.render(width, height))
         return frames
+
+    # ---- app views
+    # The interface's defaults (figures from the state and action names, replayed frames) serve
+    # Meta-World as they are; only the positions figure gets a title that says what it shows.
+    state_figure_title = "Positions of the gripper, target and objects"
 
 
 def _guess_task(s: np.ndarray) -> str:
