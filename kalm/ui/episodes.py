@@ -105,13 +105,15 @@ def render_episode(
     mode: str = "simulate",
     substep_frames: int = 4,
     fps: float = 10,
+    env: str = "clevr",
 ) -> RenderedEpisode:
-    """Render an episode (``kalm.render.episode_frames``) and encode it as MP4
-    (``kalm.video.mp4_bytes``)."""
-    from kalm.render import episode_frames
+    """Render an episode with each step animated (``Environment.animated_frames`` of ``env``:
+    CLEVR-Robot's pushes) and encode it as MP4 (``kalm.video.mp4_bytes``)."""
+    from kalm.envs import get_env
     from kalm.video import mp4_bytes
 
-    frames = episode_frames(observations, actions, mode=mode, substep_frames=substep_frames)
+    frames = get_env(env).animated_frames(observations, actions, mode=mode,
+                                          substep_frames=substep_frames)
     return RenderedEpisode(mp4=mp4_bytes(frames, fps=fps),
                            step_frames=np.stack(frames[::substep_frames]),
                            frames=len(frames), fps=fps)
@@ -120,20 +122,11 @@ def render_episode(
 def replay_frames(env_name: str, goal: dict, reset_seed: int, actions, width: int = 320,
                   height: int = 240) -> list[np.ndarray]:
     """Frames of an episode of any environment: ``actions`` replayed in its simulator from the
-    seeded reset of ``goal`` (a goal's JSON form), one frame per state."""
+    seeded reset of ``goal`` (a goal's JSON form), one frame per state
+    (``Environment.replay_frames``)."""
     from kalm.envs import get_env
 
-    env = get_env(env_name)
-    sim = env.make(width=width, height=height)
-    try:
-        sim.reset(seed=int(reset_seed), options={"goal": env.goal_from_dict(goal)})
-        frames = [sim.render(width, height)]
-        for a in actions:
-            sim.step(a)
-            frames.append(sim.render(width, height))
-    finally:
-        sim.close()
-    return frames
+    return get_env(env_name).replay_frames(goal, reset_seed, actions, width=width, height=height)
 
 
 def render_env_episode(env_name: str, ep: Episode, mode: str = "simulate",

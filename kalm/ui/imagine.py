@@ -23,11 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from kalm.envs.clevr import N_BALLS, ClevrRobotEnv
+from kalm.envs import get_env
 from kalm.goals.parser import goals_equivalent, parse_goal_text
 from kalm.goals.spec import Goal, goal_from_dict
 from kalm.goals.suites import DEFAULT_CATEGORY, GoalItem
@@ -60,6 +60,13 @@ __all__ = [
 
 MAX_TEXT_CHARS = 300
 _LOCK = threading.Lock()
+ENV = "clevr"
+"""The environment the Imagine page's rollouts are imagined in (reached through the registry)."""
+
+
+def _sim() -> Any:
+    """A scratch simulator of :data:`ENV` (the caller closes it)."""
+    return get_env(ENV).make()
 
 
 class GoalTextProblem(ValueError):
@@ -125,12 +132,13 @@ def check_goal_text(text: str) -> tuple[str, Goal | None]:
     return clean, parse_goal_text(clean)
 
 
-def per_ball_step_errors(env: ClevrRobotEnv, observations: np.ndarray,
+def per_ball_step_errors(env: Any, observations: np.ndarray,
                          actions: Sequence[int]) -> np.ndarray:
     """(T, 5): per-ball error of each imagined transition against ``env.simulate`` from the
-    imagined state (NaN where a state is non-finite or absurd, as ``check_rollout`` leaves out)."""
+    imagined state (NaN where a state is non-finite or absurd, as ``check_rollout`` leaves out).
+    ``env``: a simulator of :data:`ENV`."""
     obs = np.asarray(observations, dtype=np.float64)
-    out = np.full((len(actions), N_BALLS), np.nan)
+    out = np.full((len(actions), len(get_env(ENV).state.groups)), np.nan)
     with np.errstate(invalid="ignore"):
         ok = np.all(np.isfinite(obs) & (np.abs(obs) <= ABSURD_COORD), axis=-1)
     for t, a in enumerate(actions):
@@ -141,7 +149,7 @@ def per_ball_step_errors(env: ClevrRobotEnv, observations: np.ndarray,
     return out
 
 
-def _finish(env: ClevrRobotEnv, text: str, category: str, goal: dict | None, reset_seed: int,
+def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: int,
             obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
             explanation: str | None, timings: dict) -> ImaginedRollout:
     t0 = time.perf_counter()
@@ -162,7 +170,7 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
 
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
                         explain=explain).validate()
-    env = ClevrRobotEnv()
+    env = _sim()
     try:
         plan = []
         for i, (item, base) in enumerate(zip(items, base_seeds)):
@@ -170,7 +178,7 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
             plan.append({"index": i, "item_index": i, "k": 0, "item": item,
                          "base_seed": int(base), "reset_seed": reset_seed,
                          "s0": np.asarray(s0, dtype=np.float32)})
-        episodes, times = _run_batch(model, env, plan, cfg)
+        episodes, times = _run_batch(model, get_env(ENV), env, plan, cfg)
         timings = {k: round(v, 3) for k, v in times.items()}
         out = []
         for item, ep in zip(items, episodes):
@@ -187,7 +195,7 @@ def _imagine_free_text(model, text: str, seed: int, max_steps: int | None,
     """A text with no goal spec: generated to ``max_steps`` (50 when None), no validity."""
     from kalm.llm.generate import explain_rollouts, generate_rollouts
 
-    env = ClevrRobotEnv()
+    env = _sim()
     try:
         s0, _ = env.reset(seed=int(seed))
         t0 = time.perf_counter()
@@ -265,7 +273,7 @@ def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None
         def cb(t, observations, actions, done):
             on_step(int(t), observations[0], actions[0], bool(done[0]))
     with _LOCK:
-        env = ClevrRobotEnv()
+        env = _sim()
         try:
             if goal is None:
                 s0, reset_seed = env.reset(seed=int(seed))[0], int(seed)
@@ -304,7 +312,7 @@ def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
         t1 = time.perf_counter()
         validity = r.validity
         if r.goal is not None:
-            env = ClevrRobotEnv()
+            env = _sim()
             try:
                 validity = check_rollout(env, r.observations, r.actions, goal_from_dict(r.goal),
                                          r.observations[0], explanation=explanation)

@@ -1,43 +1,48 @@
-"""Plotly figures of episodes and validity figures, for the app's pages.
+"""Plotly figures for the app's pages: the generic ones, built from an environment's names.
 
-Balls keep the environment's order and colours (red, blue, green, purple, cyan). Episode figures
-take observations ``(T + 1, 10)`` and actions ``(T,)``; ``step`` marks one step on every figure
-(the app's step slider), and ``compare`` draws a second trajectory (the simulator's replay of an
-imagined rollout) dashed beside the first.
+Everything here works for any environment from its :class:`~kalm.envs.base.StateLayout` and
+:class:`~kalm.envs.base.ActionSpec` names (``state_figure``, ``channels_figure``,
+``discrete_actions_figure``, ``entity_errors_figure``, ``paths_image``) or from plain numbers
+(``histogram_figure``); the environment interface's app views (``Environment.episode_figures``,
+``topview_image``, ``step_errors_figure``) default to them, and an environment with views of its
+own (CLEVR-Robot's top view, ball positions and push arrows) overrides those hooks in its folder.
+
+The historical CLEVR-Robot names (``positions_figure``, ``actions_figure``, ``topview_figure``,
+``topview_image``, ``step_errors_figure``, ``action_label``, ``BALL_HEX``, ``DIRECTION_NAMES``)
+are still importable from here: they are looked up on first use in CLEVR-Robot's own views
+(``get_env("clevr").views()``), so importing this module imports no concrete environment.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
-from kalm.envs.clevr import N_BALLS, N_DIRECTIONS, PUSH_DIRECTIONS
-from kalm.envs.clevr_model import BALL_COLORS_RGBA, BALL_RADIUS, WORKBENCH
-from kalm.goals.spec import COLORS
 
 __all__ = [
     "BALL_HEX",
+    "CATEGORY_COLORS",
     "DIRECTION_NAMES",
     "action_label",
-    "positions_figure",
     "actions_figure",
+    "channels_figure",
+    "discrete_actions_figure",
+    "entity_errors_figure",
+    "histogram_figure",
+    "paths_image",
+    "positions_figure",
+    "state_figure",
+    "step_errors_figure",
     "topview_figure",
     "topview_image",
-    "step_errors_figure",
-    "histogram_figure",
 ]
 
-BALL_HEX: tuple[str, ...] = tuple(
-    "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in rgba[:3])) for rgba in BALL_COLORS_RGBA
-)
-# Push direction d of action ball * 8 + d (kalm.envs.clevr.PUSH_DIRECTIONS); +y is "behind".
-DIRECTION_NAMES: tuple[str, ...] = (
-    "right", "behind", "left", "front",
-    "right-behind", "left-behind", "right-front", "left-front",
-)
+# Served from CLEVR-Robot's views (kalm/envs/clevr/plots.py) on first use, through the registry.
+_CLEVR_VIEWS = ("BALL_HEX", "DIRECTION_NAMES", "action_label", "positions_figure",
+                "actions_figure", "topview_figure", "topview_image", "step_errors_figure")
+_CLEVR = "clevr"
+
 _HEIGHT = 330
 _STEP_LINE = dict(color="#444", width=1, dash="dash")
 # Colours of categories in stacked histograms (not the ball colours, to avoid confusion).
@@ -45,10 +50,12 @@ CATEGORY_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#9d75
 _MARGIN = dict(l=10, r=10, t=60, b=10)
 
 
-def action_label(action: int) -> str:
-    """``"push red right"`` for an action index."""
-    ball, d = divmod(int(action), N_DIRECTIONS)
-    return f"push {COLORS[ball]} {DIRECTION_NAMES[d]}"
+def __getattr__(name: str) -> Any:
+    if name in _CLEVR_VIEWS:
+        from kalm.envs import get_env
+
+        return getattr(get_env(_CLEVR).views(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _finite(obs: np.ndarray) -> np.ndarray:
@@ -57,174 +64,25 @@ def _finite(obs: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(o), o, np.nan)
 
 
-def positions_figure(
-    observations: np.ndarray,
-    step: int | None = None,
-    compare: np.ndarray | None = None,
-    names: tuple[str, str] = ("", "simulator"),
-    title: str = "Ball positions",
-) -> go.Figure:
-    """x and y of each ball over the steps (two panels); ``compare`` dashed, ``step`` marked."""
-    obs = _finite(observations)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("x (left → right)", "y (front → behind)"))
-    fig.update_annotations(font_size=12, x=0.0, xanchor="left")
-    t = np.arange(len(obs))
-    series = [(obs, "solid", names[0])]
-    if compare is not None:
-        series.append((_finite(compare), "dot", names[1]))
-    for o, dash, suffix in series:
-        for b in range(N_BALLS):
-            for row, k in ((1, 2 * b), (2, 2 * b + 1)):
-                label = f"{COLORS[b]} {suffix}".strip()
-                fig.add_trace(go.Scatter(
-                    x=np.arange(len(o)), y=o[:, k], mode="lines+markers", name=COLORS[b],
-                    legendgroup=COLORS[b], showlegend=row == 1 and dash == "solid",
-                    line=dict(color=BALL_HEX[b], dash=dash, width=2), marker=dict(size=4),
-                    hovertemplate=f"{label}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
-                ), row=row, col=1)
-    if step is not None:
-        for row in (1, 2):
-            fig.add_vline(x=int(step), line=_STEP_LINE, row=row, col=1)
-    fig.update_xaxes(title_text="step", row=2, col=1, range=[-0.3, max(len(t) - 0.7, 1)])
-    fig.update_layout(title=title, height=_HEIGHT + 90, margin=_MARGIN,
-                      legend=dict(orientation="h", y=-0.18), hovermode="closest")
-    return fig
-
-
-def actions_figure(actions: Sequence[int], step: int | None = None,
-                   title: str = "Actions") -> go.Figure:
-    """One arrow per step in the pushed ball's row, pointing the way it was pushed as seen in the
-    top view (right = +x, up = +y, "behind")."""
-    acts = [int(a) for a in np.asarray(actions).reshape(-1)]
-    balls = [a // N_DIRECTIONS for a in acts]
-    dirs = [a % N_DIRECTIONS for a in acts]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(  # small dots that carry the hover text
-        x=list(range(len(acts))), y=[COLORS[b] for b in balls], mode="markers",
-        marker=dict(size=7, color=[BALL_HEX[b] for b in balls], opacity=0.35),
-        text=[f"step {t}: {action_label(a)} (action {a})" for t, a in enumerate(acts)],
-        hovertemplate="%{text}<extra></extra>", showlegend=False,
-    ))
-    length = 20  # pixels
-    for t, (b, d) in enumerate(zip(balls, dirs)):
-        dx, dy = PUSH_DIRECTIONS[d] / np.linalg.norm(PUSH_DIRECTIONS[d])
-        # The arrow ends at (t, ball) shifted by half its length, so that it is centred there.
-        fig.add_annotation(
-            x=t, y=COLORS[b], ax=-dx * length, ay=dy * length, xshift=dx * length / 2,
-            yshift=dy * length / 2, showarrow=True, arrowhead=2, arrowsize=1.1, arrowwidth=2.2,
-            arrowcolor=BALL_HEX[b], text="",
-        )
-    if step is not None and acts:
-        fig.add_vline(x=min(int(step), len(acts) - 1), line=_STEP_LINE)
-    fig.update_yaxes(categoryorder="array", categoryarray=list(COLORS), range=[-0.6, N_BALLS - 0.4],
-                     title_text="ball")
-    fig.update_xaxes(title_text="step", range=[-0.8, max(len(acts) - 0.2, 1)])
-    fig.update_layout(title=title, height=280, margin=_MARGIN)
-    return fig
-
-
-def topview_figure(
-    observations: np.ndarray,
-    step: int | None = None,
-    compare: np.ndarray | None = None,
-    names: tuple[str, str] = ("", "simulator"),
-    title: str = "Top view",
-) -> go.Figure:
-    """Each ball's path on the workbench seen from above; balls drawn to scale at ``step``."""
-    obs = _finite(observations)
-    x0, x1, y0, y1 = WORKBENCH
-    fig = go.Figure()
-    fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1,
-                  line=dict(color="#888", width=1), fillcolor="rgba(200,200,200,0.15)",
-                  layer="below")
-    series = [(obs, "solid", names[0])]
-    if compare is not None:
-        series.append((_finite(compare), "dot", names[1]))
-    for o, dash, suffix in series:
-        for b in range(N_BALLS):
-            label = f"{COLORS[b]} {suffix}".strip()
-            fig.add_trace(go.Scatter(
-                x=o[:, 2 * b], y=o[:, 2 * b + 1], mode="lines+markers", name=COLORS[b],
-                legendgroup=COLORS[b], showlegend=dash == "solid",
-                line=dict(color=BALL_HEX[b], dash=dash, width=2),
-                marker=dict(size=5, symbol=["circle-open"] + ["circle"] * (len(o) - 1),
-                            line=dict(width=1)),
-                customdata=np.arange(len(o)),
-                hovertemplate=(f"{label}<br>step %{{customdata}}<br>"
-                               "(%{x:.3f}, %{y:.3f})<extra></extra>"),
-            ))
-            if len(o) > 1 and np.all(np.isfinite(o[-1, 2 * b: 2 * b + 2])):
-                fig.add_trace(go.Scatter(
-                    x=[o[-1, 2 * b]], y=[o[-1, 2 * b + 1]], mode="markers", showlegend=False,
-                    legendgroup=COLORS[b],
-                    marker=dict(size=10, color=BALL_HEX[b], line=dict(color="#222", width=1)),
-                    hoverinfo="skip"))
-    if step is not None:
-        s = min(max(int(step), 0), len(obs) - 1)
-        for b in range(N_BALLS):
-            cx, cy = obs[s, 2 * b], obs[s, 2 * b + 1]
-            if np.isfinite(cx) and np.isfinite(cy):
-                fig.add_shape(type="circle", x0=cx - BALL_RADIUS, x1=cx + BALL_RADIUS,
-                              y0=cy - BALL_RADIUS, y1=cy + BALL_RADIUS,
-                              line=dict(color=BALL_HEX[b], width=2),
-                              fillcolor=_rgba(BALL_HEX[b], 0.25))
-    pad = BALL_RADIUS + 0.05
-    fig.update_xaxes(range=[x0 - pad, x1 + pad], title_text="x", zeroline=False, constrain="domain")
-    fig.update_yaxes(range=[y0 - pad, y1 + pad], title_text="y (behind ↑)", zeroline=False,
-                     scaleanchor="x", scaleratio=1)
-    fig.update_layout(title=title, height=_HEIGHT + 60, margin=_MARGIN,
-                      legend=dict(orientation="h", y=-0.15))
-    return fig
-
-
-def topview_image(observations: np.ndarray, size: int = 420) -> np.ndarray:
-    """A cheap top view (an RGB array, no plotly): the workbench, each ball's path so far and the
-    balls to scale at the last state. For a live view redrawn at every generated step."""
-    from PIL import Image, ImageDraw
-
-    obs = _finite(observations)
-    x0, x1, y0, y1 = WORKBENCH
-    pad = BALL_RADIUS + 0.05
-    span = max(x1 - x0, y1 - y0) + 2 * pad
-    scale = size / span
-    height = int(round((y1 - y0 + 2 * pad) * scale))
-
-    def px(x: float, y: float) -> tuple[float, float]:  # +y ("behind") is up
-        return (x - x0 + pad) * scale, (y1 + pad - y) * scale
-
-    img = Image.new("RGB", (size, height), "white")
-    draw = ImageDraw.Draw(img)
-    draw.rectangle([px(x0, y1), px(x1, y0)], fill="#f3f3f3", outline="#888888")
-    r = BALL_RADIUS * scale
-    for b in range(N_BALLS):
-        xy = [px(x, y) for x, y in obs[:, 2 * b: 2 * b + 2] if np.isfinite(x) and np.isfinite(y)]
-        if not xy:
-            continue
-        if len(xy) > 1:
-            draw.line(xy, fill=BALL_HEX[b], width=2)
-        sx, sy = xy[0]
-        draw.ellipse([sx - 3, sy - 3, sx + 3, sy + 3], outline=BALL_HEX[b], width=1)
-        cx, cy = xy[-1]
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=BALL_HEX[b], outline="#222222")
-    return np.asarray(img)
-
-
 def _rgba(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i: i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def step_errors_figure(per_ball: np.ndarray, tolerance: float, step: int | None = None,
-                       title: str = "Per-ball error") -> go.Figure:
-    """Per-ball error ``(T, 5)`` of each imagined transition against the simulator's; the
-    tolerance of a realistic transition as a line. NaN rows (unmeasurable steps) are gaps."""
-    err = np.asarray(per_ball, dtype=np.float64).reshape(-1, N_BALLS)
+def entity_errors_figure(errors: np.ndarray, names: Sequence[str], tolerance: float,
+                         step: int | None = None, colors: Sequence[str] | None = None,
+                         title: str = "Per-entity error") -> go.Figure:
+    """Per-entity error ``(T, len(names))`` of each imagined transition against the simulator's;
+    the tolerance of a realistic transition as a line. NaN rows (unmeasurable steps) are gaps."""
+    names = list(names)
+    colors = list(colors) if colors is not None else [
+        CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(names))]
+    err = np.asarray(errors, dtype=np.float64).reshape(-1, len(names))
     fig = go.Figure()
-    for b in range(N_BALLS):
-        fig.add_trace(go.Bar(x=np.arange(len(err)), y=err[:, b], name=COLORS[b],
-                             marker_color=BALL_HEX[b],
-                             hovertemplate=(f"{COLORS[b]}<br>step %{{x}}<br>"
+    for b, name in enumerate(names):
+        fig.add_trace(go.Bar(x=np.arange(len(err)), y=err[:, b], name=name,
+                             marker_color=colors[b],
+                             hovertemplate=(f"{name}<br>step %{{x}}<br>"
                                             "error %{y:.4f}<extra></extra>")))
     fig.add_hline(y=tolerance, line=dict(color="#c00", dash="dash"),
                   annotation_text=f"realistic ≤ {tolerance}", annotation_position="top left")
@@ -234,7 +92,6 @@ def step_errors_figure(per_ball: np.ndarray, tolerance: float, step: int | None 
                       xaxis_title="step t (transition s_t → s_t+1)", yaxis_title="error",
                       legend=dict(orientation="h", y=-0.25))
     return fig
-
 
 def histogram_figure(values: Sequence[float], title: str, groups: Sequence[str] | None = None,
                      marker: float | None = None, marker_text: str = "",
@@ -270,28 +127,95 @@ def _step_marker(fig: go.Figure, step: int | None, rows: int = 1) -> None:
 
 
 def state_figure(observations: np.ndarray, layout, step: int | None = None,
-                 title: str = "State") -> go.Figure:
+                 title: str = "State", compare: np.ndarray | None = None,
+                 names: tuple[str, str] = ("", "simulator")) -> go.Figure:
     """Positions over time of every entity a state layout names (entities whose slot stays all
-    zeros, absent from the scene, are left out): one subplot per axis x / y / z."""
+    zeros, absent from the scene, are left out): one subplot per axis x / y / z (as many as the
+    widest entity has, at most three). ``compare`` (a second trajectory, e.g. the simulator's
+    replay) is drawn dotted beside the first, labelled with ``names``."""
     from plotly.subplots import make_subplots
 
     o = _finite(np.asarray(observations, dtype=np.float64))
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=("x", "y", "z"))
+    rows = max([min(3, b - a) for _, a, b in layout.groups] or [1])
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=("x", "y", "z")[:rows])
+    series = [(o, "solid", names[0])]
+    if compare is not None:
+        series.append((_finite(np.asarray(compare, dtype=np.float64)), "dot", names[1]))
     k = 0
     for name, a, b in layout.groups:
-        if not np.any(o[:, a:b]):
+        if not np.any(np.nan_to_num(o[:, a:b])):
             continue
         color = CATEGORY_COLORS[k % len(CATEGORY_COLORS)]
         k += 1
-        for axis in range(min(3, b - a)):
-            fig.add_trace(go.Scatter(x=np.arange(len(o)), y=o[:, a + axis], mode="lines",
-                                     name=name, legendgroup=name, showlegend=axis == 0,
-                                     line=dict(color=color)), row=axis + 1, col=1)
-    _step_marker(fig, step, rows=3)
-    fig.update_layout(title=title, height=480, margin=dict(l=40, r=10, t=50, b=30))
-    fig.update_xaxes(title_text="step", row=3, col=1)
+        for s, dash, suffix in series:
+            label = f"{name} {suffix}".strip()
+            for axis in range(min(3, b - a)):
+                fig.add_trace(go.Scatter(x=np.arange(len(s)), y=s[:, a + axis], mode="lines",
+                                         name=name, legendgroup=name,
+                                         showlegend=axis == 0 and dash == "solid",
+                                         line=dict(color=color, dash=dash),
+                                         hovertemplate=(f"{label}<br>step %{{x}}<br>"
+                                                        "%{y:.3f}<extra></extra>")),
+                              row=axis + 1, col=1)
+    _step_marker(fig, step, rows=rows)
+    fig.update_layout(title=title, height=160 * rows, margin=dict(l=40, r=10, t=50, b=30))
+    fig.update_xaxes(title_text="step", row=rows, col=1)
     return fig
+
+
+def discrete_actions_figure(actions: Sequence[int], names: Sequence[str],
+                            step: int | None = None, title: str = "Actions") -> go.Figure:
+    """Discrete actions over time: a marker per step in the row of the action's name (only the
+    actions taken get a row, in the action space's order)."""
+    acts = [int(a) for a in np.asarray(actions).reshape(-1)]
+    used = [names[a] for a in sorted(set(acts))]
+    fig = go.Figure(go.Scatter(
+        x=list(range(len(acts))), y=[names[a] for a in acts], mode="markers+lines",
+        marker=dict(size=8, color=CATEGORY_COLORS[0]), line=dict(color="#bbb", width=1),
+        text=[f"step {t}: {names[a]} (action {a})" for t, a in enumerate(acts)],
+        hovertemplate="%{text}<extra></extra>", showlegend=False))
+    _step_marker(fig, None if step is None or not acts else min(int(step), len(acts) - 1))
+    fig.update_yaxes(categoryorder="array", categoryarray=used, title_text="action")
+    fig.update_layout(title=title, height=max(240, 60 + 24 * len(used)),
+                      margin=dict(l=40, r=10, t=50, b=30), xaxis_title="step")
+    return fig
+
+
+def paths_image(observations: np.ndarray, layout, size: int = 420) -> np.ndarray:
+    """A cheap view from above (an RGB array, no plotly) of any environment's states: the x-y path
+    of every entity of ``layout`` present in them (its first two dimensions), a ring at its start
+    and a dot at the last state, scaled to fit. For a live view redrawn at every generated step."""
+    from PIL import Image, ImageDraw
+
+    o = _finite(np.asarray(observations, dtype=np.float64).reshape(-1, layout.dim))
+    groups = [(n, a) for n, a, b in layout.groups
+              if b - a >= 2 and np.any(np.nan_to_num(o[:, a:b]))]
+    pts = np.concatenate([o[:, a: a + 2] for _, a in groups]) if groups else np.zeros((0, 2))
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    lo, hi = (pts.min(0), pts.max(0)) if len(pts) else (np.zeros(2), np.ones(2))
+    span = float(max(hi - lo)) or 1.0
+    pad = 0.08 * span
+    scale = (size - 1) / (span + 2 * pad)
+    height = int(round((hi[1] - lo[1] + 2 * pad) * scale)) + 1
+
+    def px(x: float, y: float) -> tuple[float, float]:  # +y is up
+        return (x - lo[0] + pad) * scale, (hi[1] + pad - y) * scale
+
+    img = Image.new("RGB", (size, max(height, 1)), "white")
+    draw = ImageDraw.Draw(img)
+    for k, (_, a) in enumerate(groups):
+        color = CATEGORY_COLORS[k % len(CATEGORY_COLORS)]
+        xy = [px(x, y) for x, y in o[:, a: a + 2] if np.isfinite(x) and np.isfinite(y)]
+        if not xy:
+            continue
+        if len(xy) > 1:
+            draw.line(xy, fill=color, width=2)
+        sx, sy = xy[0]
+        draw.ellipse([sx - 3, sy - 3, sx + 3, sy + 3], outline=color, width=1)
+        cx, cy = xy[-1]
+        draw.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], fill=color, outline="#222222")
+    return np.asarray(img)
 
 
 def channels_figure(actions: np.ndarray, names: Sequence[str], step: int | None = None,

@@ -141,10 +141,10 @@ def _load_grounded(path: str):
 def _warm_renderer() -> bool:
     import numpy as np
 
-    from kalm.envs.clevr import ClevrRobotEnv
-    from kalm.ui.imagine import side_by_side_video
+    from kalm.envs import get_env
+    from kalm.ui.imagine import ENV, side_by_side_video
 
-    env = ClevrRobotEnv()
+    env = get_env(ENV).make()
     try:
         s0, _ = env.reset(seed=0)
     finally:
