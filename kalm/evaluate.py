@@ -209,6 +209,10 @@ def evaluate(
     """
     plan = episode_plan(items, episodes, seed)
     environment = get_env(env)
+    trained_for = getattr(policy, "env", None)  # trained policies say their environment
+    if isinstance(trained_for, str) and trained_for != environment.name:
+        raise ValueError(f"policy {getattr(policy, 'name', 'policy')} was trained for "
+                         f"{trained_for}, not {environment.name}; evaluate it with --env {trained_for}")
     sim = environment.make()
     # Environments whose states do not pin the whole scene are filmed as they run.
     filmed = None

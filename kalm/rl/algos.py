@@ -26,23 +26,40 @@ def device_name(device: str) -> str:
 
 
 def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discrete: bool = True,
-               device: str = "cpu"):
-    """The d3rlpy algorithm of ``cfg`` with its networks created (``create_impl``)."""
+               device: str = "cpu", state_dim: int | None = None,
+               action_range: tuple[float, float] = (-1.0, 1.0)):
+    """The d3rlpy algorithm of ``cfg`` with its networks created (``create_impl``).
+
+    ``state_dim``: the width of the state part of the observation (default: the state size of
+    ``cfg.env``); ``action_range``: continuous actions' [low, high] (d3rlpy's actors act in
+    [-1, 1]; another range is mapped to it with a fixed ``MinMaxActionScaler``).
+    """
     import d3rlpy
 
-    from kalm.data.episodes import OBS_DIM
+    from kalm.rl.config import algo_names
     from kalm.rl.encoder import GoalEncoderFactory
 
     info = ALGOS[cfg.algo]
     if info.discrete != discrete:
         kind = "discrete" if discrete else "continuous"
-        options = [k for k, a in ALGOS.items() if a.discrete == discrete]
         raise ValueError(f"algorithm {cfg.algo!r} needs {'discrete' if info.discrete else 'continuous'} "
-                         f"actions but this data has {kind} ones; use one of {', '.join(options)}")
-    enc = GoalEncoderFactory(state_dim=OBS_DIM, state_units=cfg.state_units,
+                         f"actions but this data has {kind} ones; use one of "
+                         f"{', '.join(algo_names(discrete))}")
+    if state_dim is None:
+        from kalm.envs import get_env
+
+        state_dim = get_env(cfg.env).state.dim
+    enc = GoalEncoderFactory(state_dim=state_dim, state_units=cfg.state_units,
                              goal_units=cfg.goal_units, hidden_units=list(cfg.hidden_units),
                              fusion=cfg.fusion, state_features=cfg.state_features)
     common: dict[str, Any] = {"batch_size": cfg.batch_size, "gamma": cfg.gamma}
+    low, high = float(action_range[0]), float(action_range[1])
+    if not discrete and (low, high) != (-1.0, 1.0):
+        import numpy as np
+
+        common["action_scaler"] = d3rlpy.preprocessing.MinMaxActionScaler(
+            minimum=np.full(action_size, low, np.float32),
+            maximum=np.full(action_size, high, np.float32))
     A = d3rlpy.algos
     name = cfg.algo
     if name == "discrete_bc":
@@ -72,7 +89,12 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
                            value_encoder_factory=enc, **common)
     elif name == "td3_plus_bc":
         conf = A.TD3PlusBCConfig(actor_learning_rate=cfg.lr, critic_learning_rate=cfg.lr,
-                                 actor_encoder_factory=enc, critic_encoder_factory=enc, **common)
+                                 actor_encoder_factory=enc, critic_encoder_factory=enc,
+                                 alpha=cfg.td3bc_alpha, **common)
+    elif name == "awac":
+        conf = A.AWACConfig(actor_learning_rate=cfg.lr, critic_learning_rate=cfg.lr,
+                            actor_encoder_factory=enc, critic_encoder_factory=enc,
+                            lam=cfg.awac_lambda, **common)
     else:  # pragma: no cover - the registry and this switch are kept in step
         raise ValueError(f"no builder for algorithm {name!r}")
     algo = conf.create(device=device_name(device))

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 from kalm.configio import JsonConfig
 
 __all__ = ["TrainConfig", "ALGOS", "AlgoInfo", "canonical_algo", "FILTERS", "parse_filter",
-           "RESUMABLE_FIELDS", "LEGACY_DEFAULTS"]
+           "RESUMABLE_FIELDS", "LEGACY_DEFAULTS", "AUTO_STATE_FEATURES", "algo_names",
+           "check_algo_for"]
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,8 @@ class AlgoInfo:
     description: str
 
 
-# The algorithm registry: discrete ones train on CLEVR-Robot (Discrete(40) actions); the
-# continuous ones are listed for continuous-action environments (Meta-World in the paper).
+# The algorithm registry: discrete ones train on discrete-action environments (CLEVR-Robot's
+# Discrete(40)); continuous ones on continuous-action environments (Meta-World's Box(4)).
 ALGOS: dict[str, AlgoInfo] = {a.name: a for a in (
     AlgoInfo("discrete_bc", "DiscreteBC", True, "behaviour cloning (the paper's CLEVR BC)"),
     AlgoInfo("discrete_cql", "DiscreteCQL", True, "conservative Q-learning (paper: alpha 10)"),
@@ -31,7 +32,8 @@ ALGOS: dict[str, AlgoInfo] = {a.name: a for a in (
     AlgoInfo("bc", "BC", False, "behaviour cloning, continuous actions"),
     AlgoInfo("cql", "CQL", False, "conservative Q-learning, continuous actions"),
     AlgoInfo("iql", "IQL", False, "implicit Q-learning, continuous actions"),
-    AlgoInfo("td3_plus_bc", "TD3PlusBC", False, "TD3+BC, continuous actions"),
+    AlgoInfo("td3_plus_bc", "TD3PlusBC", False, "TD3+BC, continuous actions (paper: alpha 0.5)"),
+    AlgoInfo("awac", "AWAC", False, "advantage-weighted actor-critic, continuous actions (paper: lambda 1)"),
 )}
 
 _ALIASES = {re.sub(r"[^a-z0-9]", "", k): k for k in ALGOS}
@@ -83,7 +85,28 @@ RESUMABLE_FIELDS = {"steps", "max_minutes", "eval_episodes"}
 
 # Options added after configs were first saved, with the value that reproduces what a config
 # written before them meant (a policy.json or config.json lacking the key gets this value).
-LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw"}
+LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw", "env": "clevr", "td3bc_alpha": 0.5,
+                                   "awac_lambda": 1.0}
+
+# What state_features "auto" means in each environment: CLEVR-Robot's state is ball (x, y)
+# pairs, which the pairwise features are made for; other environments use the raw state.
+AUTO_STATE_FEATURES: dict[str, str] = {"clevr": "pairwise"}
+
+
+def algo_names(discrete: bool) -> list[str]:
+    """The registry's algorithms for discrete (True) or continuous (False) actions."""
+    return [k for k, a in ALGOS.items() if a.discrete == discrete]
+
+
+def check_algo_for(algo: str, env) -> None:
+    """ValueError unless the algorithm's action kind is the environment's (``env``: an Environment)."""
+    info = ALGOS[canonical_algo(algo)]
+    discrete = env.action.discrete
+    if info.discrete != discrete:
+        need = "discrete" if info.discrete else "continuous"
+        have = "discrete" if discrete else "continuous"
+        raise ValueError(f"algorithm {info.name!r} needs {need} actions but {env.title} has {have} "
+                         f"ones; use one of {', '.join(algo_names(discrete))}")
 
 
 @dataclass
@@ -93,8 +116,10 @@ class TrainConfig(JsonConfig):
     KIND: ClassVar[str] = "training"
     LEGACY: ClassVar[dict[str, Any]] = LEGACY_DEFAULTS
 
+    env: str = "clevr"
+    """Environment of the data and the policy (kalm.envs): clevr or metaworld (the CLI's --env)."""
     algo: str = "discrete_bc"
-    """Algorithm: discrete_bc, discrete_cql, double_dqn, discrete_sac, nfq (CLEVR); bc, cql, iql, td3_plus_bc (continuous)."""
+    """Algorithm: discrete_bc, discrete_cql, double_dqn, discrete_sac, nfq (discrete: CLEVR); bc, cql, iql, td3_plus_bc, awac (continuous: Meta-World)."""
     real: str = ""
     """Real offline dataset (.npz from `python -m kalm collect`)."""
     imagined: list[str] = field(default_factory=list)
@@ -118,7 +143,11 @@ class TrainConfig(JsonConfig):
     gamma: float = 0.99
     """Discount."""
     cql_alpha: float = 10.0
-    """Weight of CQL's conservative loss (the paper used 10)."""
+    """Weight of CQL's conservative loss, discrete and continuous (the paper used 10)."""
+    td3bc_alpha: float = 0.5
+    """TD3+BC's alpha: the weight of the Q term against behaviour cloning (the paper used 0.5)."""
+    awac_lambda: float = 1.0
+    """AWAC's lambda: the temperature of its advantage weights (the paper used 1)."""
     bc_beta: float = 0.5
     """DiscreteBC regulariser weight: d3rlpy adds beta * mean squared log-probability (a pull toward uniform)."""
     target_update_interval: int = 1000
@@ -131,8 +160,8 @@ class TrainConfig(JsonConfig):
     """Width of the goal-embedding projection."""
     fusion: str = "concat"
     """How state and goal features meet: concat or film."""
-    state_features: str = "pairwise"
-    """State branch input: raw (the 10 ball coordinates) or pairwise (plus every ball pair's dx, dy and distance)."""
+    state_features: str = "auto"
+    """State branch input: raw (the state vector), pairwise (CLEVR: plus every ball pair's dx, dy and distance) or auto (pairwise on CLEVR, raw elsewhere)."""
     seed: int = 0
     """Seed of initialisation and batch sampling."""
     eval_episodes: int = 0
@@ -147,7 +176,16 @@ class TrainConfig(JsonConfig):
         from kalm.rl.embed import check_embedder_name
         from kalm.rl.encoder import FUSIONS, STATE_FEATURES
 
+        from kalm.envs import env_names
+
         self.algo = canonical_algo(self.algo)
+        if self.env not in env_names():
+            raise ValueError(f"unknown env {self.env!r}; choose one of: {', '.join(env_names())}")
+        if self.state_features == "auto":
+            self.state_features = AUTO_STATE_FEATURES.get(self.env, "raw")
+        if self.state_features == "pairwise" and self.env not in AUTO_STATE_FEATURES:
+            raise ValueError(f"state_features 'pairwise' is made for CLEVR-Robot's ball positions; "
+                             f"use raw (or auto) with env {self.env!r}")
         self.imagined = [str(p) for p in self.imagined]
         try:
             self.hidden_units = [int(u) for u in self.hidden_units]
@@ -169,6 +207,8 @@ class TrainConfig(JsonConfig):
                      "state_units", "goal_units"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.td3bc_alpha < 0 or self.awac_lambda <= 0:
+            raise ValueError("td3bc_alpha must be 0 or more and awac_lambda positive")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
         if not 0.0 <= self.gamma <= 1.0:

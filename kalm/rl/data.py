@@ -1,8 +1,10 @@
 """Training data of offline RL: real and imagined episodes as flat transition tables, and a sampler
 that mixes them in a fixed ratio in every batch.
 
-A :class:`TransitionTable` holds, per transition, the 10-d state, action, reward, next state,
-terminal flag and the index of its episode's goal text; ``goal_vectors`` (one embedding per
+A :class:`TransitionTable` holds, per transition, the state (the environment's: 10-d on CLEVR,
+91-d on Meta-World), action (an int of a discrete action space, or a float vector of a continuous
+one, clipped to the action spec's [low, high]), reward, next state, terminal flag and the index
+of its episode's goal text; ``goal_vectors`` (one embedding per
 distinct text) are attached at sampling time, so the observation the algorithm sees is
 ``concat(state, z_text)`` -- exactly the rows of ``kalm.data.episodes.to_d3rlpy(dataset,
 goal_features=Z)`` and the transitions d3rlpy's ``BasicTransitionPicker`` makes of them (the
@@ -27,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from kalm.data.episodes import OBS_DIM, Dataset, DatasetError, Episode, load_dataset
+from kalm.envs.base import ActionSpec
 
 __all__ = [
     "TransitionTable",
@@ -138,28 +141,47 @@ def filter_imagined(episodes: Sequence[Episode], require: Sequence[str]) -> tupl
 class TransitionTable:
     """Flat per-transition arrays of some episodes (see the module docstring)."""
 
-    states: np.ndarray        # float32 (N, 10)
-    actions: np.ndarray       # int64 (N,)
+    states: np.ndarray        # float32 (N, d)
+    actions: np.ndarray       # int64 (N,) discrete; float32 (N, k) continuous
     rewards: np.ndarray       # float32 (N,)
-    next_states: np.ndarray   # float32 (N, 10); zeros where terminal
-    next_actions: np.ndarray  # int64 (N,)
+    next_states: np.ndarray   # float32 (N, d); zeros where terminal
+    next_actions: np.ndarray  # like actions
     terminals: np.ndarray     # float32 (N,)
     goal_ids: np.ndarray      # int64 (N,): row of the goal's embedding
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
+    @property
+    def discrete(self) -> bool:
+        return self.actions.ndim == 1
+
     @classmethod
     def from_episodes(cls, episodes: Sequence[Episode], goal_ids: Sequence[int],
-                      reward: str = "dense") -> "TransitionTable":
+                      reward: str = "dense", state_dim: int = OBS_DIM,
+                      action: ActionSpec | None = None) -> "TransitionTable":
+        """The transitions of ``episodes``; ``action``: the action spec (default CLEVR-Robot's
+        Discrete(40)); continuous actions are clipped to its [low, high]."""
         if reward not in ("dense", "sparse"):
             raise ValueError(f"reward must be 'dense' or 'sparse'; got {reward!r}")
+        discrete = action is None or action.discrete
+        a_dtype = np.int64 if discrete else np.float32
+        a_tail: tuple[int, ...] = () if discrete else (action.size,)  # type: ignore[union-attr]
         cols: dict[str, list[np.ndarray]] = {k: [] for k in (
             "states", "actions", "rewards", "next_states", "next_actions", "terminals", "goal_ids")}
         for ep, g in zip(episodes, goal_ids):
             t = ep.length
             if t == 0:
                 continue
+            if ep.observations.shape[1] != state_dim:
+                raise DatasetError(f"an episode has {ep.observations.shape[1]}-d states; this "
+                                   f"environment's are {state_dim}-d")
+            acts = np.asarray(ep.actions, dtype=a_dtype)
+            if acts.shape[1:] != a_tail:
+                raise DatasetError(f"an episode's actions have shape {acts.shape[1:]} each; this "
+                                   f"environment's have {a_tail}")
+            if not discrete:
+                acts = np.clip(acts, action.low, action.high)  # type: ignore[union-attr]
             terminal = bool(ep.terminals[-1])
             nxt = ep.observations[1 : t + 1].copy()
             term = np.zeros(t, dtype=np.float32)
@@ -167,22 +189,23 @@ class TransitionTable:
                 nxt[-1] = 0.0
                 term[-1] = 1.0
             cols["states"].append(ep.observations[:t])
-            cols["actions"].append(ep.actions)
+            cols["actions"].append(acts)
             cols["rewards"].append(ep.rewards if reward == "dense" else ep.rewards_sparse)
             cols["next_states"].append(nxt)
-            cols["next_actions"].append(np.concatenate([ep.actions[1:], [0]]))
+            cols["next_actions"].append(np.concatenate([acts[1:], np.zeros((1, *a_tail), a_dtype)]))
             cols["terminals"].append(term)
             cols["goal_ids"].append(np.full(t, g, dtype=np.int64))
         if not cols["actions"]:
-            return cls(np.zeros((0, OBS_DIM), np.float32), np.zeros(0, np.int64),
-                       np.zeros(0, np.float32), np.zeros((0, OBS_DIM), np.float32),
-                       np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
+            return cls(np.zeros((0, state_dim), np.float32), np.zeros((0, *a_tail), a_dtype),
+                       np.zeros(0, np.float32), np.zeros((0, state_dim), np.float32),
+                       np.zeros((0, *a_tail), a_dtype), np.zeros(0, np.float32),
+                       np.zeros(0, np.int64))
         return cls(
             states=np.concatenate(cols["states"]).astype(np.float32),
-            actions=np.concatenate(cols["actions"]).astype(np.int64),
+            actions=np.concatenate(cols["actions"]).astype(a_dtype),
             rewards=np.concatenate(cols["rewards"]).astype(np.float32),
             next_states=np.concatenate(cols["next_states"]).astype(np.float32),
-            next_actions=np.concatenate(cols["next_actions"]).astype(np.int64),
+            next_actions=np.concatenate(cols["next_actions"]).astype(a_dtype),
             terminals=np.concatenate(cols["terminals"]).astype(np.float32),
             goal_ids=np.concatenate(cols["goal_ids"]),
         )
@@ -197,6 +220,11 @@ class MixedSampler:
             raise DatasetError("the real dataset has no transitions to learn from")
         self.real = real
         self.imagined = imagined if imagined is not None and len(imagined) else None
+        if self.imagined is not None and (
+                self.imagined.states.shape[1:] != real.states.shape[1:]
+                or self.imagined.actions.shape[1:] != real.actions.shape[1:]):
+            raise DatasetError("the imagined transitions' states or actions do not match the "
+                               "real ones' (another environment?)")
         self.ratio = float(imagined_ratio) if self.imagined is not None else 0.0
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError(f"imagined_ratio must be in [0, 1]; got {imagined_ratio}")
@@ -206,7 +234,7 @@ class MixedSampler:
 
     @property
     def observation_size(self) -> int:
-        return OBS_DIM + self.goal_vectors.shape[1]
+        return int(self.real.states.shape[1]) + self.goal_vectors.shape[1]
 
     def _n_imagined(self, batch_size: int) -> int:
         if self.imagined is None:
@@ -235,13 +263,16 @@ class MixedSampler:
         term = cat("terminals")
         next_goal = goal * (1.0 - term)[:, None]  # d3rlpy: a terminal's next observation is zeros
         self.last_imagined = n_im
+        acts, next_acts = cat("actions").astype(np.float32), cat("next_actions").astype(np.float32)
+        if self.real.discrete:  # d3rlpy: discrete actions as a (B, 1) column
+            acts, next_acts = acts[:, None], next_acts[:, None]
         return {
             "observations": np.concatenate([cat("states"), goal], axis=1).astype(np.float32),
-            "actions": cat("actions").astype(np.float32)[:, None],
+            "actions": acts,
             "rewards": cat("rewards").astype(np.float32)[:, None],
             "next_observations": np.concatenate([cat("next_states"), next_goal], axis=1)
             .astype(np.float32),
-            "next_actions": cat("next_actions").astype(np.float32)[:, None],
+            "next_actions": next_acts,
             "terminals": term.astype(np.float32)[:, None],
             "imagined": np.concatenate([np.full(len(i), im) for _, i, im in parts]),
         }

@@ -2,14 +2,17 @@
 
 A train run saves ``policy/`` (see ``kalm.rl.train``):
 
-    policy.json          format ("kalm-policy", version 1), algorithm, observation and action
-                         sizes, goal embedder and its dimension, training step, the TrainConfig
+    policy.json          format ("kalm-policy", version 1), algorithm, environment ("env";
+                         CLEVR-Robot when absent), whether actions are discrete, observation,
+                         state and action sizes (continuous: the action range), goal embedder
+                         and its dimension, training step, the TrainConfig
     policy.safetensors   the networks' weights (no pickles)
 
 ``TrainedPolicy.load(folder)`` rebuilds the d3rlpy algorithm from ``policy.json`` and loads the
 weights. It follows ``kalm.policy.base.Policy``: ``reset`` embeds the goal text once per episode
 (the goal's training phrasing when no text is given), ``act`` returns the greedy action on
-``concat(obs, z)``.
+``concat(obs, z)``: an int for a discrete action space, a float32 vector of the action size,
+clipped to the action spec's [low, high], for a continuous one.
 """
 
 from __future__ import annotations
@@ -63,11 +66,17 @@ def describe_run_folder(path: str | Path) -> str:
 class TrainedPolicy:
     """A d3rlpy policy acting on ``concat(state, embed(goal text))``."""
 
-    def __init__(self, algo, embedder, name: str = "trained", state_dim: int = OBS_DIM) -> None:
+    def __init__(self, algo, embedder, name: str = "trained", state_dim: int | None = None,
+                 env: str = "clevr") -> None:
+        from kalm.envs import get_env
+
         self.algo = algo
         self.embedder = embedder
         self.name = name
-        self.state_dim = state_dim
+        self.env = env
+        self.environment = get_env(env)
+        self.action_spec = self.environment.action
+        self.state_dim = int(state_dim) if state_dim is not None else self.environment.state.dim
         self._z: np.ndarray | None = None
 
     @classmethod
@@ -92,35 +101,56 @@ class TrainedPolicy:
         if not weights.exists():
             raise ValueError(f"{folder} lacks policy.safetensors; rerun the train command")
         cfg = TrainConfig.from_dict(meta["config"])
+        env = str(meta.get("env", cfg.env))
+        if env != cfg.env:
+            raise ValueError(f"{folder / 'policy.json'} names env {env!r} but its config "
+                             f"{cfg.env!r}; retrain the policy")
+        from kalm.envs import get_env
+
+        spec = get_env(env).action
+        discrete = bool(meta.get("discrete", True))
+        if discrete != spec.discrete or int(meta["action_size"]) != spec.size:
+            raise ValueError(f"{folder} holds a policy whose actions do not fit {env}'s "
+                             f"({spec.kind} {spec.size}); retrain the policy")
+        state_dim = int(meta.get("state_dim", OBS_DIM))
         algo = build_algo(cfg, int(meta["observation_size"]), int(meta["action_size"]),
-                          discrete=bool(meta.get("discrete", True)), device=device)
+                          discrete=discrete, device=device, state_dim=state_dim,
+                          action_range=(spec.low, spec.high))
         load_weights(algo, weights)
         emb = embedder if embedder is not None else make_embedder(meta["embedder"])
         if emb.dim != int(meta["goal_dim"]):
             raise ValueError(f"embedder {emb.name} gives {emb.dim}-d vectors but the policy was "
                              f"trained on {meta['goal_dim']}-d ones")
         run = folder.parent if folder.name == "policy" else folder
-        return cls(algo, emb, name=f"{meta['algo']}:{run.name}")
+        return cls(algo, emb, name=f"{meta['algo']}:{run.name}", state_dim=state_dim, env=env)
 
     def goal_vector(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
 
     def reset(self, goal, obs: np.ndarray, text: str = "") -> None:
         if not text:
-            from kalm.goals.language import describe
-
-            text = describe(goal)
+            text = self.environment.describe(goal)
         self._z = self.goal_vector(text)
 
-    def act(self, obs: np.ndarray) -> int:
+    def _actions(self, x: np.ndarray) -> np.ndarray:
+        """The greedy actions for observation rows ``x``: int64 (B,) or float32 (B, k), clipped."""
+        a = np.asarray(self.algo.predict(x.astype(np.float32)))
+        spec = self.action_spec
+        if spec.discrete:
+            return a.reshape(-1).astype(np.int64)
+        return np.clip(a.reshape(-1, spec.size), spec.low, spec.high).astype(np.float32)
+
+    def act(self, obs: np.ndarray) -> int | np.ndarray:
         if self._z is None:
             raise RuntimeError("call reset(goal, obs, text) before act(obs)")
         s = np.asarray(obs, dtype=np.float32).reshape(-1)[: self.state_dim]
         x = np.concatenate([s, self._z])[None, :].astype(np.float32)
-        return int(np.asarray(self.algo.predict(x)).reshape(-1)[0])
+        a = self._actions(x)
+        return int(a[0]) if self.action_spec.discrete else a[0]
 
     def act_batch(self, obs: np.ndarray, texts: list[str]) -> np.ndarray:
         """Greedy actions for many (state, text) pairs at once."""
         z = self.embedder.embed(texts)
         s = np.asarray(obs, dtype=np.float32)[:, : self.state_dim]
-        return np.asarray(self.algo.predict(np.concatenate([s, z], axis=1))).reshape(-1).astype(int)
+        a = self._actions(np.concatenate([s, z], axis=1))
+        return a.astype(int) if self.action_spec.discrete else a

@@ -34,8 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kalm.data.episodes import N_ACTIONS, OBS_DIM
-from kalm.rl.config import LEGACY_DEFAULTS, RESUMABLE_FIELDS, TrainConfig, parse_filter
+from kalm.rl.config import (LEGACY_DEFAULTS, RESUMABLE_FIELDS, TrainConfig, check_algo_for,
+                             parse_filter)
 from kalm.runs import RunDir, read_status, replace_dir, write_json_atomic
 
 __all__ = ["train_policy", "prepare_data", "TrainData"]
@@ -63,16 +63,22 @@ def prepare_data(cfg: TrainConfig, embedder=None,
     )
     from kalm.rl.embed import make_embedder
 
+    from kalm.envs import get_env
+
     say = status or (lambda msg: None)
     if not cfg.real:
         raise ValueError("a real dataset is needed (--real PATH)")
+    env = get_env(cfg.env)
     say("loading data")
     real = load_real(cfg.real)
+    _check_env(cfg, real.env, f"the real dataset {cfg.real}")
+    check_algo_for(cfg.algo, env)
     real_eps = [ep for ep in real.episodes if ep.length > 0]
     sources = load_imagined_sources(cfg.imagined)
     require = parse_filter(cfg.filter)
     im_eps, im_info = [], []
     for f, ds in sources:
+        _check_env(cfg, ds.env, f"the imagined rollouts {f}")
         kept, counts = filter_imagined(ds.episodes, require)
         im_eps += kept
         im_info.append({"path": str(f), "sha1": file_fingerprint(f), **counts,
@@ -86,8 +92,9 @@ def prepare_data(cfg: TrainConfig, embedder=None,
     say(f"embedding {len(texts)} goal texts with {emb.name}")
     Z = emb.embed(texts)
     index = {t: i for i, t in enumerate(texts)}
-    real_table = TransitionTable.from_episodes(real_eps, [index[ep.text] for ep in real_eps], cfg.reward)
-    im_table = (TransitionTable.from_episodes(im_eps, [index[ep.text] for ep in im_eps], cfg.reward)
+    table = dict(reward=cfg.reward, state_dim=env.state.dim, action=env.action)
+    real_table = TransitionTable.from_episodes(real_eps, [index[ep.text] for ep in real_eps], **table)
+    im_table = (TransitionTable.from_episodes(im_eps, [index[ep.text] for ep in im_eps], **table)
                 if im_eps else None)
     sampler = MixedSampler(real_table, im_table, Z, cfg.imagined_ratio, seed=cfg.seed)
     info = {
@@ -103,6 +110,12 @@ def prepare_data(cfg: TrainConfig, embedder=None,
         "filter": cfg.filter,
     }
     return TrainData(sampler, info, emb)
+
+
+def _check_env(cfg: TrainConfig, data_env: str, what: str) -> None:
+    if data_env != cfg.env:
+        raise ValueError(f"{what} holds {data_env} episodes but this run trains for {cfg.env}; "
+                         f"pass --env {data_env} (or data collected with --env {cfg.env})")
 
 
 def _check_resume(run: RunDir, cfg: TrainConfig) -> None:
@@ -138,11 +151,17 @@ def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    from kalm.envs import get_env
+
+    env = get_env(cfg.env)
     meta = {
         "format": POLICY_FORMAT, "format_version": POLICY_VERSION, "algo": cfg.algo,
-        "discrete": True, "observation_size": OBS_DIM + data.info["goal_dim"],
-        "action_size": N_ACTIONS, "state_dim": OBS_DIM, "goal_dim": data.info["goal_dim"],
-        "embedder": cfg.embedder, "step": step,
+        "env": env.name, "discrete": env.action.discrete,
+        "observation_size": env.state.dim + data.info["goal_dim"],
+        "action_size": env.action.size, "state_dim": env.state.dim,
+        **({} if env.action.discrete else {"action_low": env.action.low,
+                                           "action_high": env.action.high}),
+        "goal_dim": data.info["goal_dim"], "embedder": cfg.embedder, "step": step,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
     }
@@ -154,14 +173,15 @@ def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int
 
 
 def _evaluate(algo, data: TrainData, cfg: TrainConfig) -> float:
+    from kalm.envs import get_env
     from kalm.evaluate import evaluate
-    from kalm.goals.suites import SUITES, suite_items
     from kalm.rl.policy import TrainedPolicy
 
-    names = list(SUITES) if "all" in cfg.eval_suite.split(",") else cfg.eval_suite.split(",")
-    items = [it for n in names for it in suite_items(n, cfg.seed)]
-    res = evaluate(TrainedPolicy(algo, data.embedder), items, episodes=cfg.eval_episodes,
-                   seed=cfg.seed)
+    env = get_env(cfg.env)
+    names = list(env.suites) if "all" in cfg.eval_suite.split(",") else cfg.eval_suite.split(",")
+    items = [it for n in names for it in env.suite_items(n, cfg.seed)]
+    res = evaluate(TrainedPolicy(algo, data.embedder, env=env.name), items,
+                   episodes=cfg.eval_episodes, seed=cfg.seed, env=env)
     rates = [m["success_rate"] for m in res.categories.values()]
     return float(np.mean(rates))
 
@@ -223,7 +243,12 @@ def train_policy(
         write_json_atomic(run.path / "data.json", data.info)
 
         d3rlpy.seed(cfg.seed)
-        algo = build_algo(cfg, data.sampler.observation_size, N_ACTIONS, discrete=True, device=device)
+        from kalm.envs import get_env
+
+        env = get_env(cfg.env)
+        algo = build_algo(cfg, data.sampler.observation_size, env.action.size,
+                          discrete=env.action.discrete, device=device, state_dim=env.state.dim,
+                          action_range=(env.action.low, env.action.high))
         step, rows = 0, 0
         if resuming:
             st = load_training_state(algo, ck / "state.pt")
