@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import functools
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -46,6 +45,7 @@ from kalm.envs.clevr import (
     decode_action,
 )
 from kalm.envs.clevr.model import WORKBENCH
+from kalm.video import side_by_side  # noqa: F401 - served here under its historical name
 
 __all__ = [
     "DEFAULT_CAMERA",
@@ -508,70 +508,3 @@ def _state_shots(obs: np.ndarray, acts: list[int], n: int) -> list:
     if len(obs) > len(acts):
         shots.append((obs[-1], None))
     return shots
-
-
-# --------------------------------------------------------------------- composition
-def side_by_side(
-    frames_a: Sequence[np.ndarray],
-    frames_b: Sequence[np.ndarray],
-    labels: tuple[str, str] | None = ("imagined", "simulator"),
-) -> list[np.ndarray]:
-    """Put two frame lists next to each other, each frame labelled; the shorter is held on its last frame."""
-    if not frames_a or not frames_b:
-        raise ValueError("side_by_side needs at least one frame on each side")
-    n = max(len(frames_a), len(frames_b))
-    h = max(frames_a[0].shape[0], frames_b[0].shape[0])
-    la, lb = labels if labels is not None else (None, None)
-    out = []
-    for i in range(n):
-        a = _fit_height(frames_a[min(i, len(frames_a) - 1)], h, la)
-        b = _fit_height(frames_b[min(i, len(frames_b) - 1)], h, lb)
-        out.append(np.concatenate([a, b], axis=1))
-    return out
-
-
-def _fit_height(frame: np.ndarray, height: int, label: str | None) -> np.ndarray:
-    frame = np.asarray(frame, dtype=np.uint8)
-    if frame.shape[0] < height:
-        frame = np.pad(frame, ((0, height - frame.shape[0]), (0, 0), (0, 0)), mode="edge")
-    return _draw_label(frame, label) if label else frame
-
-
-def _draw_label(frame: np.ndarray, text: str) -> np.ndarray:
-    """``frame`` with ``text`` in white on a dark box in its top-left corner."""
-    rgb, alpha = _label_overlay(text)
-    h, w = min(alpha.shape[0], frame.shape[0]), min(alpha.shape[1], frame.shape[1])
-    out = np.array(frame, dtype=np.uint8, copy=True)
-    a = alpha[:h, :w]
-    out[:h, :w] = (out[:h, :w] * (1.0 - a) + rgb[:h, :w] * a + 0.5).astype(np.uint8)
-    return out
-
-
-@functools.lru_cache(maxsize=32)
-def _label_overlay(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """The label drawn once on a transparent canvas: its colours and its opacity (0..1), each
-    ``(h, w, ·)``; a frame gets it by blending, with no drawing per frame."""
-    from PIL import Image, ImageDraw
-
-    font = _label_font()
-    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
-    left, top, right, bottom = probe.textbbox((6, 4), text, font=font)
-    box = (left - 4, top - 3, right + 4, bottom + 3)
-    img = Image.new("RGBA", (box[2] + 1, box[3] + 1), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(img, "RGBA")
-    draw.rectangle(box, fill=(20, 20, 20, 170))
-    draw.text((6, 4), text, fill=(255, 255, 255, 255), font=font)
-    rgba = np.asarray(img, dtype=np.float32)
-    rgb, alpha = rgba[..., :3], rgba[..., 3:] / 255.0
-    rgb.setflags(write=False)
-    alpha.setflags(write=False)
-    return rgb, alpha
-
-
-def _label_font():
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=14)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
