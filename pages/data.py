@@ -27,14 +27,6 @@ from kalm.ui.paths import (  # noqa: E402
     display_path,
     find_datasets,
 )
-from kalm.ui.plots import (  # noqa: E402
-    action_label,
-    actions_figure,
-    channels_figure,
-    positions_figure,
-    state_figure,
-    topview_figure,
-)
 from kalm.envs import get_env  # noqa: E402
 from kalm.ui.navigation import ensure_app_navigation  # noqa: E402
 
@@ -171,32 +163,23 @@ with v2:
     step = st.slider("Step (synced with this frame and the markers on every plot)", 0, T, 0,
                      key=f"data_step_{pick}_{stamp[0]}") if T else 0
     if rendered is not None:
-        if step >= T:
-            nxt = "final state"
-        elif clevr:
-            nxt = f"next: {action_label(ep.actions[step])}"
-        else:
-            nxt = "next: " + ", ".join(f"{n} {v:+.2f}" for n, v in zip(env.action.names,
-                                                                       ep.actions[step]))
+        nxt = "final state" if step >= T else f"next: {env.action_label(ep.actions[step])}"
         st.image(rendered.step_frames[step], caption=f"step {step} / {T} · {nxt}", width="stretch")
 
-if not clevr:
-    st.plotly_chart(state_figure(ep.observations, env.state, step,
-                                 title="Positions of the gripper, target and objects"),
-                    key="data_positions")
-    if T:
-        st.plotly_chart(channels_figure(ep.actions, env.action.names, step), key="data_actions")
-    st.stop()
-
-p1, p2 = st.columns(2)
-with p1:
-    st.plotly_chart(topview_figure(ep.observations, step), key="data_top")
-with p2:
-    st.plotly_chart(positions_figure(ep.observations, step), key="data_positions")
-st.caption("Top view: ○ start, ● end, balls drawn to scale at the chosen step.")
-if T:
-    st.plotly_chart(actions_figure(ep.actions, step), key="data_actions")
-    st.caption("The ball pushed at each step; the arrow points the way it was pushed, as seen in "
-               "the top view.")
+# The environment's figures of the episode (kalm.envs.base.Environment.episode_figures): its
+# views of the states side by side, then the actions below them.
+figs = env.episode_figures(ep.observations, ep.actions if T else None, step)
+views = [(name, fig) for name, fig in figs.items() if name != "actions"]
+for col, (name, fig) in zip(st.columns(len(views)) if len(views) > 1 else [st.container()],
+                            views):
+    with col:
+        st.plotly_chart(fig, key=f"data_{name}")
+for name, _ in views:
+    if env.figure_notes.get(name):
+        st.caption(env.figure_notes[name])
+if "actions" in figs:
+    st.plotly_chart(figs["actions"], key="data_actions")
+    if env.figure_notes.get("actions"):
+        st.caption(env.figure_notes["actions"])
 else:
     st.info("This episode has no actions.")

@@ -432,6 +432,8 @@ class Environment(ABC):
     # with views of its own (CLEVR-Robot's top view and push arrows) overrides them.
     state_figure_title: ClassVar[str] = "State"
     """The title of the default positions figure (``episode_figures``' ``"positions"``)."""
+    figure_notes: ClassVar[Mapping[str, str]] = {}
+    """A caption a page shows under each of ``episode_figures``' figures, by name (none: none)."""
 
     def views(self) -> Any | None:
         """The module of this environment's own app figures (CLEVR-Robot: its top view, ball

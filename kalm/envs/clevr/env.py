@@ -169,6 +169,12 @@ class ClevrEnvironment(Environment):
 
     # ---- app views
     # CLEVR-Robot's own figures (kalm/envs/clevr/plots.py) and its animated pushes.
+    figure_notes = {
+        "top": "Top view: ○ start, ● end, balls drawn to scale at the chosen step.",
+        "actions": "The ball pushed at each step; the arrow points the way it was pushed, as seen "
+                   "in the top view.",
+    }
+
     def views(self) -> Any:
         from kalm.envs.clevr import plots
 
