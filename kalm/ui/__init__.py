@@ -1,12 +1,17 @@
-"""Logic behind the app's pages (Home, Data, Imagine, Validity), kept out of the page files.
+"""Logic behind the app's pages (Home, Data, Imagine, Validity, Train, Compare), kept out of the
+page files.
 
 Nothing here imports Streamlit (but ``kalm.ui.navigation``, inside its function): the pages gather
 input and show what these functions return, so the same code is tested without a browser.
 
 - ``kalm.ui.paths``: where datasets, grounded models and imagined sets are found, and the check
   that keeps typed paths inside the runs folder or ``assets/``;
-- ``kalm.ui.plots``: plotly figures of episodes (ball positions, actions, top view) and of
-  validity figures;
+- ``kalm.ui.plots``: the generic plotly figures (positions of a state layout's entities, action
+  channels, per-entity errors, histograms of validity figures) behind the environment
+  interface's app views (``Environment.episode_figures``, ...); CLEVR-Robot's own figures live in
+  its folder and are served here under their historical names;
+- ``kalm.ui.train`` / ``kalm.ui.compare``: the Train page's commands and job texts, the Compare
+  page's policies, result cache, evaluations, tables and side-by-side videos;
 - ``kalm.ui.episodes``: tables and filters over a dataset's episodes;
 - ``kalm.ui.imagine``: one or a few imagined rollouts in memory, with their validity;
 - ``kalm.ui.report``: reading an imagined set's run folder for the Validity page;
