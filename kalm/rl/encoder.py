@@ -3,12 +3,13 @@
 Observation layout (what ``kalm.data.episodes.to_d3rlpy(dataset, goal_features=Z)`` builds and
 what ``TrainedPolicy`` feeds at evaluation time)::
 
-    x = [ s (state_dim = 10: ball centres) | z (goal_dim = k: unit-norm sentence embedding) ]
+    x = [ s (state_dim: the environment's state, 10 ball centres on CLEVR, 91 on Meta-World)
+        | z (goal_dim = k: unit-norm sentence embedding) ]
 
 The encoder splits ``x`` and treats the halves separately before fusing them:
 
     h_s = ReLU(W_s f(s))                 state branch (state_units); f = state_features:
-                                         "raw": the 10 coordinates; "pairwise": the coordinates
+                                         "raw": the state vector; "pairwise" (CLEVR): the coordinates
                                          plus, for each of the 10 ball pairs i < j, the offset
                                          (dx, dy) = s_j - s_i and its length (40 features)
     h_g = ReLU(W_g (sqrt(k) * z))        goal projection (goal_units); sqrt(k) rescales a unit

@@ -12,6 +12,11 @@
                      torch.load(weights_only=True)) and trainer.json (step, sampler RNG)
     policy/          the final policy: policy.json + policy.safetensors (``kalm.rl.policy``)
 
+The environment is ``cfg.env`` (the CLI's ``--env``): its state size and action spec shape the
+data and the networks. Discrete algorithms train on discrete actions (CLEVR-Robot), continuous
+ones (bc, cql, iql, td3_plus_bc, awac) on continuous actions (Meta-World), clipped to the action
+spec's [low, high]; data of another environment, or an algorithm of the other kind, is refused.
+
 Batches come from ``kalm.rl.data.MixedSampler``: ``imagined_ratio`` of each batch is imagined
 transitions (default 0.5, KALM's 1:1), the rest real. The observation is ``[state | goal text
 embedding]`` and the networks use ``kalm.rl.encoder.GoalEncoderFactory``.
