@@ -1,0 +1,204 @@
+"""Meta-World validity checks: real expert episodes pass, doctored ones are flagged at the right
+step, and replaying an episode's actions from its seed reproduces it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kalm.envs import get_env
+from kalm.envs.metaworld import validity as V
+from kalm.envs.metaworld.state import entity, entity_slice
+from kalm.envs.metaworld.tasks import TaskGoal
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # the scripted policies warn
+
+ENV = get_env("metaworld")
+_CACHE: dict = {}
+
+
+def _episode(task: str, seed: int):
+    """A recorded expert episode (the data's action noise): states, actions, success."""
+    if (task, seed) not in _CACHE:
+        sim = ENV.make()
+        goal = TaskGoal(task)
+        obs, _ = sim.reset(seed=seed, options={"goal": goal})
+        expert = ENV.expert(seed=seed)
+        expert.reset(goal, obs)
+        states, actions = [obs], []
+        for _ in range(ENV.goal_horizon(goal)):
+            a = expert.act(obs)
+            obs, _, terminated, truncated, info = sim.step(a)
+            states.append(obs)
+            actions.append(a)
+            if terminated or truncated:
+                break
+        sim.close()
+        _CACHE[task, seed] = (np.stack(states), np.stack(actions), bool(info["success"]))
+    s, a, ok = _CACHE[task, seed]
+    return s.copy(), a.copy(), ok
+
+
+REAL = [("pick-place", 0), ("pick-place", 1), ("push", 0), ("coffee-push", 0), ("hammer", 0),
+        ("door-open", 0), ("soccer", 0)]
+
+
+@pytest.mark.parametrize("task,seed", REAL)
+def test_real_expert_episodes_pass_every_check(task, seed):
+    s, _, _ = _episode(task, seed)
+    assert not V.floating(s).any()
+    assert not V.gripper_jump(s).any()
+    assert not V.out_of_workspace(s).any()
+    assert not V.absurd(s).any()
+    assert not V.moved_absent(s).any()
+
+
+def test_expert_pick_place_lifts_and_holds_the_puck():
+    s, _, ok = _episode("pick-place", 0)
+    z = entity(s, "puck")[:, 2]
+    lifted = z > V.REST_Z["puck"] + V.LIFT_MARGIN
+    assert ok and lifted.any() and V.held(s, "puck")[lifted].all()
+
+
+@pytest.mark.parametrize("task,seed", [("pick-place", 0), ("coffee-push", 0), ("door-open", 0)])
+def test_replay_reproduces_a_recorded_episode(task, seed):
+    s, a, ok = _episode(task, seed)
+    replayed, step = V.replay(task, seed, a)
+    assert replayed.shape == s.shape
+    assert np.abs(replayed - s).max() < 1e-9
+    assert (step is not None) == ok and (not ok or step == len(a))
+    err = V.state_errors(s, replayed)
+    assert err["hand"].max() < 1e-9 and all(v.max() < 1e-9 for v in err["objects"].values())
+
+
+@pytest.mark.parametrize("task,seed", [("pick-place", 0), ("hammer", 0)])
+def test_check_on_an_expert_episode(task, seed):
+    s, a, ok = _episode(task, seed)
+    assert ok
+    r = V.check(task, seed, s, a)
+    assert r["steps"] == r["transitions"] == len(a)
+    assert r["goal_met"] and r["replay_success"]
+    assert r["success_step"] == r["replay_success_step"] == len(a)
+    assert r["realistic"] and r["realistic_transitions"] == len(a)
+    assert r["first_unrealistic_step"] is None
+    for key in ("floating", "gripper_jump", "moved_absent", "absurd", "out_of_workspace"):
+        assert r[key] is False and r[f"{key}_steps"] == []
+    assert r["hand_error_max"] < 1e-9 and r["object_error_max"] < 1e-9
+    assert r["start_error"] == 0.0 and r["invalid_actions"] == 0
+    assert len(r["hand_errors"]) == len(s)
+    assert set(r["object_errors"]) == set(V.present_entities(s[0]))
+
+
+def test_a_teleporting_hand_is_flagged_at_its_transition():
+    s, a, _ = _episode("push", 0)
+    t = 10
+    s[t:, 0:3] += [0.15, 0.0, 0.0]  # every state from s_t on: one jump, s_{t-1} -> s_t
+    assert V.gripper_jump(s).nonzero()[0].tolist() == [t - 1]
+    r = V.check("push", 0, s, a)
+    assert r["gripper_jump_steps"] == [t - 1] and r["first_unrealistic_step"] == t - 1
+    assert r["realistic_transitions"] == len(a) - 1
+    assert r["hand_error_max"] == pytest.approx(0.15, abs=1e-6)
+
+
+def test_a_finger_snap_is_a_gripper_jump():
+    s, _, _ = _episode("push", 0)
+    s[5, 3] = 0.0 if s[4, 3] > 0.5 else 1.0
+    assert V.gripper_jump(s).nonzero()[0].tolist() == [4, 5]
+
+
+def test_a_puck_floating_away_from_the_gripper_is_flagged_from_its_first_state():
+    s, a, _ = _episode("pick-place", 1)
+    t, n = 5, 5
+    for k in range(t, t + n):  # mid-air, 0.2 m beside the hand
+        s[k, entity_slice("puck")][:3] = s[k, 0:3] + [0.2, 0.0, -0.05]
+    assert V.floating(s).nonzero()[0].tolist() == list(range(t, t + n))
+    r = V.check("pick-place", 1, s, a)
+    assert r["floating_steps"] == list(range(t, t + n))
+    assert r["floating_objects"] == {"puck": list(range(t, t + n))}
+    assert r["first_unrealistic_step"] == t - 1
+    assert r["realistic_transitions"] == len(a) - n
+    assert r["object_error_max"] > 0.1
+
+
+def _held_then_left(z_of_t) -> np.ndarray:
+    """Synthetic: the puck held at z 0.2 in s_0, then the gripper opens and the hand rises
+    0.01 m a step while the puck is at ``z_of_t(t)``."""
+    s = np.zeros((15, 91))
+    for t in range(15):
+        s[t, 0:4] = [0.0, 0.6, 0.24 + 0.01 * t, 0.47 if t == 0 else 1.0]
+        s[t, entity_slice("puck")] = [0.0, 0.6, z_of_t(t), 1.0, 0.0, 0.0, 0.0]
+    s[:, 4:7] = [0.1, 0.8, 0.2]
+    return s
+
+
+def test_a_released_object_may_fall_but_not_hang():
+    falls = _held_then_left(lambda t: max(0.02, 0.2 - 0.5 * V.GRAVITY * (t * V.DT) ** 2))
+    assert not V.floating(falls).any()
+    hangs = _held_then_left(lambda t: 0.2)
+    # the fall bound drops below 0.2 once (t - FALL_SLACK) steps of fall exceed FALL_TOL
+    assert V.floating(hangs).nonzero()[0].tolist() == list(range(6, 15))
+    rises = _held_then_left(lambda t: 0.2 + 0.02 * t)  # carried up by nothing
+    assert V.floating(rises).nonzero()[0].tolist() == list(range(1, 15))
+
+
+def test_a_nan_state_is_absurd_and_breaks_both_its_transitions():
+    s, a, _ = _episode("coffee-push", 0)
+    t = 7
+    s[t, entity_slice("mug").start + 2] = np.nan  # the mug's height
+    assert V.absurd(s).nonzero()[0].tolist() == [t]
+    s2 = s.copy()
+    s2[t + 3, 0] = 1e6
+    assert V.absurd(s2).nonzero()[0].tolist() == [t, t + 3]
+    r = V.check("coffee-push", 0, s, a)
+    assert r["absurd"] and r["absurd_steps"] == [t]
+    assert r["first_unrealistic_step"] == t - 1 and r["realistic_transitions"] == len(a) - 2
+    assert r["hand_error_max"] < 1e-9  # the NaN is in an object slot; errors skip it
+    assert r["object_errors"]["mug"][t] is None
+
+
+def test_an_absent_slot_filled_or_a_present_one_emptied_is_flagged():
+    s, a, _ = _episode("push", 0)
+    t = 12
+    filled = s.copy()
+    filled[t:, entity_slice("mug")] = [0.0, 0.7, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert V.moved_absent(filled).nonzero()[0].tolist() == list(range(t, len(s)))
+    r = V.check("push", 0, filled, a)
+    assert r["moved_absent_steps"] == list(range(t, len(s)))
+    assert r["first_unrealistic_step"] == t - 1
+    emptied = s.copy()
+    emptied[t, entity_slice("puck")] = 0.0
+    assert V.moved_absent(emptied).nonzero()[0].tolist() == [t]
+
+
+def test_out_of_workspace():
+    s, _, _ = _episode("push", 0)
+    hand = s.copy()
+    hand[9, 2] = -0.1  # the hand under the table
+    assert V.out_of_workspace(hand).nonzero()[0].tolist() == [9]
+    obj = s.copy()
+    obj[4, entity_slice("puck").start] = 0.9  # the puck past the table's edge
+    assert V.out_of_workspace(obj).nonzero()[0].tolist() == [4]
+    assert not V.out_of_workspace(s).any()
+
+
+def test_check_validates_shapes_and_tolerates_bad_actions():
+    s, a, _ = _episode("push", 0)
+    with pytest.raises(ValueError):
+        V.check("push", 0, s[:-1], a)
+    with pytest.raises(ValueError):
+        V.check("push", 0, s[:, :90], a)
+    bad = a.copy()
+    bad[3] = np.nan
+    r = V.check("push", 0, s, bad)
+    assert r["invalid_actions"] == 1
+    empty = V.check("push", 0, s[:1], a[:0])
+    assert empty["steps"] == 0 and empty["realistic"] and not empty["goal_met"]
+
+
+def test_fall_model_constants_are_the_simulators():
+    sim = ENV.make()
+    sim.reset(seed=0, options={"goal": TaskGoal("pick-place")})
+    assert sim.env.dt == pytest.approx(V.DT)
+    assert -sim.env.model.opt.gravity[2] == pytest.approx(V.GRAVITY, abs=1e-3)
+    assert sim.env.action_scale == pytest.approx(0.01)
+    sim.close()
