@@ -147,7 +147,7 @@ class VectorCodec(nn.Module):
         n = h.shape[0]
         if obs is None:
             raise ValueError("the vector codec's state head needs the current states")
-        if action is None:
+        if action is None or action.dim() == 1:  # none known (a batch without actions collates -1s)
             action = torch.full((n, self.action_dim), float("nan"), device=h.device)
         action = action.float().reshape(n, self.action_dim)
         known = ~torch.isnan(action).any(-1, keepdim=True)

@@ -244,7 +244,9 @@ def train_grounding(
         write_json_atomic(run.path / "split.json", {"train": tr_idx.tolist(), "val": val_idx.tolist(),
                                                     "data": str(cfg.data)})
     train_data = GroundingData.from_dataset(dataset, tr_idx, cfg)
-    val_data = GroundingData.from_dataset(dataset, val_idx, cfg) if len(val_idx) else None
+    val_data = None
+    if len(val_idx) and any(dataset[int(i)].success for i in val_idx):
+        val_data = GroundingData.from_dataset(dataset, val_idx, cfg)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, lm, tokenizer)

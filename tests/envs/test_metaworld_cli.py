@@ -30,7 +30,6 @@ def test_collect_then_evaluate_expert_and_random(tmp_path, capsys):
 
 
 def test_stages_not_built_for_metaworld_are_refused(tmp_path, capsys):
-    rc = main(["ground", "--env", "metaworld", "--data", str(tmp_path / "x.npz"),
-               "--out", str(tmp_path / "run")])
+    rc = main(["reproduce", "--env", "metaworld", "--out", str(tmp_path / "run")])
     assert rc == 2
     assert "not built for Meta-World" in capsys.readouterr().err

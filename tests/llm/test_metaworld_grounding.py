@@ -1,0 +1,148 @@
+"""Grounding on Meta-World: the continuous-action codec, windowed rollouts, the CLI (tiny LM)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kalm.cli import main
+from kalm.data.collect import collect_dataset
+from kalm.envs import get_env
+from kalm.envs.metaworld.codec import ENTITY_SLOTS
+from kalm.envs.metaworld.state import STATE_DIM, entity_slice
+from kalm.llm.base import tiny_lm
+from kalm.llm.codec import VectorCodec
+from kalm.llm.config import PRESETS, GroundConfig
+from kalm.llm.generate import explain_rollouts, generate_rollouts, next_actions, predict_next_states
+from kalm.llm.sequences import collate, consequence_sequence, dynamics_sequence, rollout_sequence
+from kalm.llm.train import load_grounded, train_grounding
+
+ENV = get_env("metaworld")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mw") / "d.npz"
+    collect_dataset(episodes=6, seed=0, out=path, progress=False, env="metaworld")
+    return path
+
+
+@pytest.fixture(scope="module")
+def grounded(data, tmp_path_factory):
+    cfg = GroundConfig(**{**PRESETS["tiny"], **ENV.grounding_defaults, "env": "metaworld",
+                          "data": str(data), "steps": 6, "val_fraction": 0.0})
+    lm, tok = tiny_lm()
+    out = tmp_path_factory.mktemp("mwrun") / "run"
+    train_grounding(cfg, out, lm=lm, tokenizer=tok, progress=False)
+    return out
+
+
+def _state(rng, present=("puck",)):
+    s = np.zeros(STATE_DIM, np.float32)
+    s[:7] = rng.uniform(-0.3, 0.3, 7)
+    for e in present:
+        s[entity_slice(e)] = rng.uniform(0.1, 0.5, 7)
+    return s
+
+
+def test_vector_codec_keeps_absent_entities_absent_and_actions_in_range():
+    rng = np.random.default_rng(0)
+    codec = VectorCodec(16, STATE_DIM, 4, codec_hidden=32, slots=ENTITY_SLOTS)
+    obs = torch.from_numpy(np.stack([_state(rng), _state(rng, ("door handle", "lock"))]))
+    h = torch.randn(2, 16) * 10
+    nxt = codec.next_state(h, obs, torch.randn(2, 4))
+    for i, present in enumerate([("puck",), ("door handle", "lock")]):
+        for a, b in ENTITY_SLOTS:
+            if not obs[i, a:b].abs().sum():
+                assert torch.all(nxt[i, a:b] == 0), "an absent entity must stay all zeros"
+    assert not torch.allclose(nxt[0, :7], obs[0, :7])
+    a = codec.predict_action(h * 100, obs)
+    assert a.shape == (2, 4) and a.abs().max() <= 1.0
+    assert codec.embed_states(obs).shape == (2, 1, 16)
+    assert codec.embed_actions(a).shape == (2, 16)
+
+
+def test_vector_codec_regression_head_learns_a_mapping():
+    torch.manual_seed(0)
+    codec = VectorCodec(8, STATE_DIM, 4, codec_hidden=32, slots=ENTITY_SLOTS)
+    rng = np.random.default_rng(1)
+    obs = torch.from_numpy(np.stack([_state(rng) for _ in range(64)]))
+    h = torch.zeros(64, 8)
+    target = torch.tanh(obs[:, :4] * 3)  # an action that depends on the state
+    opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
+    first = float(codec.action_loss(h, obs, target))
+    for _ in range(200):
+        opt.zero_grad()
+        loss = codec.action_loss(h, obs, target)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.2 * first
+
+
+def test_collate_holds_continuous_actions_and_marks_missing_ones():
+    rng = np.random.default_rng(0)
+    obs = np.stack([_state(rng) for _ in range(4)])
+    acts = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
+    lm, tok = tiny_lm()
+    batch = collate([rollout_sequence("push the puck", obs, acts),
+                     dynamics_sequence(obs[0], acts[0], obs[1]),
+                     consequence_sequence("push the puck", obs[0], obs[-1])], tok)
+    assert batch.action_ids.dtype == torch.float32 and batch.action_ids.shape == (4, 4)
+    assert batch.at_target.shape == (3, 4) and torch.allclose(batch.at_target, torch.from_numpy(acts))
+    assert batch.state_obs.shape[1] == STATE_DIM
+    # rollout and dynamics targets know the action; the consequence target has none (NaN row)
+    assert batch.st_action.shape == (5, 4)
+    known = ~torch.isnan(batch.st_action).any(-1)
+    assert known.tolist() == [True, True, True, True, False]
+
+
+def test_grounding_saves_a_metaworld_model_that_generates_window_by_window(grounded):
+    model = load_grounded(grounded / "model", *tiny_lm())
+    assert type(model.codec).__name__ == "VectorCodec" and model.env_name == "metaworld"
+    assert model.window == ENV.grounding_defaults["max_steps_per_episode"] == 10
+    meta = json.loads((grounded / "model" / "grounded.json").read_text())
+    assert meta["env"] == "metaworld" and meta["codec"] == "vector"
+    items = ENV.suite_items("easy")[:2]
+    s0 = np.stack([ENV.imagine_start(it.goal, 3) for it in items])
+    seen = []
+    rolls = generate_rollouts(model, [it.text for it in items], s0, [it.goal for it in items],
+                              max_steps=23, on_step=lambda t, O, A, done: seen.append((t, O.shape, A.shape)))
+    for r in rolls:
+        assert r.actions.shape == (23, 4) and r.observations.shape == (24, STATE_DIM)
+        assert np.abs(r.actions).max() <= 1.0
+        np.testing.assert_array_equal(r.observations[0], s0[rolls.index(r)])
+    # one call per step, across the three windows, with the whole rollout so far
+    assert [t for t, _, _ in seen] == list(range(23))
+    assert seen[-1][1] == (2, 24, STATE_DIM) and seen[-1][2] == (2, 23, 4)
+    # a window boundary does not change what came before it
+    short = generate_rollouts(model, [items[0].text], s0[:1], [items[0].goal], max_steps=10)[0]
+    np.testing.assert_allclose(short.observations, rolls[0].observations[:11], atol=2e-4)
+    # the other directions: explanation text, next actions, dynamics
+    assert len(explain_rollouts(model, [r.observations for r in rolls], [r.actions for r in rolls],
+                                max_new_tokens=3)) == 2
+    a = next_actions(model, [items[0].text], [rolls[0].observations[:3]], [rolls[0].actions[:2]])
+    assert a.shape == (1, 4)
+    nxt = predict_next_states(model, rolls[0].observations[:2], rolls[0].actions[:2])
+    assert nxt.shape == (2, STATE_DIM)
+
+
+def test_ground_cli_on_metaworld_applies_its_defaults(data, tmp_path, capsys):
+    lm, tok = tiny_lm()
+    folder = tmp_path / "tinylm"
+    lm.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "run"
+    assert main(["ground", "--env", "metaworld", "--data", str(data), "--out", str(out), "--preset",
+                 "tiny", "--model", str(folder), "--steps", "2", "--val-fraction", "0", "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["env"] == "metaworld" and cfg["rollout_windows"] is True
+    assert cfg["explain_balls"] is False and cfg["max_steps_per_episode"] == 10
+    # a CLEVR dataset cannot ground a Meta-World model (and the reverse)
+    clevr = tmp_path / "c.npz"
+    collect_dataset(episodes=2, seed=0, out=clevr, progress=False)
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="--env clevr"):
+        train_grounding(GroundConfig(**{**PRESETS["tiny"], **ENV.grounding_defaults, "env": "metaworld",
+                                        "data": str(clevr)}), tmp_path / "bad", lm=lm, tokenizer=tok,
+                        progress=False)
