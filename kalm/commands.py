@@ -133,7 +133,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     from kalm.imagine.generate import imagine
     from kalm.llm.train import load_grounded
 
-    _env(args, "imagine")
+    env = _env(args, "imagine")
     if args.per_goal < 1:
         raise CLIError("--per-goal must be at least 1")
     if args.batch_size < 1:
@@ -147,8 +147,10 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not Path(args.model).exists():
         raise CLIError(f"model folder {args.model} not found; ground one with "
                        "`python -m kalm ground --data PATH --out runs/NAME`")
-    items = _load_items(args.suite, args.goals, args.seed, args.limit)
+    items = _load_items(args.suite, args.goals, args.seed, args.limit, env=env)
     model = load_grounded(args.model)
+    if model.env_name != env.name:
+        raise CLIError(f"{args.model} was grounded on {model.env_name}; pass --env {model.env_name}")
     source = {"model": str(args.model), "suite": args.suite, "goals": args.goals,
               "limit": args.limit}
     ds, _ = imagine(model, items, per_goal=args.per_goal, seed=args.seed, out=Path(args.out),

@@ -221,7 +221,7 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
         episodes.append(Episode(
             text=item.text, goal=item.goal.to_dict(), category=item.category, seed=p["reset_seed"],
             observations=obs, actions=acts, rewards=dense, rewards_sparse=sparse,
-            terminals=terminals, success=v.goal_met, imagined=True,
+            terminals=terminals, success=v.goal_met, imagined=True, env=env.name,
             info={"index": p["index"], "item": p["item_index"], "k": p["k"],
                   "validity": v.to_dict()},
         ))
@@ -348,6 +348,7 @@ def imagine(
     batches = [plan[s : s + cfg.batch_size] for s in range(0, total, cfg.batch_size)]
     env = get_env(getattr(model, "env_name", "clevr"))
     sim = env.make()
+    env_meta = {} if env.name == "clevr" else {"env": env.name}
     episodes: list[Episode] = []
     generated, gen_s, explain_s, check_s = 0, 0.0, 0.0, 0.0
     bar = None
@@ -369,7 +370,7 @@ def imagine(
                     s0, p["reset_seed"] = initial_state(sim, p["item"].goal, p["base_seed"])
                     p["s0"] = np.asarray(s0, dtype=np.float32)
                 new, times = _run_batch(model, env, sim, batch, cfg)
-                save_dataset(Dataset(new, make_meta(kind="imagine-part", fingerprint=fingerprint)),
+                save_dataset(Dataset(new, make_meta(kind="imagine-part", fingerprint=fingerprint, **env_meta)),
                              _part_path(out, first, batch[-1]["index"]))
                 episodes += new
                 generated += len(new)
@@ -407,7 +408,7 @@ def imagine(
         sim.close()
 
     validities = [RolloutValidity.from_dict(ep.info["validity"]) for ep in episodes]
-    dataset = Dataset(episodes, make_meta(kind="imagine", command=config["command"], config=config))
+    dataset = Dataset(episodes, make_meta(kind="imagine", command=config["command"], config=config, **env_meta))
     save_dataset(dataset, out / "imagined.npz")
     _write_validity_csv(out / "validity.csv", episodes, validities)
     generation = {

@@ -139,5 +139,6 @@ def test_stage_note_names_the_environments_a_stage_is_built_for():
     from kalm.ui.paths import stage_note
 
     assert stage_note("collect") is None  # every environment collects
-    note = stage_note("imagine")
+    assert stage_note("imagine") is None
+    note = stage_note("reproduce")  # the one stage Meta-World lacks so far
     assert "CLEVR-Robot" in note and "Meta-World has collect, evaluate" in note

@@ -124,6 +124,58 @@ class MetaWorldEnvironment(Environment):
             frames.append(sim.render(width, height))
         return frames
 
+    # ----------------------------------------------------------------- imagination checks
+    def validity_tolerances(self) -> dict[str, float]:
+        from kalm.envs.metaworld import validity as v
+
+        return {"hand_step_max": v.HAND_STEP_MAX, "finger_step_max": v.FINGER_STEP_MAX,
+                "lift_margin": v.LIFT_MARGIN, "hold_distance": v.HOLD_DIST,
+                "absurd_coord": v.ABSURD_COORD}
+
+    def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
+                      seed: int | None = None, sim: Any = None, explanation: str | None = None,
+                      start_obs: np.ndarray | None = None) -> Any:
+        """Meta-World's checks (``kalm.envs.metaworld.validity.check``) as a ``RolloutValidity``.
+
+        Meta-World cannot be set to an imagined state, so a transition is *realistic* when it is
+        physically plausible (no gripper jump, no floating object, no entity appearing or
+        vanishing, nothing absurd); ``dynamics_error_*`` / ``step_errors`` are the hand's
+        distance to the open-loop replay of the same actions from the seeded reset ``seed``
+        (which must be the reset ``s_0`` came from); out of workbench means out of the arm's
+        workspace; overlap is not checked (0). The full check is kept in ``extra``.
+        """
+        from kalm.envs.metaworld.validity import check
+        from kalm.imagine.validity import RolloutValidity
+
+        if seed is None:
+            raise ValueError("Meta-World rollouts are replayed from their seeded reset: pass seed")
+        c = check(goal.task, int(seed), observations, actions,
+                  sim=sim if getattr(sim, "pose", None) else None)
+        hand = c["hand_errors"][1:]
+        cycle = true = None
+        if explanation is not None:
+            explained = self.parse_goal(explanation)
+            cycle = explained is not None and explained == goal
+            obs = np.asarray(observations, np.float64)
+            true = bool(explained is not None and len(obs) > 1 and np.all(np.isfinite(obs[-1]))
+                        and self.success(explained, obs[-1]) and not self.success(explained, obs[0]))
+        measured = [e for e in hand if e is not None]
+        extra = {k: c[k] for k in ("floating_steps", "floating_objects", "gripper_jump_steps",
+                                   "moved_absent_steps", "out_of_workspace_steps",
+                                   "replay_success_step", "object_error_mean",
+                                   "object_error_max", "start_error", "invalid_actions")}
+        return RolloutValidity(
+            steps=c["steps"], goal_met=c["goal_met"], success_step=c["success_step"],
+            transitions=c["transitions"], realistic_transitions=c["realistic_transitions"],
+            first_unrealistic_step=c["first_unrealistic_step"],
+            dynamics_error_mean=c["hand_error_mean"], dynamics_error_max=c["hand_error_max"],
+            out_of_workbench_states=len(c["out_of_workspace_steps"]), overlap_states=0,
+            absurd_states=len([t for t in c["absurd_steps"] if t > 0]),
+            replay_success=c["replay_success"],
+            replay_final_error=measured[-1] if measured and hand[-1] is not None else None,
+            explanation=explanation, cycle_consistent=cycle, explanation_true=true,
+            step_errors=list(hand), extra=extra)
+
     # ---- app views
     # The interface's defaults (figures from the state and action names, replayed frames) serve
     # Meta-World as they are; only the positions figure gets a title that says what it shows.
