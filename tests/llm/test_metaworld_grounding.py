@@ -146,3 +146,24 @@ def test_ground_cli_on_metaworld_applies_its_defaults(data, tmp_path, capsys):
         train_grounding(GroundConfig(**{**PRESETS["tiny"], **ENV.grounding_defaults, "env": "metaworld",
                                         "data": str(clevr)}), tmp_path / "bad", lm=lm, tokenizer=tok,
                         progress=False)
+
+
+def test_imagine_on_metaworld_checks_each_rollout_against_the_replay(grounded, tmp_path):
+    from kalm.imagine.generate import imagine, load_imagined
+
+    model = load_grounded(grounded / "model", *tiny_lm())
+    items = ENV.suite_items("easy")[:2]
+    ds, vs = imagine(model, items, per_goal=1, seed=7, out=tmp_path / "im", batch_size=2,
+                     max_steps=12, explain=True, progress=False)
+    assert ds.env == "metaworld" and all(ep.env == "metaworld" for ep in ds.episodes)
+    for ep, v in zip(ds.episodes, vs):
+        assert ep.actions.shape == (v.steps, 4) and ep.observations.shape == (v.steps + 1, STATE_DIM)
+        assert v.transitions == v.steps and 0 <= v.realistic_transitions <= v.transitions
+        assert len(v.step_errors) == v.steps  # hand distance to the replay of the same actions
+        assert {"floating_steps", "gripper_jump_steps", "start_error"} <= set(v.extra)
+        assert v.extra["start_error"] < 1e-5  # s_0 is the seeded reset the replay starts from
+        assert v.explanation is not None and v.overlap_states == 0
+    ds2, vs2 = load_imagined(tmp_path / "im")
+    assert [v.to_dict() for v in vs2] == [v.to_dict() for v in vs]
+    summary = json.loads((tmp_path / "im" / "summary.json").read_text())
+    assert "hand_step_max" in summary["tolerances"] and summary["categories"]["easy"]["rollouts"] == 2
