@@ -1,4 +1,4 @@
-"""The LLM-as-policy baseline: the grounded LM picks each push from goal text + the real states.
+"""The LLM-as-policy baseline: the grounded LM picks each action from goal text + the real states.
 
 At every step the policy feeds the grounded LM the rollout prompt for the goal text followed by
 the real observations seen so far and the actions it took (``s0 a0 s1 ... s_t``) and takes the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kalm.goals.spec import Goal
+from typing import Any
 
 __all__ = ["LLMPolicy"]
 
@@ -24,30 +24,32 @@ class LLMPolicy:
     """Closed-loop actions from a grounded LM folder (``--policy llm:DIR``).
 
     ``context`` caps how many past steps the prompt keeps (the goal text always stays), so long
-    hard episodes do not grow the prompt past what the LM was grounded on.
+    hard episodes do not grow the prompt past what the LM was grounded on (default 16, or the
+    rollout window a windowed model was grounded on).
     """
 
-    def __init__(self, folder: str | Path, model=None, context: int = 16) -> None:
+    def __init__(self, folder: str | Path, model=None, context: int | None = None) -> None:
         from kalm.llm.train import load_grounded
 
         self.folder = str(folder)
         self.name = f"llm:{folder}"
         self.model = model if model is not None else load_grounded(folder)
-        self.context = int(context)
+        window = int(getattr(self.model, "window", 0) or 0)
+        self.context = int(context if context is not None else (window or 16))
         self._text = ""
         self._session = None
 
-    def reset(self, goal: Goal, obs: np.ndarray, text: str = "") -> None:
+    def reset(self, goal: Any, obs: np.ndarray, text: str = "") -> None:
         if not text:
-            from kalm.goals.language import describe
+            from kalm.envs import get_env
 
-            text = describe(goal)
+            text = get_env(getattr(self.model, "env_name", "clevr")).describe(goal)
         from kalm.llm.generate import ActionSession
 
         self._text = text
         self._session = ActionSession(self.model, text, context=self.context)
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray):
         if self._session is None:
             raise RuntimeError("call reset(goal, obs) before act(obs)")
         return self._session.act(obs)

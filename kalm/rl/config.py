@@ -172,7 +172,7 @@ class TrainConfig(JsonConfig):
     """Stop (with a checkpoint and a policy) after this many minutes; 0 = no limit."""
 
     def validate(self) -> "TrainConfig":
-        from kalm.goals.suites import SUITES
+        from kalm.envs.base import SUITES
         from kalm.rl.embed import check_embedder_name
         from kalm.rl.encoder import FUSIONS, STATE_FEATURES
 
