@@ -167,3 +167,43 @@ def test_imagine_on_metaworld_checks_each_rollout_against_the_replay(grounded, t
     assert [v.to_dict() for v in vs2] == [v.to_dict() for v in vs]
     summary = json.loads((tmp_path / "im" / "summary.json").read_text())
     assert "hand_step_max" in summary["tolerances"] and summary["categories"]["easy"]["rollouts"] == 2
+
+
+def test_every_loss_falls_with_continuous_actions():
+    from kalm.llm.sequences import explain_sequence
+    from kalm.llm.train import build_model
+
+    from .fitting import assert_every_loss_falls
+
+    torch.manual_seed(0)
+    lm, tok = tiny_lm()
+    model = build_model(GroundConfig(env="metaworld", **ENV.grounding_defaults), lm, tok)
+    rng = np.random.default_rng(2)
+    obs = np.stack([_state(rng) for _ in range(4)])
+    acts = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
+    model.codec.set_stats(obs.mean(0), obs.std(0) + 0.1, np.full(STATE_DIM, 0.1), np.full(STATE_DIM, 0.2))
+    batch = collate([rollout_sequence("push the puck to the goal", obs, acts),
+                     dynamics_sequence(obs[0], acts[0], obs[1]),
+                     consequence_sequence("push the puck to the goal", obs[0], obs[3]),
+                     explain_sequence("push the puck to the goal", obs, acts)], tok, 1)
+    assert_every_loss_falls(model, batch)
+
+
+def test_generation_stops_when_the_goal_holds(grounded, monkeypatch):
+    import kalm.envs.metaworld.success as success
+
+    model = load_grounded(grounded / "model", *tiny_lm())
+    item = ENV.suite_items("train")[0]
+    s0 = ENV.imagine_start(item.goal, 1)[None]
+    calls = []
+
+    def holds_at_step_four(task, s):  # the rule holds from the fourth generated state on
+        calls.append(task)
+        return len(calls) >= 4
+
+    monkeypatch.setattr(success, "task_success", holds_at_step_four)
+    r = generate_rollouts(model, [item.text], s0, [item.goal])[0]
+    assert r.goal_met and len(r.actions) == 4 and calls == [item.goal.task] * 4
+    # without a goal it runs to the horizon it is given, across windows
+    r = generate_rollouts(model, [item.text], s0, None, max_steps=13)[0]
+    assert not r.goal_met and len(r.actions) == 13
