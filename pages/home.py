@@ -80,7 +80,7 @@ def page_link(page: str, label: str, icon: str) -> None:
 def run_demo(model_dir: Path) -> None:
     """Wait for the model (loaded once per server, in the background: the Imagine page shares
     it), imagine the demo goal, show the rollout, its checks and video, then the explanation."""
-    from kalm.goals.spec import goal_from_dict
+    from kalm.envs import get_env
     from kalm.ui.imagine import explain_rollout, imagine_rollout, throttled
 
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def run_demo(model_dir: Path) -> None:
     slot.info("The LM is imagining the rollout…")
     try:
         result = imagine_rollout(
-            model, home_ui.DEMO_TEXT, home_ui.DEMO_SEED, goal=goal_from_dict(home_ui.DEMO_GOAL),
+            model, home_ui.DEMO_TEXT, home_ui.DEMO_SEED, goal=get_env(model.env_name).goal_from_dict(home_ui.DEMO_GOAL),
             max_steps=home_ui.DEMO_MAX_STEPS, category=home_ui.DEMO_CATEGORY,
             on_step=throttled(lambda t, o, a: slot.info(
                 f"The LM is imagining the rollout… step {t + 1}")))

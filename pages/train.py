@@ -118,7 +118,7 @@ def ground_form() -> None:
 
 
 def imagine_form() -> None:
-    from kalm.goals.suites import SUITES
+    from kalm.envs.base import SUITES
 
     st.markdown("Let a grounded LM imagine rollouts for goal texts (`python -m kalm imagine`), "
                 "each checked against the simulator. A rerun resumes from finished batches.")

@@ -205,16 +205,17 @@ def ground_argv(data: str, run_dir: Path, preset: str, specs: list[jobs.OptionSp
 
 
 # ----------------------------------------------------------------------------------- imagination
-def check_goals_file(goals_bytes: bytes) -> None:
-    """Raise ValueError (or OSError) when an uploaded goals file cannot be read."""
+def check_goals_file(goals_bytes: bytes, env: str | None = None) -> None:
+    """Raise ValueError (or OSError) when an uploaded goals file cannot be read (by ``env``'s
+    goal language; default CLEVR-Robot's)."""
     import tempfile
 
-    from kalm.goals.suites import read_goals_file
+    from kalm.envs import get_env
 
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as f:
         f.write(goals_bytes)
         f.flush()
-        read_goals_file(f.name)
+        get_env(env).read_goals_file(f.name)
 
 
 def imagine_problems(model: str | None, use_suites: bool, suites: Sequence[str],

@@ -72,6 +72,11 @@ class ClevrEnvironment(Environment):
 
         return GoalItem.from_dict(d)
 
+    def read_goals_file(self, path):
+        from kalm.goals.suites import read_goals_file
+
+        return read_goals_file(path)
+
     def describe(self, goal: Any, style: str = "train", rng: np.random.Generator | None = None) -> str:
         from kalm.goals.language import describe
 
@@ -239,3 +244,22 @@ class ClevrEnvironment(Environment):
 
         return episode_frames(observations, actions, mode=mode, substep_frames=substep_frames,
                               width=width, height=height)
+
+    def imagined_video_fps(self, substep_frames: int = 2) -> float:
+        from kalm.envs.clevr.imagined import VIDEO_STEP_SECONDS
+
+        return max(1, int(substep_frames)) / VIDEO_STEP_SECONDS
+
+    def imagined_video_frames(self, goal: Any, reset_seed: int | None, observations: np.ndarray,
+                              actions: Any, *, start_obs: np.ndarray | None = None,
+                              substep_frames: int = 2, width: int = 320, height: int = 240,
+                              side_by_side: bool = True, on_frame: Any = None,
+                              renderer: Any = None) -> Any:
+        """``kalm.envs.clevr.imagined.imagined_frames``: the imagined states beside the replay
+        from ``start_obs`` (default: the imagined ``s_0``; ``goal`` and ``reset_seed`` are not
+        needed, CLEVR-Robot can be set to a state), each push in ``substep_frames`` frames."""
+        from kalm.envs.clevr.imagined import imagined_frames
+
+        return imagined_frames(observations, actions, side_by_side, start_obs, width, height,
+                               substep_frames=substep_frames, renderer=renderer,
+                               on_frame=on_frame)
