@@ -524,3 +524,46 @@ class Environment(ABC):
         frames = self.episode_frames(observations, None, width=width, height=height)
         k = max(1, int(substep_frames))
         return [f for f in frames[:-1] for _ in range(k)] + frames[-1:]
+
+    imagined_pane_labels: ClassVar[tuple[str, str]] = ("imagined", "simulator")
+    """The labels of an imagined-rollout video's two panes (:meth:`imagined_video_frames`)."""
+
+    def imagined_video_fps(self, substep_frames: int = 1) -> float:
+        """The frame rate of :meth:`imagined_video_frames` with ``substep_frames`` frames a step.
+        Default: :attr:`render_fps` steps a second."""
+        return float(self.render_fps * max(1, int(substep_frames)))
+
+    def imagined_video_frames(self, goal: Any, reset_seed: int | None, observations: np.ndarray,
+                              actions: Any, *, start_obs: np.ndarray | None = None,
+                              substep_frames: int = 1, width: int = 320, height: int = 240,
+                              side_by_side: bool = True,
+                              on_frame: Callable[[np.ndarray], None] | None = None,
+                              step_stride: int = 1) -> Any:
+        """The frames (``kalm.video.VideoFrames``, at :meth:`imagined_video_fps`) of a video of an
+        imagined rollout: the imagined states on the left, the simulator's replay of the same
+        actions from the seeded reset ``reset_seed`` of ``goal`` (a goal or its JSON form) on the
+        right, labelled :attr:`imagined_pane_labels`; only the imagined states when not
+        ``side_by_side``. ``on_frame`` gets each frame as soon as it is made (an encoder).
+        ``step_stride`` n > 1: every n-th state (and the last) only, at an n-th of the rate.
+        Default: each imagined state's frame (:meth:`episode_frames`) and each replayed state's
+        (:meth:`replay_frames`), held ``substep_frames`` frames a step."""
+        from kalm.video import VideoFrames, side_by_side as beside
+
+        k, n = max(1, int(substep_frames)), max(1, int(step_stride))
+
+        def held(frames: list) -> list:
+            frames = [frames[t] for t in sorted(set(range(0, len(frames), n)) | {len(frames) - 1})]
+            return [f for f in frames[:-1] for _ in range(k)] + frames[-1:]
+
+        left = held(self.episode_frames(observations, None, width=width, height=height))
+        if side_by_side:
+            acts = [a for a in np.asarray(actions)]
+            left = beside(left, held(self.replay_frames(goal, int(reset_seed or 0), acts,
+                                                        width=width, height=height)),
+                          labels=self.imagined_pane_labels)
+        out = VideoFrames(fps=self.imagined_video_fps(k) / n)
+        for f in left:
+            out.append(f)
+            if on_frame is not None:
+                on_frame(f)
+        return out

@@ -181,6 +181,55 @@ class MetaWorldEnvironment(Environment):
     # Meta-World as they are; only the positions figure gets a title that says what it shows.
     state_figure_title = "Positions of the gripper, target and objects"
 
+    def imagined_video_frames(self, goal: Any, reset_seed: int | None, observations: np.ndarray,
+                              actions: Any, *, start_obs: np.ndarray | None = None,
+                              substep_frames: int = 1, width: int = 320, height: int = 240,
+                              side_by_side: bool = True, on_frame: Any = None,
+                              step_stride: int = 1) -> Any:
+        """Left: the imagined states posed in the scene of ``goal``'s task as reset with
+        ``reset_seed`` (``pose.py``: the arm driven to the imagined hand, objects placed, jointed
+        parts turned; a non-finite number keeps the previous state's, coordinates are clipped to
+        +-2 m). Right: the simulator running the same actions open loop from that seeded reset
+        (as ``validity.replay``: clipped to [-1, 1], a non-finite action played as 0). One frame
+        a step (held ``substep_frames`` frames), at :meth:`imagined_video_fps`; with
+        ``step_stride`` n > 1, only every n-th state (and the last) is drawn, at an n-th of the
+        frame rate (the same pace: rendering, not posing, is what takes the time)."""
+        from kalm.video import VideoFrames, side_by_side as beside
+
+        if isinstance(goal, Mapping):
+            goal = self.goal_from_dict(goal)
+        if not isinstance(goal, TaskGoal):
+            raise ValueError("a Meta-World imagined video needs the task its s_0 was reset for")
+        seed = int(reset_seed or 0)
+        obs = _posable(self.check_obs(observations))
+        acts = np.asarray(actions, dtype=np.float64).reshape(-1, self.action.size)
+        acts = np.clip(np.where(np.isfinite(acts), acts, 0.0), -1.0, 1.0)
+        k, n = max(1, int(substep_frames)), max(1, int(step_stride))
+        shown = sorted(set(range(0, len(obs), n)) | {len(obs) - 1})
+        out = VideoFrames(fps=self.imagined_video_fps(k) / n)
+        with _RENDER_LOCK:
+            sim = _render_sim()
+            replayed = {}
+            if side_by_side:
+                sim.reset(seed=seed, options={"goal": goal})
+                replayed[0] = sim.render(width, height)
+                for t, a in enumerate(acts, start=1):
+                    sim.step(a)
+                    if t in shown or t == len(acts):
+                        replayed[t] = sim.render(width, height)
+            sim.reset(seed=seed, options={"goal": goal})
+            for t in shown:
+                sim.pose(obs[t])
+                frame = sim.render(width, height)
+                if side_by_side:
+                    frame = beside([frame], [replayed[min(t, len(acts))]],
+                                   labels=self.imagined_pane_labels)[0]
+                for _ in range(k if t < len(obs) - 1 else 1):
+                    out.append(frame)
+                    if on_frame is not None:
+                        on_frame(frame)
+        return out
+
 
 def _guess_task(s: np.ndarray) -> str:
     from kalm.envs.metaworld.sim import TASK_ENTITIES
@@ -205,3 +254,18 @@ def _render_sim():
         _SIM = MetaWorldSim()
         atexit.register(_SIM.close)  # free the GL contexts before EGL itself goes away
     return _SIM
+
+
+_RENDER_LOCK = __import__("threading").Lock()
+"""Held while a video is drawn with the shared render simulator (app sessions share it)."""
+
+
+def _posable(obs: np.ndarray) -> np.ndarray:
+    """Imagined states a scene can be posed in: a non-finite number takes the previous state's
+    (``s_0`` is real), every coordinate clipped to +-2 m."""
+    o = np.array(obs, dtype=np.float64, copy=True)
+    for t in range(len(o)):
+        bad = ~np.isfinite(o[t])
+        if bad.any():
+            o[t, bad] = o[t - 1, bad] if t else 0.0
+    return np.clip(o, -2.0, 2.0)
