@@ -1,5 +1,11 @@
 """Imagine page: a grounded LM writes rollouts for goal texts; each is shown beside the
-simulator's replay of its actions, with its validity checks and the LM's own explanation."""
+simulator's replay of its actions, with its validity checks and the LM's own explanation.
+
+The environment is the chosen model's (its ``grounded.json``): CLEVR-Robot's page has its own
+figures (top view, push arrows, per-ball errors); Meta-World's offers its suites' goals (the wall
+variants among the easy ones), parses typed texts with its own parser, draws the generic
+state and action figures, its plausibility checks and the open-loop replay from the seeded reset.
+Meta-World's widgets carry the environment in their keys (``im_text_metaworld``, ...)."""
 
 import os
 
@@ -12,6 +18,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from kalm.envs import get_env  # noqa: E402
 from kalm.goals.parser import parse_goal_text  # noqa: E402
 from kalm.goals.spec import goal_from_dict  # noqa: E402
 from kalm.goals.suites import SUITES, GoalItem, suite_items  # noqa: E402
@@ -23,11 +30,14 @@ from kalm.ui.imagine import (  # noqa: E402
     check_goal_text,
     explain_rollout,
     explanation_agrees,
+    folder_env,
     imagine_batch,
     imagine_rollout,
+    rollout_figures,
     side_by_side_video,
     throttled,
     validity_checks,
+    video_stride,
 )
 from kalm.ui.paths import (  # noqa: E402
     stage_note,
@@ -53,14 +63,42 @@ NO_PICK = "(type your own below)"
 MAX_BATCH = 32
 
 
+CLEVR = "clevr"
+PLACEHOLDERS = {CLEVR: "e.g. Put the red ball to the left of the blue ball",
+                "metaworld": "e.g. Reach the target, with a wall in the way"}
+BATCH_PLACEHOLDERS = {CLEVR: "Put the red ball to the left of the blue ball\n"
+                             "Move the green ball behind the cyan ball",
+                      "metaworld": "Open the door\nPush the puck to the goal past the wall"}
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
-def _video(observations: np.ndarray, actions: np.ndarray):
-    return side_by_side_video(observations, actions)
+def _video(observations: np.ndarray, actions: np.ndarray, env: str = CLEVR,
+           goal_json: str | None = None, seed: int | None = None, stride: int = 1):
+    if env == CLEVR:
+        return side_by_side_video(observations, actions)
+    import json
+
+    return side_by_side_video(observations, actions, env=env, seed=seed, step_stride=stride,
+                              goal=None if goal_json is None else json.loads(goal_json))
 
 
 @st.cache_data(show_spinner=False)
-def _suite(name: str) -> list[dict]:
-    return [it.to_dict() for it in suite_items(name)]
+def _suite(name: str, env: str = CLEVR) -> list[dict]:
+    items = suite_items(name) if env == CLEVR else get_env(env).suite_items(name)
+    return [it.to_dict() for it in items]
+
+
+def _key(name: str, env: str) -> str:
+    """A widget's key: CLEVR-Robot's as it always was, another environment's with its name."""
+    return name if env == CLEVR else f"{name}_{env}"
+
+
+def _parse(text: str, env: str):
+    return parse_goal_text(text) if env == CLEVR else get_env(env).parse_goal(text)
+
+
+def _goal_from_dict(d: dict, env: str):
+    return goal_from_dict(d) if env == CLEVR else get_env(env).goal_from_dict(d)
 
 
 def load_model(folder: Path):
@@ -104,14 +142,14 @@ def model_status(folder: Path) -> None:
                    f"{res.future.exception()}")
 
 
-def _pick_suite_goal() -> None:
+def _pick_suite_goal(env: str = CLEVR) -> None:
     """Fill the goal text from the suite picker."""
-    choice = st.session_state.get("im_pick")
+    choice = st.session_state.get(_key("im_pick", env))
     if choice and choice != NO_PICK:
         suite, i = choice.split(":", 1)
-        item = _suite(suite)[int(i)]
-        st.session_state["im_text"] = item["text"]
-        st.session_state["im_pick_item"] = item
+        item = _suite(suite, env)[int(i)]
+        st.session_state[_key("im_text", env)] = item["text"]
+        st.session_state[_key("im_pick_item", env)] = item
 
 
 # ----------------------------------------------------------------------------- showing a rollout
@@ -123,7 +161,7 @@ def show_validity(r) -> None:
             "replaying it and cycle consistency need one. The dynamics errors below need no goal."
         )
         return
-    checks = validity_checks(r.validity)
+    checks = validity_checks(r.validity, r.env)
     cols = st.columns(3)
     for k, c in enumerate(checks):
         icon = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]",
@@ -162,14 +200,28 @@ def show_explanation(r, pending: bool = False) -> None:
 def _show_video(slot, r):
     """Render (or take from the cache) the side-by-side video into ``slot``; its step frames."""
     try:
-        mp4, step_frames = _video(r.observations, r.actions)
+        if r.env == CLEVR:
+            mp4, step_frames = _video(r.observations, r.actions)
+        else:
+            import json
+
+            goal = r.reset_goal
+            mp4, step_frames = _video(r.observations, r.actions, r.env,
+                                      None if goal is None else json.dumps(goal, sort_keys=True),
+                                      r.reset_seed, video_stride(r.steps, r.env))
     except Exception as e:  # no OpenGL, no ffmpeg: a message, the rest of the page stays
         slot.error(f"Could not render the rollout: {e}")
         return None
     with slot.container():
         st.video(mp4, loop=True, autoplay=True, muted=True)
-        st.caption("Left: the LM's imagined states. Right: the simulator replaying the same "
-                   "actions from the same start.")
+        if r.env == CLEVR:
+            st.caption("Left: the LM's imagined states. Right: the simulator replaying the same "
+                       "actions from the same start.")
+        else:
+            n = video_stride(r.steps, r.env)
+            st.caption("Left: the LM's imagined states, posed in the scene. Right: the simulator "
+                       "running the same actions open loop from the same seeded reset."
+                       + (f" Every {n}th step is drawn." if n > 1 else ""))
     return step_frames
 
 
@@ -203,6 +255,64 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
         step = st.slider("Step (synced with this frame and the plots)", 0, T, 0,
                          key=f"{key}_step_{T}") if T else 0
         frame_slot = st.empty()
+    if r.env != CLEVR:
+        _generic_figures(r, key, step)
+    else:
+        _clevr_figures(r, key, step, T)
+    validity_slot, explanation_slot = st.empty(), st.empty()
+    with validity_slot.container():
+        show_validity(r)
+    with explanation_slot.container():
+        show_explanation(r, pending=explain_with is not None)
+    if video_id not in rendered:
+        step_frames = _show_video(video_slot, r)
+    if step_frames is not None:
+        rendered.add(video_id)
+        if r.env == CLEVR:
+            nxt = f"next: {action_label(r.actions[step])}" if step < T else "final state"
+            frame = step_frames[min(step, len(step_frames) - 1)]
+        else:
+            n = video_stride(T, r.env)
+            nxt = (f"next: {get_env(r.env).action_label(r.actions[step])}" if step < T
+                   else "final state")
+            shown = len(step_frames) - 1 if step >= T else min(step // n, len(step_frames) - 1)
+            frame = step_frames[shown]
+            if n > 1 and step < T:
+                nxt += f" (frame of step {min(shown * n, T)})"
+        frame_slot.image(frame, caption=f"step {step} / {T} · {nxt}", width="stretch")
+    if explain_with is not None:  # last: the rollout, its checks and video are on screen
+        st.session_state["im_shown_at"] = time.perf_counter()
+        try:
+            r = explain_rollout(explain_with, r)
+        except Exception as e:
+            with explanation_slot.container():
+                st.error(f"The LM could not explain its rollout: {e}")
+            return r
+        if result_key:
+            st.session_state[result_key] = r
+        with validity_slot.container():
+            show_validity(r)
+        with explanation_slot.container():
+            show_explanation(r)
+    return r
+
+
+def _generic_figures(r, key: str, step: int) -> None:
+    """The environment's generic figures (state and action channels, distance to the replay),
+    two a row."""
+    figs = rollout_figures(r, step)
+    for row in range(0, len(figs), 2):
+        cols = st.columns(2)
+        for col, (name, fig, note) in zip(cols, figs[row: row + 2]):
+            with col:
+                st.plotly_chart(fig, key=f"{key}_{name}")
+                if note:
+                    st.caption(note)
+    st.caption("Solid: the LM's imagined states; dotted: the simulator running its actions open "
+               "loop from the same seeded reset.")
+
+
+def _clevr_figures(r, key: str, step: int, T: int) -> None:
     p1, p2 = st.columns(2)
     with p1:
         st.plotly_chart(topview_figure(r.observations, step, compare=r.replay,
@@ -223,36 +333,9 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
                             key=f"{key}_err")
             st.caption("Each transition checked against the simulator from the imagined state: "
                        "how far each ball lands from where the physics puts it.")
-    validity_slot, explanation_slot = st.empty(), st.empty()
-    with validity_slot.container():
-        show_validity(r)
-    with explanation_slot.container():
-        show_explanation(r, pending=explain_with is not None)
-    if video_id not in rendered:
-        step_frames = _show_video(video_slot, r)
-    if step_frames is not None:
-        rendered.add(video_id)
-        nxt = f"next: {action_label(r.actions[step])}" if step < T else "final state"
-        frame_slot.image(step_frames[min(step, len(step_frames) - 1)],
-                         caption=f"step {step} / {T} · {nxt}", width="stretch")
-    if explain_with is not None:  # last: the rollout, its checks and video are on screen
-        st.session_state["im_shown_at"] = time.perf_counter()
-        try:
-            r = explain_rollout(explain_with, r)
-        except Exception as e:
-            with explanation_slot.container():
-                st.error(f"The LM could not explain its rollout: {e}")
-            return r
-        if result_key:
-            st.session_state[result_key] = r
-        with validity_slot.container():
-            show_validity(r)
-        with explanation_slot.container():
-            show_explanation(r)
-    return r
 
 
-def imagine_live(model, text: str, seed: int, goal, max_steps: int):
+def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR):
     """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
     the last push); returns it checked, without the explanation (or None after an error)."""
     live = st.empty()
@@ -263,6 +346,17 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int):
                         f"{action_label(actions[-1])}")
             st.image(topview_image(observations), width=420,
                      caption="Top view of the imagined states so far (○ start, ● now).")
+
+    if env != CLEVR:
+        environment = get_env(env)
+
+        def draw(t: int, observations, actions) -> None:  # noqa: F811
+            with live.container():
+                st.markdown(f"**The LM is imagining… step {t + 1}** · last action: "
+                            f"{environment.action_label(actions[-1])}")
+                st.image(environment.topview_image(observations), width=420,
+                         caption="The imagined x-y paths so far, seen from above (gripper and "
+                                 "objects).")
 
     try:
         with st.spinner("The LM is imagining…"):
@@ -299,29 +393,38 @@ default = next((i for i, m in enumerate(models)
 model_label = st.selectbox("Grounded model", labels, index=default, key="im_model",
                            help="The shipped model, and grounded runs under the runs folder.")
 model_dir = models[labels.index(model_label)].path
+env_name = folder_env(model_dir)
+environment = get_env(env_name)
+K = lambda name: _key(name, env_name)  # noqa: E731
+if env_name != CLEVR:
+    st.caption(f"This model was grounded on **{environment.title}**: goals from its suites (the "
+               "wall variants among the easy ones), its own figures and checks; the simulator "
+               "replays the actions open loop from the seeded reset.")
 model_status(model_dir)
 mode = st.radio("Mode", MODES, horizontal=True, key="im_mode")
 
 if mode == MODES[0]:
-    options = [NO_PICK] + [f"{s}:{i}" for s in SUITES for i in range(len(_suite(s)))]
+    options = [NO_PICK] + [f"{s}:{i}" for s in SUITES for i in range(len(_suite(s, env_name)))]
 
     def _fmt(o: str) -> str:
         if o == NO_PICK:
             return o
         s, i = o.split(":", 1)
-        return f"{s} · {_suite(s)[int(i)]['text']}"
+        return f"{s} · {_suite(s, env_name)[int(i)]['text']}"
 
-    st.selectbox("Pick a goal from a suite (optional)", options, key="im_pick", format_func=_fmt,
-                 on_change=_pick_suite_goal)
-    text = st.text_input("Goal text", key="im_text",
-                         placeholder="e.g. Put the red ball to the left of the blue ball")
-    picked = st.session_state.get("im_pick_item")
+    st.selectbox("Pick a goal from a suite (optional)", options, key=K("im_pick"),
+                 format_func=_fmt, on_change=_pick_suite_goal,
+                 args=() if env_name == CLEVR else (env_name,))
+    text = st.text_input("Goal text", key=K("im_text"),
+                         placeholder=PLACEHOLDERS.get(env_name, "e.g. " + environment.describe(
+                             environment.sample_goal(np.random.default_rng(0))[0])))
+    picked = st.session_state.get(K("im_pick_item"))
     goal = None
     if text.strip():
         if picked and picked["text"] == text:
-            goal = goal_from_dict(picked["goal"])
+            goal = _goal_from_dict(picked["goal"], env_name)
         else:
-            goal = parse_goal_text(text)
+            goal = _parse(text, env_name)
         if goal is None:
             st.warning(
                 "This text parses to no goal spec. The LM can still imagine a rollout for it, but "
@@ -331,34 +434,41 @@ if mode == MODES[0]:
             st.caption("Goal spec (parsed from the text):")
             st.json(goal.to_dict())
     c1, c2, c3 = st.columns(3)
-    seed = c1.number_input("Initial state seed", 0, 2**31 - 2, 0, key="im_seed",
+    seed = c1.number_input("Initial state seed", 0, 2**31 - 2, 0, key=K("im_seed"),
                            help="The env reset seed (the first one from here whose state does "
                                 "not already meet the goal).")
-    max_steps = c2.number_input("Max steps", 1, 50, 20, key="im_max_steps",
-                                help="Generation stops when the goal holds, or after this many "
-                                     "pushes (a 'move' goal is always one push).")
-    explain = c3.checkbox("Ask the LM to explain its rollout", True, key="im_explain",
+    if env_name == CLEVR:
+        max_steps = c2.number_input("Max steps", 1, 50, 20, key="im_max_steps",
+                                    help="Generation stops when the goal holds, or after this "
+                                         "many pushes (a 'move' goal is always one push).")
+    else:
+        max_steps = c2.number_input("Max steps", 1, 2 * environment.horizon, environment.horizon,
+                                    key=K("im_max_steps"),
+                                    help="Generation stops when the task's success rule holds, "
+                                         "or after this many steps.")
+    explain = c3.checkbox("Ask the LM to explain its rollout", True, key=K("im_explain"),
                           help="Cycle consistency: does its explanation name the same goal?")
     explain_with = None
-    if st.button("Imagine", type="primary", key="im_go"):
+    result_key = K("im_result")
+    if st.button("Imagine", type="primary", key=K("im_go")):
         t0 = time.perf_counter()
         try:
-            clean, _ = check_goal_text(text)
+            clean, _ = check_goal_text(text, env_name)
         except GoalTextProblem as e:
             st.error(str(e))
         else:
             model = load_model(model_dir)
             if model is not None:
-                st.session_state.pop("im_result", None)
-                r = imagine_live(model, clean, int(seed), goal, int(max_steps))
+                st.session_state.pop(result_key, None)
+                r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name)
                 if r is not None:
-                    st.session_state["im_result"] = r
+                    st.session_state[result_key] = r
                     st.session_state["im_clicked_at"] = t0
                     explain_with = model if explain else None
-    result = st.session_state.get("im_result")
+    result = st.session_state.get(result_key)
     if result is not None:
         st.divider()
-        show_rollout(result, "im_one", explain_with=explain_with, result_key="im_result")
+        show_rollout(result, K("im_one"), explain_with=explain_with, result_key=result_key)
         t0 = st.session_state.pop("im_clicked_at", None)
         if t0 is not None:
             shown = st.session_state.pop("im_shown_at", None) or time.perf_counter()
@@ -370,29 +480,30 @@ if mode == MODES[0]:
                        f"model), {total_s:.1f} s to the LM's explanation.")
 
 else:
-    src = st.radio("Goals", ("From a suite", "My goal texts"), horizontal=True, key="imb_src")
-    items: list[GoalItem] = []
+    src = st.radio("Goals", ("From a suite", "My goal texts"), horizontal=True, key=K("imb_src"))
+    items: list = []
     if src == "From a suite":
         b1, b2 = st.columns(2)
-        suite = b1.selectbox("Suite", SUITES, index=SUITES.index("easy"), key="imb_suite")
-        all_items = [GoalItem.from_dict(d) for d in _suite(suite)]
+        suite = b1.selectbox("Suite", SUITES, index=SUITES.index("easy"), key=K("imb_suite"))
+        all_items = [GoalItem.from_dict(d) if env_name == CLEVR else environment.item_from_dict(d)
+                     for d in _suite(suite, env_name)]
         n = b2.number_input(f"Goals (first N of {len(all_items)})", 1,
                             min(MAX_BATCH, len(all_items)), min(4, len(all_items)),
-                            key=f"imb_n_{suite}")
+                            key=K(f"imb_n_{suite}"))
         items = all_items[: int(n)]
     else:
-        lines = st.text_area("One goal text per line", key="imb_lines", height=130,
-                             placeholder="Put the red ball to the left of the blue ball\n"
-                                         "Move the green ball behind the cyan ball")
+        lines = st.text_area("One goal text per line", key=K("imb_lines"), height=130,
+                             placeholder=BATCH_PLACEHOLDERS.get(env_name, ""))
         bad = []
         for line in (s.strip() for s in lines.splitlines()):
             if not line:
                 continue
-            g = parse_goal_text(line)
+            g = _parse(line, env_name)
             if g is None:
                 bad.append(line)
             else:
-                items.append(GoalItem(line, g, "custom"))
+                items.append(GoalItem(line, g, "custom") if env_name == CLEVR
+                             else environment.item_from_dict({"text": line, "goal": g.to_dict()}))
         if bad:
             st.warning("Skipped (they parse to no goal spec, and validity needs one): "
                        + "; ".join(f"“{b}”" for b in bad))
@@ -400,12 +511,17 @@ else:
             st.warning(f"Only the first {MAX_BATCH} goals are used.")
             items = items[:MAX_BATCH]
     c1, c2, c3 = st.columns(3)
-    seed = c1.number_input("Seed", 0, 2**31 - 2, 0, key="imb_seed",
+    seed = c1.number_input("Seed", 0, 2**31 - 2, 0, key=K("imb_seed"),
                            help="Goal i starts from the reset of a seed derived from (seed, i), "
                                 "as `python -m kalm imagine --seed` does.")
-    max_steps = c2.number_input("Max steps", 1, 50, 20, key="imb_max_steps")
-    explain = c3.checkbox("Ask the LM to explain each rollout", True, key="imb_explain")
-    if st.button(f"Imagine {len(items)} rollout(s)", type="primary", key="imb_go"):
+    if env_name == CLEVR:
+        max_steps = c2.number_input("Max steps", 1, 50, 20, key="imb_max_steps")
+    else:
+        max_steps = c2.number_input("Max steps", 1, 2 * environment.horizon, environment.horizon,
+                                    key=K("imb_max_steps"))
+    explain = c3.checkbox("Ask the LM to explain each rollout", True, key=K("imb_explain"))
+    batch_key = K("imb_result")
+    if st.button(f"Imagine {len(items)} rollout(s)", type="primary", key=K("imb_go")):
         if not items:
             st.error("No goal to imagine: pick a suite, or type goal texts that parse to a goal.")
         else:
@@ -413,14 +529,14 @@ else:
             if model is not None:
                 bar = st.progress(0.0, text="Imagining…")
                 try:
-                    st.session_state["imb_result"] = imagine_batch(
+                    st.session_state[batch_key] = imagine_batch(
                         model, items, int(seed), max_steps=int(max_steps), explain=explain,
                         progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"))
                     bar.empty()
                 except Exception as e:
                     bar.empty()
                     st.error(f"Imagination failed: {e}")
-    batch = st.session_state.get("imb_result")
+    batch = st.session_state.get(batch_key)
     if batch:
         st.divider()
         rates = validity_rates([r.validity for r in batch])
@@ -436,9 +552,9 @@ else:
                     help="The explanation names a goal the rollout made true (the intended one or "
                          "another that also became true).")
         m[5].metric("Fully valid", f"{100 * rates['fully_valid_rate']:.0f}%")
-        st.dataframe(batch_rows(batch), hide_index=True, key="imb_table",
+        st.dataframe(batch_rows(batch), hide_index=True, key=K("imb_table"),
                      column_config={k: st.column_config.NumberColumn(format="%.4f")
                                     for k in ("dynamics_error_mean", "dynamics_error_max")})
-        view = st.selectbox("View rollout", list(range(len(batch))), key="imb_view",
+        view = st.selectbox("View rollout", list(range(len(batch))), key=K("imb_view"),
                             format_func=lambda i: f"#{i} · {batch[i].text}")
-        show_rollout(batch[view], f"imb_{view}")
+        show_rollout(batch[view], K(f"imb_{view}"))

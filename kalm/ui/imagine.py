@@ -14,6 +14,12 @@ the LM's explanation, and ``explain_rollout`` then asks the LM for its explanati
 cycle-consistency checks; together they give what ``imagine_one`` gives in one call (the same
 start state, the same greedy rollout and cut, the same ``check_rollout``).
 
+Rollouts are imagined in the model's environment (``model.env_name``; CLEVR-Robot when it has
+none): CLEVR-Robot's replay starts from ``s_0``; Meta-World's runs the actions open loop from the
+seeded reset (``Environment.check_rollout`` with ``seed``), its goal texts are parsed by the
+environment, and a text naming no task is imagined from the reset of a data task drawn from the
+seed (``ImaginedRollout.scene_goal``).
+
 Nothing is written to disk. Generation holds a lock, so two app sessions do not share the CPU
 cores at once.
 """
@@ -55,7 +61,10 @@ __all__ = [
     "validity_checks",
     "batch_rows",
     "per_ball_step_errors",
+    "entity_step_errors",
     "side_by_side_video",
+    "model_env",
+    "video_stride",
 ]
 
 MAX_TEXT_CHARS = 300
@@ -64,9 +73,14 @@ ENV = "clevr"
 """The environment the Imagine page's rollouts are imagined in (reached through the registry)."""
 
 
-def _sim() -> Any:
-    """A scratch simulator of :data:`ENV` (the caller closes it)."""
-    return get_env(ENV).make()
+def _sim(env: str = ENV) -> Any:
+    """A scratch simulator of ``env`` (the caller closes it)."""
+    return get_env(env).make()
+
+
+def model_env(model: Any) -> str:
+    """The environment a grounded model imagines in (its ``env_name``; CLEVR-Robot by default)."""
+    return getattr(model, "env_name", None) or ENV
 
 
 class GoalTextProblem(ValueError):
@@ -92,17 +106,28 @@ class ImaginedRollout:
     validity: RolloutValidity | None
     explanation: str | None
     timings: dict = field(default_factory=dict)
+    env: str = ENV
+    """The environment it was imagined in (its registry name)."""
+    scene_goal: dict | None = None
+    """The goal of the seeded reset ``s_0`` came from, where it is not ``goal`` (Meta-World: the
+    task drawn for a text naming none); videos and replays start from it."""
 
     @property
     def steps(self) -> int:
         return int(len(self.actions))
 
     @property
+    def reset_goal(self) -> dict | None:
+        """The goal whose seeded reset gave ``s_0`` (``goal``, else ``scene_goal``)."""
+        return self.goal if self.goal is not None else self.scene_goal
+
+    @property
     def explanation_goal(self) -> dict | None:
         """The goal the LM's explanation parses to (None: no explanation, or not understood)."""
         if not self.explanation:
             return None
-        g = parse_goal_text(self.explanation)
+        g = (parse_goal_text(self.explanation) if self.env == ENV
+             else get_env(self.env).parse_goal(self.explanation))
         return g.to_dict() if g is not None else None
 
 
@@ -117,8 +142,8 @@ class Check:
     help: str
 
 
-def check_goal_text(text: str) -> tuple[str, Goal | None]:
-    """The cleaned text and the goal it parses to (None when it parses to nothing).
+def check_goal_text(text: str, env: str = ENV) -> tuple[str, Any | None]:
+    """The cleaned text and the goal it parses to in ``env`` (None when it parses to nothing).
 
     Raises ``GoalTextProblem`` for an empty or overlong text (the LM cannot imagine from it).
     """
@@ -129,7 +154,7 @@ def check_goal_text(text: str) -> tuple[str, Goal | None]:
         raise GoalTextProblem(
             f"The goal text is {len(clean)} characters long; keep it under {MAX_TEXT_CHARS}."
         )
-    return clean, parse_goal_text(clean)
+    return clean, parse_goal_text(clean) if env == ENV else get_env(env).parse_goal(clean)
 
 
 def per_ball_step_errors(env: Any, observations: np.ndarray,
@@ -149,17 +174,63 @@ def per_ball_step_errors(env: Any, observations: np.ndarray,
     return out
 
 
+def entity_step_errors(env: str, observations: np.ndarray, replay: np.ndarray) -> np.ndarray:
+    """(T, groups): how far each entity's imagined position (its first three numbers at most) is
+    from the replayed one, at ``s_1 .. s_T`` (m). Used where a transition cannot be re-simulated
+    from an imagined state (Meta-World): the replay runs open loop, so errors add up over steps.
+    NaN for an entity absent from the replayed ``s_0`` (an all-zero slot) or a non-finite state."""
+    groups = get_env(env).state.groups
+    obs = np.asarray(observations, dtype=np.float64)
+    rep = np.asarray(replay, dtype=np.float64)
+    out = np.full((max(len(obs) - 1, 0), len(groups)), np.nan)
+    for j, (_, a, b) in enumerate(groups):
+        if not np.any(rep[0, a:b] != 0):
+            continue
+        w = min(3, b - a)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = np.linalg.norm(obs[1:, a:a + w] - rep[1:, a:a + w], axis=-1)
+        out[:, j] = np.where(np.isfinite(d), d, np.nan)
+    return out
+
+
+def _open_loop(sim: Any, goal: Any, reset_seed: int, actions: np.ndarray) -> np.ndarray:
+    """The real states of ``actions`` run open loop from ``reset(seed=reset_seed)`` of ``goal``
+    (a non-finite action played as 0, every number clipped to [-1, 1])."""
+    acts = np.clip(np.where(np.isfinite(actions), actions, 0.0), -1.0, 1.0)
+    obs, _ = sim.reset(seed=int(reset_seed), options={"goal": goal})
+    out = [np.asarray(obs, dtype=np.float64)]
+    for a in acts:
+        out.append(np.asarray(sim.step(a)[0], dtype=np.float64))
+    return np.stack(out)
+
+
 def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: int,
             obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
-            explanation: str | None, timings: dict) -> ImaginedRollout:
+            explanation: str | None, timings: dict, environment: Any = None,
+            scene_goal: dict | None = None) -> ImaginedRollout:
     t0 = time.perf_counter()
+    environment = environment if environment is not None else get_env(ENV)
     obs = np.asarray(obs, dtype=np.float32)
-    acts = np.asarray(acts, dtype=np.int64).reshape(-1)
-    replay = replay_rollout(env, obs[0], acts)
-    errors = per_ball_step_errors(env, obs, acts)
+    if environment.name == ENV:
+        acts = np.asarray(acts, dtype=np.int64).reshape(-1)
+        replay = replay_rollout(env, obs[0], acts)
+        errors = per_ball_step_errors(env, obs, acts)
+    else:
+        acts = np.asarray(acts, dtype=np.float32).reshape(-1, environment.action.size)
+        start = goal if goal is not None else scene_goal
+        replay = _open_loop(env, None if start is None else environment.goal_from_dict(start),
+                            reset_seed, acts)
+        errors = entity_step_errors(environment.name, obs, replay)
     timings = {**timings, "replay_s": round(time.perf_counter() - t0, 3)}
     return ImaginedRollout(text, category, goal, int(reset_seed), obs, acts, replay, errors,
-                           validity, explanation, timings)
+                           validity, explanation, timings, env=environment.name,
+                           scene_goal=scene_goal)
+
+
+def _scene_goal(sim: Any) -> dict | None:
+    """The goal a simulator drew on its last reset without one (Meta-World: a data task)."""
+    g = getattr(sim, "goal", None)
+    return g.to_dict() if hasattr(g, "to_dict") else None
 
 
 def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
@@ -170,7 +241,8 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
 
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
                         explain=explain).validate()
-    env = _sim()
+    environment = get_env(model_env(model))
+    env = _sim(environment.name)
     try:
         plan = []
         for i, (item, base) in enumerate(zip(items, base_seeds)):
@@ -178,13 +250,14 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
             plan.append({"index": i, "item_index": i, "k": 0, "item": item,
                          "base_seed": int(base), "reset_seed": reset_seed,
                          "s0": np.asarray(s0, dtype=np.float32)})
-        episodes, times = _run_batch(model, get_env(ENV), env, plan, cfg)
+        episodes, times = _run_batch(model, environment, env, plan, cfg)
         timings = {k: round(v, 3) for k, v in times.items()}
         out = []
         for item, ep in zip(items, episodes):
             v = RolloutValidity.from_dict(ep.info["validity"])
             out.append(_finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
-                               ep.observations, ep.actions, v, v.explanation, timings))
+                               ep.observations, ep.actions, v, v.explanation, timings,
+                               environment))
         return out
     finally:
         env.close()
@@ -195,9 +268,11 @@ def _imagine_free_text(model, text: str, seed: int, max_steps: int | None,
     """A text with no goal spec: generated to ``max_steps`` (50 when None), no validity."""
     from kalm.llm.generate import explain_rollouts, generate_rollouts
 
-    env = _sim()
+    environment = get_env(model_env(model))
+    env = _sim(environment.name)
     try:
         s0, _ = env.reset(seed=int(seed))
+        scene = None if environment.name == ENV else _scene_goal(env)
         t0 = time.perf_counter()
         r = generate_rollouts(model, [text], np.asarray(s0, dtype=np.float32)[None], [None],
                               max_steps=max_steps)[0]
@@ -207,7 +282,7 @@ def _imagine_free_text(model, text: str, seed: int, max_steps: int | None,
         t2 = time.perf_counter()
         timings = {"generate_s": round(t1 - t0, 3), "explain_s": round(t2 - t1, 3), "check_s": 0.0}
         return _finish(env, text, DEFAULT_CATEGORY, None, int(seed), r.observations, r.actions,
-                       None, explanation, timings)
+                       None, explanation, timings, environment, scene)
     finally:
         env.close()
 
@@ -222,9 +297,10 @@ def imagine_one(model, text: str, seed: int, goal: Goal | dict | None = None,
     the first of ``seed, seed + 1, ...`` whose state does not already meet the goal is used.
     Raises ``GoalTextProblem`` for an empty or overlong text.
     """
-    clean, parsed = check_goal_text(text)
+    environment = get_env(model_env(model))
+    clean, parsed = check_goal_text(text, environment.name)
     if isinstance(goal, dict):
-        goal = goal_from_dict(goal)
+        goal = environment.goal_from_dict(goal)
     goal = goal if goal is not None else parsed
     with _LOCK:
         if goal is None:
@@ -261,22 +337,27 @@ def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None
     them. Raises ``GoalTextProblem`` for an empty or overlong text.
     """
     from kalm.evaluate import initial_state
+    from kalm.imagine.generate import first_success
     from kalm.imagine.validity import check_rollout, goal_met_at
     from kalm.llm.generate import generate_rollouts
 
-    clean, parsed = check_goal_text(text)
+    environment = get_env(model_env(model))
+    clevr = environment.name == ENV
+    clean, parsed = check_goal_text(text, environment.name)
     if isinstance(goal, dict):
-        goal = goal_from_dict(goal)
+        goal = environment.goal_from_dict(goal)
     goal = goal if goal is not None else parsed
     cb = None
     if on_step is not None:
         def cb(t, observations, actions, done):
             on_step(int(t), observations[0], actions[0], bool(done[0]))
     with _LOCK:
-        env = _sim()
+        env = _sim(environment.name)
         try:
+            scene = None
             if goal is None:
                 s0, reset_seed = env.reset(seed=int(seed))[0], int(seed)
+                scene = None if clevr else _scene_goal(env)
             else:
                 s0, reset_seed = initial_state(env, goal, int(seed))
             s0 = np.asarray(s0, dtype=np.float32)
@@ -286,14 +367,17 @@ def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
             if goal is not None:  # cut at the first success (generation already stops there)
-                met = goal_met_at(goal, obs, s0)
+                met = (goal_met_at(goal, obs, s0) if clevr
+                       else first_success(environment, goal, obs, s0))
                 T = len(acts) if met is None else met
                 obs, acts = obs[: T + 1], acts[:T]
-                validity = check_rollout(env, obs, acts, goal, s0)
+                validity = (check_rollout(env, obs, acts, goal, s0) if clevr
+                            else environment.check_rollout(goal, obs, acts, seed=reset_seed,
+                                                           sim=env, start_obs=s0))
             timings = {"generate_s": round(t1 - t0, 3),
                        "check_s": round(time.perf_counter() - t1, 3)}
             return _finish(env, clean, category, None if goal is None else goal.to_dict(),
-                           reset_seed, obs, acts, validity, None, timings)
+                           reset_seed, obs, acts, validity, None, timings, environment, scene)
         finally:
             env.close()
 
@@ -312,10 +396,18 @@ def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
         t1 = time.perf_counter()
         validity = r.validity
         if r.goal is not None:
-            env = _sim()
+            environment = get_env(r.env)
+            env = _sim(r.env)
             try:
-                validity = check_rollout(env, r.observations, r.actions, goal_from_dict(r.goal),
-                                         r.observations[0], explanation=explanation)
+                if r.env == ENV:
+                    validity = check_rollout(env, r.observations, r.actions,
+                                             goal_from_dict(r.goal), r.observations[0],
+                                             explanation=explanation)
+                else:
+                    validity = environment.check_rollout(
+                        environment.goal_from_dict(r.goal), r.observations, r.actions,
+                        seed=r.reset_seed, sim=env, explanation=explanation,
+                        start_obs=r.observations[0])
             finally:
                 env.close()
     timings = {**r.timings, "explain_s": round(t1 - t0, 3),
@@ -346,8 +438,13 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def validity_checks(v: RolloutValidity) -> list[Check]:
-    """The validity panel of one rollout: each check, its value, and whether it passed."""
+def validity_checks(v: RolloutValidity, env: str = ENV) -> list[Check]:
+    """The validity panel of one rollout: each check, its value, and whether it passed.
+
+    ``env``: the environment it was imagined in; one that cannot be set to an imagined state
+    (Meta-World) gets its plausibility checks and the open-loop replay (:func:`replay_checks`)."""
+    if env != ENV:
+        return replay_checks(v, env)
     T = v.transitions
     return [
         Check("Goal met (match)",
@@ -389,6 +486,75 @@ def validity_checks(v: RolloutValidity) -> list[Check]:
     ]
 
 
+def _steps_text(steps: Sequence[int] | None, what: str) -> str:
+    steps = list(steps or [])
+    if not steps:
+        return f"0 {what}"
+    shown = ", ".join(str(t) for t in steps[:6]) + (", …" if len(steps) > 6 else "")
+    return f"{len(steps)} {what} ({shown})"
+
+
+def replay_checks(v: RolloutValidity, env: str) -> list[Check]:
+    """The validity panel of a rollout in an environment that cannot be set to an imagined state
+    (Meta-World): matching, the open-loop replay from the seeded reset, the plausibility checks
+    (``RolloutValidity.extra``: floating objects, gripper jumps, ...) and the hand's distance to
+    the replay."""
+    tol = get_env(env).validity_tolerances()
+    x = v.extra or {}
+    T = v.transitions
+    floating = x.get("floating_steps") or []
+    objects = ", ".join(sorted(x.get("floating_objects") or {}))
+    jumps = x.get("gripper_jump_steps") or []
+    absent = x.get("moved_absent_steps") or []
+    replay_step = x.get("replay_success_step")
+    return [
+        Check("Goal met (match)",
+              f"yes, at step {v.success_step}" if v.goal_met else "no",
+              v.goal_met, "The task's success rule holds on a state the LM wrote."),
+        Check("Replay success",
+              (f"yes, at step {replay_step}" if replay_step is not None else "yes")
+              if v.replay_success else "no", v.replay_success,
+              "The imagined actions, run open loop in the simulator from the same seeded reset, "
+              "complete the task."),
+        Check("Realistic transitions", f"{v.realistic_transitions} / {T}", v.realistic,
+              "Transitions that are physically plausible: no gripper jump, no floating object, no "
+              "entity appearing, vanishing or moving while absent, nothing absurd. (This "
+              "simulator cannot be set to an imagined state, so a transition is not re-simulated.)"
+              + (f" First unrealistic step: {v.first_unrealistic_step}."
+                 if v.first_unrealistic_step is not None else "")),
+        Check("Floating objects", _steps_text(floating, "states"), not floating,
+              "States with an object above the table that the gripper does not hold (lift "
+              f"margin {tol.get('lift_margin', '–')} m, hold distance "
+              f"{tol.get('hold_distance', '–')} m)" + (f": {objects}." if objects else ".")),
+        Check("Gripper jumps", _steps_text(jumps, "steps"), not jumps,
+              f"Transitions whose hand moves more than {tol.get('hand_step_max', '–')} m or whose "
+              f"fingers open or close by more than {tol.get('finger_step_max', '–')} in one step."),
+        Check("Out of workspace", f"{v.out_of_workbench_states} states", not v.out_of_workbench,
+              "Generated states with the hand outside the arm's reach (the mocap limits) or an "
+              "object off the table."),
+        Check("Absurd states", f"{v.absurd_states} states", not v.absurd,
+              f"Generated states with a NaN, infinite or beyond-{tol.get('absurd_coord', '–')} "
+              "number." + (f" Entities moved while absent: {len(absent)} states." if absent else "")),
+        Check("Hand error vs replay (mean / max)",
+              f"{_fmt(v.dynamics_error_mean)} / {_fmt(v.dynamics_error_max)}", None,
+              "Distance (m) between the imagined hand and the replayed one over the generated "
+              "states; open loop, so it adds up over the steps."),
+        Check("Replay drift at the end", _fmt(v.replay_final_error), None,
+              "The hand's distance (m) between the imagined final state and the replayed one."),
+        Check("Cycle consistent",
+              "not computed" if v.cycle_consistent is None
+              else ("yes" if v.cycle_consistent else "no"),
+              v.cycle_consistent,
+              "The LM's own explanation of the rollout parses to the same task."),
+        Check("Explanation true of the rollout",
+              "not computed" if v.explanation_true is None
+              else ("yes" if v.explanation_true else "no"),
+              None,
+              "The explanation names a task whose success rule the imagined rollout made true "
+              "(false at s_0, true at the end)."),
+    ]
+
+
 def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
     """One table row per rollout: its goal and every validity figure."""
     rows = []
@@ -406,26 +572,93 @@ def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
                 explanation_true=v.explanation_true,
                 failures=", ".join(v.failure_types()) or "none",
             )
+            if r.env != ENV:  # no overlap check; the plausibility checks instead
+                x = v.extra or {}
+                row.pop("overlap")
+                row.update(floating=len(x.get("floating_steps") or []),
+                           gripper_jumps=len(x.get("gripper_jump_steps") or []))
         row["explanation"] = r.explanation
         rows.append(row)
     return rows
 
 
+VIDEO_MAX_STEPS = 25
+"""Meta-World videos in the app draw at most about this many steps a side (``video_stride``):
+each drawn state is a MuJoCo render (~0.1-0.4 s on a CPU)."""
+
+
+def video_stride(steps: int, env: str = ENV, most: int = VIDEO_MAX_STEPS) -> int:
+    """Every how many steps the app's video of a rollout of ``steps`` steps draws a state (1 for
+    CLEVR-Robot, whose videos draw every push)."""
+    if env == ENV:
+        return 1
+    return max(1, -(-int(steps) // max(1, int(most))))
+
+
 def side_by_side_video(observations: np.ndarray, actions: Sequence[int],
-                       fps: float | None = None) -> tuple[bytes, np.ndarray]:
+                       fps: float | None = None, *, env: str = ENV, goal: dict | None = None,
+                       seed: int | None = None, step_stride: int = 1) -> tuple[bytes, np.ndarray]:
     """The MP4 of the imagined rollout beside the simulator's replay (``kalm.imagine.render``),
-    and the side-by-side frame at the start of every step (for a step slider).
+    and the side-by-side frame at the start of every drawn step (for a step slider).
 
     ``fps`` defaults to the video's own pace (``kalm.imagine.render.VIDEO_STEP_SECONDS`` a push).
+    ``env``, ``goal``, ``seed``: the rollout's environment, and the goal and reset seed of its
+    ``s_0`` (Meta-World replays from there); ``step_stride`` (Meta-World): draw every n-th step
+    and the last (frame ``i`` shows step ``min(i * n, T)``).
     """
     from kalm.imagine.render import VIDEO_SUBSTEP_FRAMES, imagined_video
 
-    mp4, frames = imagined_video(observations, actions, fps=fps)
-    return mp4, np.stack(frames[::VIDEO_SUBSTEP_FRAMES])
+    if env == ENV:
+        mp4, frames = imagined_video(observations, actions, fps=fps)
+        return mp4, np.stack(frames[::VIDEO_SUBSTEP_FRAMES])
+    mp4, frames = imagined_video(observations, actions, fps=fps, env=env, goal=goal, seed=seed,
+                                 substep_frames=1, step_stride=step_stride)
+    return mp4, np.stack(frames)
 
 
 def explanation_agrees(r: ImaginedRollout) -> bool | None:
     """Whether the explanation parses to the rollout's goal (None: nothing to compare)."""
     if r.goal is None or not r.explanation:
         return None
-    return goals_equivalent(parse_goal_text(r.explanation), goal_from_dict(r.goal))
+    if r.env == ENV:
+        return goals_equivalent(parse_goal_text(r.explanation), goal_from_dict(r.goal))
+    environment = get_env(r.env)
+    return environment.goals_equivalent(environment.parse_goal(r.explanation),
+                                        environment.goal_from_dict(r.goal))
+
+
+def folder_env(folder: Any) -> str:
+    """The environment a grounded model folder was grounded on (its ``grounded.json``'s "env";
+    CLEVR-Robot when it names none or cannot be read), without loading the model."""
+    import json
+    from pathlib import Path
+
+    try:
+        meta = json.loads((Path(folder) / "grounded.json").read_text())
+    except (OSError, ValueError):
+        return ENV
+    env = meta.get("env") if isinstance(meta, dict) else None
+    return env if isinstance(env, str) and env else ENV
+
+
+def rollout_figures(r: ImaginedRollout, step: int | None = None) -> list[tuple[str, Any, str]]:
+    """(name, plotly figure, caption) of an imagined rollout in an environment of the generic
+    views (Meta-World): its ``episode_figures`` (the imagined states solid, the simulator's
+    open-loop replay dotted; the actions' channels) and each present entity's distance to that
+    replay."""
+    from kalm.ui.plots import entity_errors_figure
+
+    environment = get_env(r.env)
+    figs = environment.episode_figures(r.observations, r.actions, step, compare=r.replay,
+                                       names=("imagined", "simulator"))
+    out = [(name, fig, environment.figure_notes.get(name, "")) for name, fig in figs.items()]
+    err = np.asarray(r.per_ball_errors, dtype=np.float64)
+    present = [j for j in range(err.shape[1] if err.ndim == 2 else 0)
+               if np.isfinite(err[:, j]).any()]
+    if r.steps and present:
+        names = [environment.state.groups[j][0] for j in present]
+        out.append(("errors", entity_errors_figure(
+            err[:, present], names, None, step, title="Distance to the simulator's replay (m)"),
+            "Each entity's imagined position against the simulator running the same actions open "
+            "loop from the same seeded reset (the errors add up over the steps)."))
+    return out

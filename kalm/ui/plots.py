@@ -69,11 +69,12 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def entity_errors_figure(errors: np.ndarray, names: Sequence[str], tolerance: float,
+def entity_errors_figure(errors: np.ndarray, names: Sequence[str], tolerance: float | None,
                          step: int | None = None, colors: Sequence[str] | None = None,
                          title: str = "Per-entity error") -> go.Figure:
     """Per-entity error ``(T, len(names))`` of each imagined transition against the simulator's;
-    the tolerance of a realistic transition as a line. NaN rows (unmeasurable steps) are gaps."""
+    the tolerance of a realistic transition as a line (None: no line, where realism is not a
+    distance). NaN rows (unmeasurable steps) are gaps."""
     names = list(names)
     colors = list(colors) if colors is not None else [
         CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(names))]
@@ -84,8 +85,9 @@ def entity_errors_figure(errors: np.ndarray, names: Sequence[str], tolerance: fl
                              marker_color=colors[b],
                              hovertemplate=(f"{name}<br>step %{{x}}<br>"
                                             "error %{y:.4f}<extra></extra>")))
-    fig.add_hline(y=tolerance, line=dict(color="#c00", dash="dash"),
-                  annotation_text=f"realistic ≤ {tolerance}", annotation_position="top left")
+    if tolerance is not None:
+        fig.add_hline(y=tolerance, line=dict(color="#c00", dash="dash"),
+                      annotation_text=f"realistic ≤ {tolerance}", annotation_position="top left")
     if step is not None and len(err):
         fig.add_vline(x=min(int(step), len(err) - 1), line=_STEP_LINE)
     fig.update_layout(title=title, barmode="group", height=_HEIGHT, margin=_MARGIN,
