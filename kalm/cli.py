@@ -34,21 +34,27 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         except ValueError:
             raise CLIError(f"{flag} takes comma-separated integers; got {text!r}") from None
 
-    _env(args, "reproduce")
+    env = _env(args, "reproduce")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     bad = [s for s in stages or [] if s not in STAGES]
     if bad:
         raise CLIError(f"unknown stage {bad[0]!r}; stages: {', '.join(STAGES)}")
     if args.grounded and not Path(args.grounded).exists():
         raise CLIError(f"--grounded {args.grounded} not found; pass a grounded model folder "
-                       "(a `ground` run or assets/grounded/clevr)")
+                       f"(a `ground` run or assets/grounded/{env.name})")
+    algos = None
+    if args.algos is not None:
+        algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+        if not algos:
+            raise CLIError("--algos takes comma-separated algorithm names")
     cfg = make_config(
         args.preset, seeds=int_list(args.seeds, "--seeds"), grounded=args.grounded, lm=args.lm,
         algo=args.algo, steps=args.steps, episodes=args.episodes_per_category,
         llm_episodes=args.llm_episodes, filter=args.filter, embedder=args.embedder,
         real_episodes=args.real_episodes,
         ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
-        train_args=shlex.split(args.train_args) if args.train_args is not None else None)
+        train_args=shlex.split(args.train_args) if args.train_args is not None else None,
+        env=None if env.name == "clevr" else env.name, algos=algos)
     res = reproduce(cfg, args.out, stages=stages)
     if res:
         print(f"results in {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.json'}")
@@ -80,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"run only these stages, comma-separated: {','.join(STAGES)}")
     rp.add_argument("--algo", default=None, help="offline RL algorithm of every method "
                                                  "(default DiscreteBC)")
+    rp.add_argument("--algos", default=None,
+                    help="several algorithms, comma-separated: every method is trained with each "
+                         "(metaworld cpu: bc,td3_plus_bc); the first is the main one")
     rp.add_argument("--steps", type=int, default=None, help="gradient steps per policy")
     rp.add_argument("--episodes-per-category", type=int, default=None,
                     help="evaluation episodes per category (cpu: 50)")

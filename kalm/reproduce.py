@@ -31,6 +31,13 @@ unfinished one reruns its command, which resumes from its own saved work (collec
 and training checkpoints, imagine parts). Raising ``--seeds`` adds units; changing a setting of a
 finished stage is refused (use another ``--out``), except for the evaluation, which is redone.
 ``--stages`` runs a subset (the stages it needs must be done already).
+
+Environments: ``--env clevr`` (the default, as above) or ``--env metaworld``; every stage talks
+to the environment interface (``kalm.envs``): its suites, expert, goal items and simulators. An
+environment's presets (``ENV_PRESETS``) replace CLEVR's sizes: Meta-World's ``cpu`` preset uses
+its scripted expert, trains every method with BC and TD3+BC (``algos``: one policy per method,
+algorithm and seed, ``OUT/train/METHOD-ALGO-sSEED/`` when there are several algorithms) and sets
+its results beside the paper's Meta-World bar charts.
 """
 
 from __future__ import annotations
@@ -50,8 +57,9 @@ import numpy as np
 
 from kalm.runs import write_json_atomic
 
-__all__ = ["PRESETS", "STAGES", "METHODS", "NOVEL", "CATEGORIES", "PAPER", "ReproduceConfig",
-           "ReproduceError", "reproduce", "make_config"]
+__all__ = ["PRESETS", "ENV_PRESETS", "STAGES", "METHODS", "NOVEL", "CATEGORIES", "PAPER",
+           "PAPER_BY_ENV", "ReproduceConfig", "ReproduceError", "reproduce", "make_config",
+           "policy_key"]
 
 STAGES = ("collect", "ground", "imagine", "oracle", "train", "evaluate", "results")
 METHODS = ("kalm", "kalm_filtered", "real_only", "oracle")
@@ -73,6 +81,22 @@ PAPER: dict[str, Any] = {
                                   "rollouts 35.44% on hard tasks vs 64.37% on real rollouts of "
                                   "those tasks"},
 }
+
+
+# Meta-World (../shared/spec/kalm_method.md, "Meta-World"): the paper shows bar charts only, whose
+# axes top out at these figures per category, so its per-category success lies below them.
+PAPER_METAWORLD: dict[str, Any] = {
+    "category_upper": {"train": 50.0, "rephrase": 30.0, "easy": 14.0, "hard": 8.0},
+    "note": "the paper's Meta-World bar charts (TD3+BC, CQL, BC, AWAC with and without KALM; last "
+            "5 checkpoints, 3 seeds) have axes topping out at 50 / 30 / 14 / 8% for train / "
+            "rephrase / easy / hard, so its per-category figures lie below those",
+    "unrealistic": {"floating": {"rephrase": 39.5, "easy": 35.5, "hard": 22.3},
+                    "beyond_dynamics": {"rephrase": 44.6, "easy": 47.9, "hard": 31.1}},
+}
+PAPER_BY_ENV: dict[str, dict[str, Any]] = {"clevr": PAPER, "metaworld": PAPER_METAWORLD}
+
+_ALGO_LABELS = {"bc": "BC", "td3_plus_bc": "TD3+BC", "cql": "CQL", "iql": "IQL", "awac": "AWAC",
+                "discrete_bc": "DiscreteBC", "discrete_cql": "DiscreteCQL"}
 
 
 class ReproduceError(ValueError):
@@ -132,9 +156,23 @@ class ReproduceConfig:
     llm_episodes: int = 20
     """Episodes per category for the LLM-as-policy baseline (0 = skip it)."""
     random_baseline: bool = True
+    # --- environment (CLEVR's runs keep these defaults)
+    env: str = "clevr"
+    """Environment of every stage (kalm.envs): clevr or metaworld (``--env``)."""
+    algos: list[str] = field(default_factory=list)
+    """Algorithms trained for every method and seed, one policy each; empty = [algo]."""
+    llm_context: int = 0
+    """Past steps the LLM-as-policy's prompt keeps (0 = LLMPolicy's default)."""
 
     def validate(self) -> "ReproduceConfig":
-        from kalm.rl.config import canonical_algo, parse_filter
+        from kalm.envs import get_env
+        from kalm.rl.config import canonical_algo, check_algo_for, parse_filter
+
+        try:
+            environment = get_env(self.env)
+            environment.require_stage("reproduce")
+        except ValueError as e:
+            raise ReproduceError(str(e)) from None
 
         if not self.seeds:
             raise ReproduceError("--seeds needs at least one seed")
@@ -155,8 +193,15 @@ class ReproduceConfig:
         if min(self.imagine_per_goal.values()) < 1 or min(self.oracle_episodes.values()) < 1:
             raise ReproduceError("imagine_per_goal and oracle_episodes must be at least 1 "
                                  "per suite")
+        if self.llm_context < 0:
+            raise ReproduceError("llm_context must be 0 or more")
         try:
             self.algo = canonical_algo(self.algo)
+            if self.algos:
+                self.algos = list(dict.fromkeys(canonical_algo(a) for a in self.algos))
+                self.algo = self.algos[0]
+            for a in self.algos or [self.algo]:
+                check_algo_for(a, environment)
             if not parse_filter(self.filter):
                 raise ReproduceError("--filter must name at least one check for kalm_filtered "
                                      "(kalm already keeps every rollout)")
@@ -168,6 +213,18 @@ class ReproduceConfig:
             raise ReproduceError(f"--grounded {self.grounded} not found; pass a grounded model "
                                  "folder (a `ground` run or assets/grounded/clevr)")
         return self
+
+    def algo_list(self) -> list[str]:
+        """The algorithms trained for every method: ``algos``, or ``[algo]``."""
+        return list(self.algos) or [self.algo]
+
+
+def policy_key(cfg: ReproduceConfig, method: str, algo: str, seed: int | None = None) -> str:
+    """The id of a method's policy (its train folder and evaluation): ``METHOD-sSEED`` with one
+    algorithm (CLEVR's runs), ``METHOD-ALGO-sSEED`` with several; without ``seed``: the results
+    key (``METHOD`` or ``METHOD-ALGO``)."""
+    base = method if len(cfg.algo_list()) == 1 else f"{method}-{algo}"
+    return base if seed is None else f"{base}-s{seed}"
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -192,11 +249,45 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Other environments' sizes, laid over PRESETS[preset] (the keys they set replace CLEVR's).
+ENV_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "metaworld": {
+        # The 2-core CPU machine with --grounded assets/grounded/metaworld (measured while another
+        # job held most of both cores): collect 1,000 expert episodes ~2 min (the grounding data:
+        # the same settings as assets/data/metaworld1k.npz), imagination ~1-2 s per rollout in
+        # batches of 32 (~350 rollouts: ~10 min), oracle data ~1 min, BC ~4-16 steps/s and
+        # TD3+BC ~2-4 steps/s at batch 256 (8 policies of 1,000 steps: ~25 min), evaluation
+        # ~17 ms a step (~1.5 min per policy at 10 episodes per category), the LLM as policy
+        # ~0.2-0.7 s a step plus ~45 s to start (2 episodes per category: ~10 min).
+        "cpu": {
+            "seeds": [0], "real_episodes": 1000, "real_seed": 0, "real_noise": 0.1,
+            "expert": "scripted",
+            "imagine_goals": {"rephrase": 20, "easy": 48, "hard": 24},
+            "imagine_per_goal": {"rephrase": 2, "easy": 2, "hard": 2},
+            "oracle_episodes": {"rephrase": 100, "easy": 200, "hard": 100},
+            "algo": "bc", "algos": ["bc", "td3_plus_bc"], "steps": 800, "steps_per_epoch": 400,
+            "filter": "match", "episodes": 10, "llm_episodes": 2, "llm_context": 10,
+        },
+        "tiny": {
+            "real_episodes": 4, "real_seed": 0, "real_noise": 0.1, "expert": "scripted",
+            "imagine_goals": {"rephrase": 1, "easy": 1, "hard": 1},
+            "imagine_per_goal": {"rephrase": 1, "easy": 1, "hard": 1},
+            "oracle_episodes": {"rephrase": 1, "easy": 2, "hard": 1},
+            "algo": "bc", "algos": ["bc", "td3_plus_bc"], "steps": 20, "steps_per_epoch": 10,
+            "episodes": 1, "llm_episodes": 1, "llm_context": 4,
+        },
+    },
+}
+
+
 def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
-    """The config of ``preset`` with ``overrides`` (None values are ignored), validated."""
+    """The config of ``preset`` (for ``overrides["env"]``, default CLEVR) with ``overrides``
+    (None values are ignored), validated."""
     if preset not in PRESETS:
         raise ReproduceError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    values = {"preset": preset, **copy.deepcopy(PRESETS[preset])}
+    env = overrides.get("env") or "clevr"
+    values = {"preset": preset, **copy.deepcopy(PRESETS[preset]),
+              **copy.deepcopy(ENV_PRESETS.get(env, {}).get(preset, {}))}
     names = {f.name for f in fields(ReproduceConfig)}
     for k, v in overrides.items():
         if v is None:
@@ -301,12 +392,26 @@ def _spread(items: list, n: int) -> list:
 
 class _Pipeline:
     def __init__(self, cfg: ReproduceConfig, out: Path, say: Callable[[str], None]) -> None:
+        from kalm.envs import get_env
+
         self.cfg, self.out, self.say = cfg, out, say
+        self.env = get_env(cfg.env)
         self.book = _Book(out)
         self.real = out / "data" / "real.npz"
         self.logs = out / "logs"
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def cli(self, argv: list[str], log: Path) -> None:
+        """``_run_cli`` in this run's environment (``--env`` added unless CLEVR's default)."""
+        if self.env.name != "clevr":
+            argv = [*argv, "--env", self.env.name]
+        _run_cli(argv, log)
+
+    def settings(self, settings: dict) -> dict:
+        """A stage's settings, with the environment when it is not CLEVR (CLEVR runs' records
+        stay as they were)."""
+        return settings if self.env.name == "clevr" else {**settings, "env": self.env.name}
 
     def model_dir(self) -> str:
         if self.cfg.grounded:
@@ -366,8 +471,8 @@ class _Pipeline:
 
     def collect(self) -> None:
         c = self.cfg
-        settings = {"episodes": c.real_episodes, "seed": c.real_seed, "noise": c.real_noise,
-                    "expert": c.expert}
+        settings = self.settings({"episodes": c.real_episodes, "seed": c.real_seed,
+                                  "noise": c.real_noise, "expert": c.expert})
         reuse = self.begin("collect", settings) and self.real.exists()
 
         def work() -> dict:
@@ -375,7 +480,7 @@ class _Pipeline:
                     "expert": c.expert, "episodes": c.real_episodes}
             if self.real.exists() and _dataset_made_with(self.real, meta):
                 return {"outcome": "found"}
-            _run_cli(["collect", "--episodes", str(c.real_episodes), "--seed", str(c.real_seed),
+            self.cli(["collect", "--episodes", str(c.real_episodes), "--seed", str(c.real_seed),
                       "--expert", c.expert, "--noise", str(c.real_noise), "--out", str(self.real),
                       "--quiet"], self.logs / "collect.log")
             return {}
@@ -389,8 +494,9 @@ class _Pipeline:
         if c.grounded:
             settings = {"grounded": str(c.grounded)}
         else:
-            settings = {"preset": c.ground_preset, "lm": c.lm, "args": list(c.ground_args),
-                        "data": self.book.stage("collect").get("settings")}
+            settings = self.settings({"preset": c.ground_preset, "lm": c.lm,
+                                      "args": list(c.ground_args),
+                                      "data": self.book.stage("collect").get("settings")})
         reuse = self.begin("ground", settings)
         if c.grounded:
             st = self.book.stage("ground")
@@ -406,7 +512,7 @@ class _Pipeline:
                     "--preset", c.ground_preset, "--quiet"]
             if c.lm:
                 argv += ["--model", c.lm]
-            _run_cli(argv + list(c.ground_args), self.logs / "ground.log")
+            self.cli(argv + list(c.ground_args), self.logs / "ground.log")
 
         if not reuse:
             self.unit("ground", "model", work)
@@ -414,10 +520,11 @@ class _Pipeline:
 
     def goals_file(self, suite: str) -> Path:
         """The evaluation's goal items of ``suite`` (spread subset for imagination)."""
-        from kalm.goals.suites import suite_items, write_goals_file
+        from kalm.goals.suites import write_goals_file
 
         path = self.out / "goals" / f"{suite}.jsonl"
-        items = _spread(suite_items(suite, self.cfg.eval_seed), self.cfg.imagine_goals[suite])
+        items = _spread(self.env.suite_items(suite, self.cfg.eval_seed),
+                        self.cfg.imagine_goals[suite])
         write_goals_file(path, items)
         return path
 
@@ -427,7 +534,7 @@ class _Pipeline:
                     "goals": c.imagine_goals, "per_goal": c.imagine_per_goal,
                     "batch": c.imagine_batch, "max_steps": c.imagine_max_steps,
                     "explain": c.explain, "ground": self.book.stage("ground").get("settings")}
-        self.begin("imagine", settings)
+        self.begin("imagine", self.settings(settings))
         self.require("ground")
         for suite in NOVEL:
             def work(suite=suite) -> dict:
@@ -440,7 +547,7 @@ class _Pipeline:
                     argv += ["--max-steps", str(c.imagine_max_steps)]
                 if not c.explain:
                     argv.append("--no-explain")
-                _run_cli(argv, self.logs / f"imagine-{suite}.log")
+                self.cli(argv, self.logs / f"imagine-{suite}.log")
                 summary = json.loads((out / "summary.json").read_text())
                 return {"rollouts": summary["overall"]["rollouts"]}
 
@@ -451,7 +558,7 @@ class _Pipeline:
         c = self.cfg
         settings = {"episodes": c.oracle_episodes, "seed": c.eval_seed, "noise": c.real_noise,
                     "expert": c.expert}
-        self.begin("oracle", settings)
+        self.begin("oracle", self.settings(settings))
         for suite in NOVEL:
             path = self.out / "oracle" / f"{suite}.npz"
 
@@ -463,7 +570,7 @@ class _Pipeline:
                     return {"outcome": "found"}
                 # The suite drawn with the evaluation seed: the goals evaluated (and imagined);
                 # collect derives its reset seeds from another stream than the evaluation's.
-                _run_cli(["collect", "--suite", suite, "--episodes", str(n),
+                self.cli(["collect", "--suite", suite, "--episodes", str(n),
                           "--seed", str(c.eval_seed), "--expert", c.expert,
                           "--noise", str(c.real_noise), "--out", str(path), "--quiet"],
                          self.logs / f"oracle-{suite}.log")
@@ -472,10 +579,12 @@ class _Pipeline:
             self.unit("oracle", suite, work)
         self.finish("oracle", outputs=[str(self.out / "oracle" / f"{s}.npz") for s in NOVEL])
 
-    def train_argv(self, method: str, seed: int) -> list[str]:
+    def train_argv(self, method: str, seed: int, algo: str | None = None) -> list[str]:
         c = self.cfg
-        argv = ["train", "--algo", c.algo, "--real", str(self.real),
-                "--out", str(self.out / "train" / f"{method}-s{seed}"), "--steps", str(c.steps),
+        algo = algo or c.algo
+        argv = ["train", "--algo", algo, "--real", str(self.real),
+                "--out", str(self.out / "train" / policy_key(c, method, algo, seed)),
+                "--steps", str(c.steps),
                 "--steps-per-epoch", str(c.steps_per_epoch), "--seed", str(seed),
                 "--embedder", c.embedder, "--quiet"]
         if method in ("kalm", "kalm_filtered"):
@@ -494,25 +603,29 @@ class _Pipeline:
                     "filter": c.filter, "train_args": list(c.train_args),
                     "upstream": {s: self.book.stage(s).get("settings")
                                  for s in ("collect", "imagine", "oracle")}}
-        self.begin("train", settings)
+        if c.algos:
+            settings["algos"] = list(c.algos)
+        self.begin("train", self.settings(settings))
         self.require("collect", "imagine", "oracle")
-        for seed in c.seeds:
-            for method in METHODS:
-                def work(method=method, seed=seed) -> dict:
-                    log = self.logs / f"train-{method}-s{seed}.log"
-                    try:
-                        _run_cli(self.train_argv(method, seed), log)
-                    except ValueError as e:
-                        if method == "kalm_filtered" and "no imagined rollout is left" in str(e):
-                            # nothing passes the filter: no policy; the results say so
-                            return {"outcome": "skipped", "reason": str(e)}
-                        raise
-                    data = json.loads((self.out / "train" / f"{method}-s{seed}" / "data.json")
-                                      .read_text())
-                    return {"real_transitions": data["real"]["transitions"],
-                            "imagined_transitions": data["imagined_transitions"]}
+        # one unit per seed, algorithm and method (CLEVR's order with one algorithm)
+        for seed, algo, method in ((s, a, m) for s in c.seeds for a in c.algo_list()
+                                   for m in METHODS):
+            key = policy_key(c, method, algo, seed)
 
-                self.unit("train", f"{method}-s{seed}", work)
+            def work(method=method, seed=seed, algo=algo, key=key) -> dict:
+                log = self.logs / f"train-{key}.log"
+                try:
+                    self.cli(self.train_argv(method, seed, algo), log)
+                except ValueError as e:
+                    if method == "kalm_filtered" and "no imagined rollout is left" in str(e):
+                        # nothing passes the filter: no policy; the results say so
+                        return {"outcome": "skipped", "reason": str(e)}
+                    raise
+                data = json.loads((self.out / "train" / key / "data.json").read_text())
+                return {"real_transitions": data["real"]["transitions"],
+                        "imagined_transitions": data["imagined_transitions"]}
+
+            self.unit("train", key, work)
         self.finish("train", outputs=[str(self.out / "train")])
 
     def policies(self) -> list[tuple[str, str, int]]:
@@ -520,12 +633,12 @@ class _Pipeline:
         c = self.cfg
         units = self.book.stage("train")["units"]
         out = []
-        for method in METHODS:
-            for seed in c.seeds:
-                key = f"{method}-s{seed}"
-                u = units.get(key, {})
-                if u.get("state") == "done" and u.get("outcome") != "skipped":
-                    out.append((key, str(self.out / "train" / key), c.episodes))
+        for method, algo, seed in ((m, a, s) for m in METHODS for a in c.algo_list()
+                                   for s in c.seeds):
+            key = policy_key(c, method, algo, seed)
+            u = units.get(key, {})
+            if u.get("state") == "done" and u.get("outcome") != "skipped":
+                out.append((key, str(self.out / "train" / key), c.episodes))
         if c.random_baseline:
             out.append(("random", "random", c.episodes))
         if c.llm_episodes:
@@ -534,18 +647,21 @@ class _Pipeline:
 
     def evaluate(self) -> None:
         from kalm.evaluate import evaluate
-        from kalm.goals.suites import suite_items
 
         c = self.cfg
         settings = {"seed": c.eval_seed, "episodes": c.episodes, "llm_episodes": c.llm_episodes,
                     "random": c.random_baseline}
+        if c.llm_context:
+            settings["llm_context"] = c.llm_context
+        settings = self.settings(settings)
         # a rerun with new seeds or other episodes redoes only what changed (units are kept
         # when their own settings match)
         st = self.book.stage("evaluate")
         was_done = st.get("state") == "done"
         old = st.get("settings") or {}
         keep = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes)
-        keep_llm = keep and old.get("llm_episodes") == c.llm_episodes
+        keep_llm = (keep and old.get("llm_episodes") == c.llm_episodes
+                    and old.get("llm_context") == settings.get("llm_context"))
         units = {k: v for k, v in st.get("units", {}).items()
                  if (keep_llm if k == "llm" else keep)}
         st["reused"] = was_done and old == settings and len(units) == len(st.get("units", {}))
@@ -554,14 +670,14 @@ class _Pipeline:
         st["state"] = "pending"
         self.book.save()
         self.require("train", "ground")
-        items = [it for s in CATEGORIES for it in suite_items(s, c.eval_seed)]
+        items = [it for s in CATEGORIES for it in self.env.suite_items(s, c.eval_seed)]
         embedders: dict[str, Any] = {}
         (self.out / "eval").mkdir(parents=True, exist_ok=True)
         for pid, spec, n in self.policies():
             def work(pid=pid, spec=spec, n=n) -> dict:
                 with _logged(self.logs / f"evaluate-{pid}.log"):
                     policy = self.load_policy(spec, embedders)
-                    res = evaluate(policy, items, episodes=n, seed=c.eval_seed)
+                    res = evaluate(policy, items, episodes=n, seed=c.eval_seed, env=self.env)
                 d = res.to_dict()
                 d["policy_id"], d["spec"] = pid, spec
                 write_json_atomic(self.out / "eval" / f"{pid}.json", d)
@@ -573,8 +689,12 @@ class _Pipeline:
     def load_policy(self, spec: str, embedders: dict[str, Any]):
         from kalm.policy import make_policy
 
+        if spec.startswith("llm:") and self.cfg.llm_context:
+            from kalm.policy.llm import LLMPolicy
+
+            return LLMPolicy(spec[len("llm:"):], context=self.cfg.llm_context)
         if spec.startswith(("llm:", "random", "expert")):
-            return make_policy(spec, seed=self.cfg.eval_seed)
+            return make_policy(spec, seed=self.cfg.eval_seed, env=self.env.name)
         from kalm.rl.embed import make_embedder
         from kalm.rl.policy import TrainedPolicy, policy_dir
 
@@ -658,26 +778,30 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
         return json.loads(p.read_text())
 
     methods: dict[str, Any] = {}
-    for method in METHODS:
-        evals = [e for s in cfg.seeds if (e := load_eval(f"{method}-s{s}")) is not None]
-        skipped = [tr_units[f"{method}-s{s}"].get("reason") for s in cfg.seeds
-                   if tr_units.get(f"{method}-s{s}", {}).get("outcome") == "skipped"]
+    several = len(cfg.algo_list()) > 1
+    for algo, method in ((a, m) for a in cfg.algo_list() for m in METHODS):
+        keys = [policy_key(cfg, method, algo, s) for s in cfg.seeds]
+        evals = [e for k in keys if (e := load_eval(k)) is not None]
+        skipped = [tr_units[k].get("reason") for k in keys
+                   if tr_units.get(k, {}).get("outcome") == "skipped"]
         entry = _method_stats(evals) if evals else {"categories": {c: None for c in CATEGORIES},
                                                     "novel_mean": None, "seeds": 0}
         if skipped:
             entry["skipped"] = skipped[0]
-        data = [tr_units[k] for k in (f"{method}-s{s}" for s in cfg.seeds)
-                if tr_units.get(k, {}).get("real_transitions") is not None]
+        data = [tr_units[k] for k in keys if tr_units.get(k, {}).get("real_transitions") is not None]
         if data:
             entry["real_transitions"] = data[0].get("real_transitions")
             entry["imagined_transitions"] = data[0].get("imagined_transitions")
-        methods[method] = entry
+        if several:
+            entry["method"], entry["algo"] = method, algo
+        methods[policy_key(cfg, method, algo)] = entry
     for pid in ("random", "llm"):
         e = load_eval(pid)
         if e is not None:
             methods[pid] = _method_stats([e])
             methods[pid]["spec"] = e.get("spec")
 
+    paper_env = PAPER_BY_ENV.get(cfg.env, {})
     imagined: dict[str, Any] = {}
     for suite in NOVEL:
         p = out / "imagine" / suite / "summary.json"
@@ -692,16 +816,19 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                 "cycle_consistency": _pct(m.get("cycle_consistency")),
                 "mean_steps": m.get("mean_steps"),
                 "rollouts_per_s": s.get("generation", {}).get("rollouts_per_s"),
-                "paper_match_rate": PAPER["match_rate"][suite],
+                "paper_match_rate": paper_env.get("match_rate", {}).get(suite),
             }
     kept = _filter_counts(out, cfg)
     for suite, k in kept.items():
         if suite in imagined:
             imagined[suite]["kept_by_filter"] = k
 
-    family = "cql" if "cql" in cfg.algo else "bc"
-    paper = {"novel_mean": PAPER["novel_mean"][family], "match_rate": PAPER["match_rate"],
-             "imaginebench_hard": PAPER["imaginebench_hard"]}
+    if cfg.env == "clevr":
+        family = "cql" if "cql" in cfg.algo else "bc"
+        paper = {"novel_mean": PAPER["novel_mean"][family], "match_rate": PAPER["match_rate"],
+                 "imaginebench_hard": PAPER["imaginebench_hard"]}
+    else:
+        paper = copy.deepcopy(paper_env)
     stage_rows = {}
     for name in STAGES:
         st = stages.get(name)
@@ -712,8 +839,10 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                             "units": {k: {"state": v.get("outcome") or v.get("state"),
                                           "wall_s": v.get("wall_s")}
                                       for k, v in st.get("units", {}).items()}}
+    extra = {} if cfg.env == "clevr" else {"env": cfg.env, "algos": cfg.algo_list()}
     return {
         "preset": cfg.preset,
+        **extra,
         "config": asdict(cfg),
         "categories": list(CATEGORIES),
         "novel": list(NOVEL),
@@ -770,8 +899,63 @@ def _fmt_s(s: float | None) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _label(key: str, m: dict) -> str:
+    """A results row's name: the method's label, with its algorithm when there are several."""
+    label = _LABELS.get(m.get("method", key), key)
+    if m.get("algo"):
+        label += f", {_ALGO_LABELS.get(m['algo'], m['algo'])}"
+    return label
+
+
+def _env_results_markdown(res: dict[str, Any]) -> str:
+    """results.md of an environment other than CLEVR: its paper figures are per category."""
+    cfg = res["config"]
+    paper = res["paper"]
+    seeds = ",".join(str(s) for s in cfg["seeds"])
+    algos = ", ".join(_ALGO_LABELS.get(a, a) for a in res.get("algos", [cfg["algo"]]))
+    upper = paper.get("category_upper", {})
+    lines = [
+        f"# KALM reproduction on {res.get('env', cfg.get('env'))}: preset `{res['preset']}`",
+        "",
+        f"Algorithms {algos} (every method with each), {cfg['steps']} gradient steps, seeds "
+        f"{seeds}, goal embedder `{cfg['embedder']}`, imagined ratio {cfg['imagined_ratio']}, "
+        f"kalm_filtered filter `{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, "
+        f"{cfg['episodes']} episodes per category for every policy"
+        + (f" ({cfg['llm_episodes']} for the LLM as policy, once"
+           + (f", prompt of the last {cfg['llm_context']} steps" if cfg.get("llm_context") else "")
+           + ")" if cfg["llm_episodes"] else "")
+        + f"; imagined initial states seeded with {cfg['imagine_seed']}. Grounded model: "
+        f"`{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
+        "",
+        "Success rate (%) per goal category, mean over seeds ± standard error "
+        "(across seeds with 2 or more seeds, else binomial over the episodes). *novel* is the "
+        "unweighted mean of rephrase, easy and hard.",
+        "",
+        "| method | train | rephrase | easy | hard | novel |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, m in res["methods"].items():
+        cats = m["categories"]
+        label = _label(key, m)
+        if key == "llm":
+            n = cats["train"]["episodes"] if cats.get("train") else "?"
+            label += f" ({n} ep./cat.)"
+        if m.get("skipped"):
+            label += " (skipped: nothing passed the filter)"
+        lines.append(f"| {label} | " + " | ".join(_cell(cats.get(c)) for c in CATEGORIES)
+                     + f" | {_cell(m.get('novel_mean'))} |")
+    if upper:
+        lines.append("| paper, KALM (bar-chart axis tops: its figures lie below) | "
+                     + " | ".join(f"< {upper[c]:.0f}" for c in CATEGORIES) + " | - |")
+    lines += ["", f"Paper: {paper.get('note', '-')}. The paper's setting: Llama-2-7B fully "
+              "fine-tuned, 500k gradient steps, mean of the last 5 checkpoints over 3 seeds.", ""]
+    return lines
+
+
 def results_markdown(res: dict[str, Any]) -> str:
     cfg = res["config"]
+    if cfg.get("env", "clevr") != "clevr":
+        return _results_tail(res, _env_results_markdown(res))
     paper = res["paper"]
     seeds = ",".join(str(s) for s in cfg["seeds"])
     lines = [
@@ -813,6 +997,11 @@ def results_markdown(res: dict[str, Any]) -> str:
         "mean of the last 5 checkpoints over 3 seeds.",
         "",
     ]
+    return _results_tail(res, lines)
+
+
+def _results_tail(res: dict[str, Any], lines: list[str]) -> str:
+    """The data, imagination and stage tables under the results table."""
     data_rows = [(k, m) for k, m in res["methods"].items() if m.get("real_transitions") is not None]
     if data_rows:
         lines += ["Training data (transitions; imagined = the share-0.5 source):", "",
@@ -828,8 +1017,10 @@ def results_markdown(res: dict[str, Any]) -> str:
         for suite, m in res["imagined"].items():
             def p(v):
                 return "-" if v is None else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+            pm = m.get("paper_match_rate")
             lines.append(f"| {suite} | {m['rollouts']} | {p(m['match_rate'])} "
-                         f"({m['paper_match_rate']:.0f}) | {p(m['realistic_rollout_rate'])} | "
+                         f"({'-' if pm is None else f'{pm:.0f}'}) | "
+                         f"{p(m['realistic_rollout_rate'])} | "
                          f"{p(m['replay_success_rate'])} | {p(m['out_of_workbench_rate'])} | "
                          f"{m.get('kept_by_filter', '-')} | {p(m.get('rollouts_per_s'))} |")
         lines.append("")

@@ -135,10 +135,15 @@ def test_imagine_one_with_a_tiny_model(runs_dir):
     assert rel.goal["kind"] == "relation" and rel.validity.steps == rel.steps <= 2
 
 
-def test_stage_note_names_the_environments_a_stage_is_built_for():
+def test_stage_note_names_the_environments_a_stage_is_built_for(monkeypatch):
+    from kalm.envs import get_env
     from kalm.ui.paths import stage_note
 
     assert stage_note("collect") is None  # every environment collects
     assert stage_note("imagine") is None
-    note = stage_note("reproduce")  # the one stage Meta-World lacks so far
+    assert stage_note("reproduce") is None  # every environment has every stage now
+    # a stage an environment lacks is still reported
+    env = get_env("metaworld")
+    monkeypatch.setattr(env, "stages", ("collect", "evaluate"))
+    note = stage_note("reproduce")
     assert "CLEVR-Robot" in note and "Meta-World has collect, evaluate" in note

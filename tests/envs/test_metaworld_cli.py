@@ -29,7 +29,14 @@ def test_collect_then_evaluate_expert_and_random(tmp_path, capsys):
     assert scores["expert"] > scores["random"]
 
 
-def test_stages_not_built_for_metaworld_are_refused(tmp_path, capsys):
+def test_stages_not_built_for_metaworld_are_refused(tmp_path, capsys, monkeypatch):
+    from kalm.envs import get_env
+
+    # every stage is built for Meta-World now; one taken away is refused with a one-line error
+    env = get_env("metaworld")
+    assert "reproduce" in env.stages
+    monkeypatch.setattr(env, "stages", tuple(s for s in env.stages if s != "reproduce"))
     rc = main(["reproduce", "--env", "metaworld", "--out", str(tmp_path / "run")])
     assert rc == 2
     assert "not built for Meta-World" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -21,7 +21,7 @@ class MetaWorldEnvironment(Environment):
     horizon = 100
     can_set_state = False  # the arm is mocap-driven; imagined states are posed for rendering
     default_noise = 0.1
-    stages = ("collect", "evaluate", "ground", "imagine", "train")
+    stages = ("collect", "evaluate", "ground", "imagine", "train", "reproduce")
     render_fps = 10
     codec_module = "kalm.envs.metaworld.codec"
     # Episodes are 100-200 steps: grounding trains on windows of 10 steps from anywhere in an

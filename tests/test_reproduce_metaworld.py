@@ -1,0 +1,95 @@
+"""`python -m kalm reproduce --env metaworld` end to end on a tiny budget with a tiny LM."""
+
+import json
+
+import pytest
+
+from kalm.cli import main
+from kalm.reproduce import CATEGORIES, METHODS, NOVEL, STAGES, ReproduceError, make_config
+
+ALGOS = ("bc", "td3_plus_bc")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_folder(tmp_path_factory):
+    """A tiny Llama saved as a local HF folder: the base LM of the ground stage."""
+    from kalm.llm.base import tiny_lm
+
+    lm, tok = tiny_lm()
+    d = tmp_path_factory.mktemp("tinylm")
+    lm.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
+        tmp_path, tiny_lm_folder, monkeypatch, capsys):
+    monkeypatch.setenv("KALM_CACHE_DIR", str(tmp_path / "cache"))
+    # Meta-World episodes are 100-200 steps; the evaluations here stop after a few (the expert's
+    # data is collected at full length: grounding needs successes)
+    from kalm.reproduce import _Pipeline
+
+    full_evaluate = _Pipeline.evaluate
+
+    def short_evaluate(self):
+        with monkeypatch.context() as m:
+            m.setattr("kalm.envs.metaworld.sim.task_horizon", lambda task: 3)
+            return full_evaluate(self)
+
+    monkeypatch.setattr(_Pipeline, "evaluate", short_evaluate)
+    out = tmp_path / "repro"
+    argv = ["reproduce", "--env", "metaworld", "--preset", "tiny", "--lm", str(tiny_lm_folder),
+            "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "results in" in capsys.readouterr().out
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["env"] == "metaworld" and res["algos"] == list(ALGOS)
+    assert res["config"]["env"] == "metaworld"
+    keys = [f"{m}-{a}" for a in ALGOS for m in METHODS]
+    assert list(res["methods"]) == keys + ["random", "llm"]
+    for key in (*keys, "random", "llm"):
+        m = res["methods"][key]
+        for cat in CATEGORIES:
+            assert m["categories"][cat] is not None, (key, cat)
+            assert 0.0 <= m["categories"][cat]["mean"] <= 100.0
+        assert m["novel_mean"]["mean"] is not None
+    assert res["methods"]["kalm-bc"]["method"] == "kalm"
+    assert res["methods"]["kalm-td3_plus_bc"]["algo"] == "td3_plus_bc"
+    assert res["methods"]["kalm-bc"]["imagined_transitions"] > 0
+    assert res["methods"]["oracle-bc"]["imagined_transitions"] > 0
+    assert res["methods"]["real_only-td3_plus_bc"]["imagined_transitions"] == 0
+    assert set(res["imagined"]) == set(NOVEL)
+    assert res["paper"]["category_upper"] == {"train": 50.0, "rephrase": 30.0, "easy": 14.0,
+                                              "hard": 8.0}
+
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert list(stages) == list(STAGES)
+    assert all(stages[n]["state"] == "done" for n in STAGES)
+    assert set(stages["train"]["units"]) == {f"{k}-s0" for k in keys}
+    assert stages["collect"]["settings"]["env"] == "metaworld"
+    for key in keys:  # the policies are Meta-World's (continuous actions, 91-d states)
+        meta = json.loads((out / "train" / f"{key}-s0" / "policy" / "policy.json").read_text())
+        assert meta["env"] == "metaworld"
+    real_only = json.loads((out / "train" / "real_only-bc-s0" / "config.json").read_text())
+    assert real_only["imagined"] == []  # real only never sees a novel suite's data
+    ev = json.loads((out / "eval" / "kalm-bc-s0.json").read_text())
+    assert {e["category"] for e in ev["episodes"]} == set(CATEGORIES)
+    assert all(len(a) == 4 for e in ev["episodes"] for a in e["actions"])
+    md = (out / "results.md").read_text()
+    assert "| KALM (real + imagined), BC |" in md and "| real data only, TD3+BC |" in md
+    assert "< 50 | < 30 | < 14 | < 8" in md and "on metaworld" in md
+
+
+def test_metaworld_presets_and_refusals(tmp_path, capsys):
+    cfg = make_config("cpu", env="metaworld", grounded="assets/grounded/metaworld")
+    assert cfg.algo_list() == ["bc", "td3_plus_bc"] and cfg.expert == "scripted"
+    assert cfg.real_episodes == 1000 and cfg.imagine_seed != cfg.eval_seed
+    assert make_config("cpu", grounded="assets/grounded/clevr").algo_list() == ["discrete_bc"]
+    with pytest.raises(ReproduceError, match="continuous"):
+        make_config("cpu", env="metaworld", algos=["discrete_bc"])
+    with pytest.raises(ReproduceError, match="discrete"):
+        make_config("cpu", algo="bc")
+    assert main(["reproduce", "--env", "metaworld", "--preset", "tiny", "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "--grounded" in capsys.readouterr().err
