@@ -78,3 +78,42 @@ def elements(at: AppTest, kind: str) -> list:
 
     walk(at._tree)
     return found
+
+
+@pytest.fixture(scope="session")
+def tiny_mw_model(tmp_path_factory) -> Path:
+    """``runs/tiny-mw/model``: a grounded model on Meta-World (a tiny Llama, untrained, its codec's
+    statistics from a few real resets), saved as the CLI saves one."""
+    import numpy as np
+
+    from kalm.envs import get_env
+    from kalm.llm.base import tiny_lm
+    from kalm.llm.config import GroundConfig
+    from kalm.llm.train import build_model
+
+    env = get_env("metaworld")
+    root = tmp_path_factory.mktemp("app_mw")
+    base = root / "tinylm"
+    lm, tok = tiny_lm()
+    lm.save_pretrained(base)
+    tok.save_pretrained(base)
+    cfg = GroundConfig(model=str(base), env="metaworld", rollout_windows=True,
+                       max_steps_per_episode=10, action_head="mlp", dynamics_head="mlp",
+                       explain_balls=False)
+    model = build_model(cfg, lm, tok)
+    items = env.suite_items("train")
+    s = np.stack([env.imagine_start(items[i].goal, i) for i in range(0, len(items), 40)])
+    d = s.shape[1]
+    model.codec.set_stats(s.mean(0), s.std(0) + 0.1, np.full(d, 0.01), np.full(d, 0.02))
+    out = root / "runs" / "tiny-mw" / "model"
+    model.save(out)
+    cfg.save(out / "config.json")
+    (out.parent / "status.json").write_text(json.dumps({"stage": "ground", "state": "done"}))
+    return out.parent
+
+
+@pytest.fixture
+def mw_runs_dir(runs_dir, tiny_mw_model) -> Path:
+    """``runs_dir`` with the tiny Meta-World model beside the CLEVR one (``runs/tiny-mw``)."""
+    shutil.copytree(tiny_mw_model, runs_dir / "tiny-mw")
+    return runs_dir

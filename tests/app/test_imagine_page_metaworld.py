@@ -1,0 +1,91 @@
+"""The Imagine page with a tiny Meta-World grounded model: suite goals (the wall variants), free
+text parsed by the environment, a rollout with its checks and its side-by-side video."""
+
+from kalm.envs import get_env
+
+from .conftest import elements, page, run_ok
+
+TINY_MW = "runs/tiny-mw"
+ENV = get_env("metaworld")
+
+
+def mw_page(max_steps: int = 3):
+    at = run_ok(page("imagine"))
+    at.selectbox(key="im_model").set_value(TINY_MW)
+    run_ok(at)
+    at.number_input(key="im_max_steps_metaworld").set_value(max_steps)
+    return run_ok(at)
+
+
+def test_metaworld_model_offers_its_suites_with_the_wall_variants(mw_runs_dir):
+    at = mw_page()
+    assert any("Meta-World" in c.value for c in at.caption)
+    pick = at.selectbox(key="im_pick_metaworld")
+    assert "easy · Reach the target, with a wall in the way." in pick.options
+    assert any("Push the puck to the goal past the wall." in o for o in pick.options)
+    assert len(pick.options) == 1 + sum(len(ENV.suite_items(s)) for s in
+                                        ("train", "rephrase", "easy", "hard"))
+    wall = ENV.suite_items("easy")[0]
+    assert wall.goal.task == "reach-wall"
+    pick.set_value("easy:0")
+    run_ok(at)
+    assert at.text_input(key="im_text_metaworld").value == wall.text
+    assert '"reach-wall"' in at.json[0].value
+
+
+def test_metaworld_free_text_is_parsed_by_the_environment(mw_runs_dir):
+    at = mw_page()
+    at.text_input(key="im_text_metaworld").set_value("Open the door")
+    run_ok(at)
+    assert '"door-open"' in at.json[0].value
+    at.text_input(key="im_text_metaworld").set_value("do a little dance")
+    run_ok(at)
+    assert any("parses to no goal spec" in w.value for w in at.warning)
+
+
+def test_imagining_a_metaworld_goal_shows_checks_figures_and_a_video(mw_runs_dir):
+    at = mw_page(max_steps=3)
+    at.text_input(key="im_text_metaworld").set_value("Reach the target, with a wall in the way.")
+    at.checkbox(key="im_explain_metaworld").uncheck()
+    run_ok(at)
+    at.button(key="im_go_metaworld").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    labels = [m.label for m in at.metric]
+    for name in ("Goal met (match)", "Replay success", "Realistic transitions",
+                 "Floating objects", "Gripper jumps", "Out of workspace",
+                 "Hand error vs replay (mean / max)"):
+        assert any(name in lab for lab in labels), (name, labels)
+    assert not any("Overlap" in lab or "Per-ball" in lab for lab in labels)
+    realistic = next(m for m in at.metric if "Realistic transitions" in m.label)
+    done, total = realistic.value.split(" / ")
+    assert 1 <= int(total) <= 3
+    assert len(elements(at, "video")) == 1
+    assert len(elements(at, "plotly_chart")) == 3  # positions, actions, distance to the replay
+    assert any("open loop from the same seeded reset" in c.value for c in at.caption)
+    if at.slider:
+        at.slider[0].set_value(at.slider[0].max)
+        run_ok(at)
+        (img,) = elements(at, "image")
+        assert "final state" in img.proto.imgs[0].caption
+    # the CLEVR model's widgets are untouched by the Meta-World rollout
+    at.selectbox(key="im_model").set_value("runs/tiny-ground")
+    run_ok(at)
+    assert at.text_input(key="im_text").value == "" and not elements(at, "video")
+
+
+def test_metaworld_batch_from_the_easy_suite(mw_runs_dir):
+    at = run_ok(page("imagine"))
+    at.selectbox(key="im_model").set_value(TINY_MW)
+    at.radio(key="im_mode").set_value("Batch of goals")
+    run_ok(at)
+    at.number_input(key="imb_n_easy_metaworld").set_value(2)
+    at.number_input(key="imb_max_steps_metaworld").set_value(2)
+    at.checkbox(key="imb_explain_metaworld").uncheck()
+    at.button(key="imb_go_metaworld").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[-1].value
+    assert len(table) == 2 and {"match", "floating", "gripper_jumps"} <= set(table.columns)
+    assert "overlap" not in table.columns
+    assert len(elements(at, "video")) == 1
