@@ -26,6 +26,7 @@ from kalm.ui.report import (  # noqa: E402
     category_table,
     filter_rollouts_table,
     imagine_command,
+    imagined_set_env,
     load_imagined_set,
     worst_rollouts,
 )
@@ -64,7 +65,16 @@ def _video(folder: str, stamp: tuple, row: int) -> bytes:
     from kalm.video import mp4_bytes
 
     ep = _load(folder, stamp).dataset[row]
-    return mp4_bytes(imagined_frames(ep.observations, ep.actions, side_by_side_replay=True))
+    env = getattr(ep, "env", None) or "clevr"
+    if env == "clevr":
+        return mp4_bytes(imagined_frames(ep.observations, ep.actions, side_by_side_replay=True))
+    # another environment replays from the episode's seeded reset (Meta-World: imagined states
+    # posed in the scene, at most about 25 drawn steps a side)
+    from kalm.ui.imagine import video_stride
+
+    return mp4_bytes(imagined_frames(ep.observations, ep.actions, side_by_side_replay=True,
+                                     env=env, goal=ep.goal, seed=ep.seed,
+                                     step_stride=video_stride(len(ep.actions), env)))
 
 
 def _pct(df):
@@ -117,6 +127,15 @@ except Exception as e:  # anything unexpected in a damaged folder: a message, no
 
 for p in s.problems:
     st.warning(p)
+set_env = imagined_set_env(s)
+if set_env != "clevr":
+    from kalm.envs import get_env
+
+    st.caption(f"Imagined in **{get_env(set_env).title}**: its simulator cannot be set to an "
+               "imagined state, so a transition is realistic when it is physically plausible (no "
+               "gripper jump, no floating object, nothing absurd); the “per-ball” errors below are "
+               "the hand's distance (m) to the open-loop replay from the seeded reset, the "
+               "workbench is the arm's workspace, and overlap is not checked.")
 
 table = s.table
 st.markdown(f"**{len(table)} rollouts** in `{display_path(folder)}`")
@@ -220,7 +239,10 @@ for row, r in worst.iterrows():
                 try:
                     with st.spinner("Rendering in MuJoCo…"):
                         st.video(_video(str(folder), stamp, int(row)), loop=True)
-                    st.caption("Left: imagined states. Right: the simulator replaying the actions.")
+                    st.caption("Left: imagined states. Right: the simulator replaying the actions."
+                               if set_env == "clevr" else
+                               "Left: imagined states, posed in the scene. Right: the simulator "
+                               "running the actions open loop from the same seeded reset.")
                     rendered.add(vkey)
                 except Exception as e:
                     st.error(f"Could not render this rollout: {e}")

@@ -321,3 +321,19 @@ def worst_rollouts(table: pd.DataFrame, k: int = 5, by: str = "dynamics_error_ma
                                                        table[by].astype(float))
     order = key.sort_values(ascending=False, na_position="last").index
     return table.loc[order].head(k)
+
+
+def imagined_set_env(s: ImaginedSet) -> str:
+    """The environment an imagined set was imagined in: its dataset's ``meta["env"]`` or its
+    episodes' ``env``; without a dataset, Meta-World when its summary's tolerances are
+    Meta-World's (``hand_step_max``); else CLEVR-Robot (sets made before environments were
+    recorded)."""
+    ds = s.dataset
+    if ds is not None:
+        env = (ds.meta or {}).get("env") if isinstance(getattr(ds, "meta", None), dict) else None
+        if not env and ds.episodes:
+            env = getattr(ds.episodes[0], "env", None)
+        if env:
+            return str(env)
+    tol = (s.summary or {}).get("tolerances") or {}
+    return "metaworld" if "hand_step_max" in tol else "clevr"

@@ -112,8 +112,30 @@ def tiny_mw_model(tmp_path_factory) -> Path:
     return out.parent
 
 
+@pytest.fixture(scope="session")
+def tiny_mw_imagined(tiny_mw_model, tmp_path_factory) -> Path:
+    """An imagine run folder of the tiny Meta-World model: 2 goals (easy, rephrase), 3 steps."""
+    from kalm.envs import get_env
+    from kalm.imagine.generate import imagine
+    from kalm.llm.train import load_grounded
+
+    env = get_env("metaworld")
+    out = tmp_path_factory.mktemp("app_mw_im") / "imagine-mw"
+    items = env.suite_items("easy")[:1] + env.suite_items("rephrase")[:1]
+    imagine(load_grounded(tiny_mw_model / "model"), items, per_goal=1, seed=0, out=out,
+            batch_size=2, max_steps=3, progress=False)
+    return out
+
+
 @pytest.fixture
 def mw_runs_dir(runs_dir, tiny_mw_model) -> Path:
     """``runs_dir`` with the tiny Meta-World model beside the CLEVR one (``runs/tiny-mw``)."""
     shutil.copytree(tiny_mw_model, runs_dir / "tiny-mw")
+    return runs_dir
+
+
+@pytest.fixture
+def mw_imagined_runs_dir(runs_dir, tiny_mw_imagined) -> Path:
+    """``runs_dir`` with a Meta-World imagine run folder (``runs/imagine-mw``)."""
+    shutil.copytree(tiny_mw_imagined, runs_dir / "imagine-mw")
     return runs_dir

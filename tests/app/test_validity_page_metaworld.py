@@ -1,0 +1,25 @@
+"""The Validity page on a Meta-World imagine run folder: it loads, says which checks apply, and
+renders a rollout's side-by-side video through the environment."""
+
+from .conftest import elements, page, run_ok
+
+
+def test_validity_page_reads_a_metaworld_imagined_set(mw_imagined_runs_dir):
+    at = run_ok(page("validity"))
+    at.selectbox(key="val_set").set_value("runs/imagine-mw")
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("**2 rollouts**" in m.value for m in at.markdown)
+    assert any("Meta-World" in c.value and "open-loop replay" in c.value for c in at.caption)
+    at.button[0].click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(elements(at, "video")) == 1
+    assert any("open loop from the same seeded reset" in c.value for c in at.caption)
+
+
+def test_validity_page_says_nothing_of_metaworld_on_a_clevr_set(runs_dir):
+    at = run_ok(page("validity"))
+    at.selectbox(key="val_set").set_value("runs/imagine-tiny")
+    run_ok(at)
+    assert not any("Meta-World" in c.value for c in at.caption)
