@@ -221,7 +221,7 @@ def _show_video(slot, r):
             n = video_stride(r.steps, r.env)
             st.caption("Left: the LM's imagined states, posed in the scene. Right: the simulator "
                        "running the same actions open loop from the same seeded reset."
-                       + (f" Every {n}th step is drawn." if n > 1 else ""))
+                       + (f" One step in {n} is drawn." if n > 1 else ""))
     return step_frames
 
 
