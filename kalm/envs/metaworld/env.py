@@ -207,8 +207,8 @@ class MetaWorldEnvironment(Environment):
         k, n = max(1, int(substep_frames)), max(1, int(step_stride))
         shown = sorted(set(range(0, len(obs), n)) | {len(obs) - 1})
         out = VideoFrames(fps=self.imagined_video_fps(k) / n)
-        with _RENDER_LOCK:
-            sim = _render_sim()
+        with _RENDER_LOCK, _released_gl():
+            sim = _video_sim()
             replayed = {}
             if side_by_side:
                 sim.reset(seed=seed, options={"goal": goal})
@@ -257,7 +257,47 @@ def _render_sim():
 
 
 _RENDER_LOCK = __import__("threading").Lock()
-"""Held while a video is drawn with the shared render simulator (app sessions share it)."""
+"""Held while a video is drawn with the shared video simulator (app sessions share it)."""
+
+_VIDEO_SIM = None
+
+
+def _video_sim():
+    """The simulator imagined-rollout videos are drawn with (one a process, apart from
+    ``_render_sim``: its GL contexts are released after every video, see ``_released_gl``)."""
+    global _VIDEO_SIM
+    if _VIDEO_SIM is None:
+        import atexit
+
+        from kalm.envs.metaworld.sim import MetaWorldSim
+
+        _VIDEO_SIM = MetaWorldSim()
+        atexit.register(_VIDEO_SIM.close)
+    return _VIDEO_SIM
+
+
+class _released_gl:
+    """Leaves no EGL context current in this thread on exit: a context current in one thread
+    cannot be made current in another (EGL_BAD_ACCESS), and every Streamlit rerun runs in a new
+    thread, so a renderer shared between reruns must not stay bound to a finished one."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        if os.environ.get("MUJOCO_GL", "").lower() != "egl":
+            return
+        try:
+            from mujoco import egl
+            from OpenGL import EGL
+
+            if getattr(egl, "EGL_DISPLAY", None) is not None:
+                EGL.eglMakeCurrent(egl.EGL_DISPLAY, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
+                                   EGL.EGL_NO_CONTEXT)
+        except Exception:  # no EGL here: nothing was bound
+            pass
 
 
 def _posable(obs: np.ndarray) -> np.ndarray:
