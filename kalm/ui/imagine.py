@@ -97,12 +97,14 @@ class ImaginedRollout:
     """The goal spec (None: the text parses to no goal; then there is no validity)."""
     reset_seed: int
     observations: np.ndarray
-    """float32 (T + 1, 10): s_0 from the reset, the rest written by the LM."""
+    """float32 (T + 1, state dim): s_0 from the reset, the rest written by the LM."""
     actions: np.ndarray
     replay: np.ndarray
-    """float64 (T + 1, 10): the simulator running the same actions from s_0."""
+    """float64 (T + 1, state dim): the simulator running the same actions from s_0 (Meta-World:
+    open loop from the seeded reset)."""
     per_ball_errors: np.ndarray
-    """(T, 5): each transition's per-ball error against the simulator (NaN: not measurable)."""
+    """(T, groups): each transition's per-ball error against the simulator (NaN: not measurable;
+    Meta-World: each entity's distance to the open-loop replay, ``entity_step_errors``)."""
     validity: RolloutValidity | None
     explanation: str | None
     timings: dict = field(default_factory=dict)

@@ -89,3 +89,16 @@ def test_metaworld_batch_from_the_easy_suite(mw_runs_dir):
     assert len(table) == 2 and {"match", "floating", "gripper_jumps"} <= set(table.columns)
     assert "overlap" not in table.columns
     assert len(elements(at, "video")) == 1
+
+
+def test_metaworld_text_naming_no_task_is_imagined_without_checks(mw_runs_dir):
+    at = mw_page(max_steps=2)
+    at.text_input(key="im_text_metaworld").set_value("do a little dance")
+    at.checkbox(key="im_explain_metaworld").uncheck()
+    run_ok(at)
+    at.button(key="im_go_metaworld").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("No validity checks" in w.value for w in at.warning)
+    assert not any("Goal met" in m.label for m in at.metric)
+    assert len(elements(at, "video")) == 1  # from the reset of the data task the seed drew
