@@ -33,11 +33,12 @@ def test_discovery_finds_datasets_models_and_imagined_sets(runs_dir):
     (unfinished / "chunk-000.npz").write_bytes(b"")
     ds = [f.label for f in paths.find_datasets()]
     assert not any(".partial" in d for d in ds)
-    assert ds[:3] == ["assets/data/aim4k.npz", "assets/data/direct4k.npz", "assets/data/relation4k.npz"]
+    assert ds[:4] == ["assets/data/aim4k.npz", "assets/data/direct4k.npz", "assets/data/metaworld1k.npz",
+                      "assets/data/relation4k.npz"]
     assert "runs/collect-tiny/data.npz" in ds and "runs/imagine-tiny/imagined.npz" in ds
     assert not any("parts" in d for d in ds)
     models = paths.find_grounded_models()
-    assert [m.label for m in models][:1] == ["assets/grounded/clevr"]
+    assert [m.label for m in models][:2] == ["assets/grounded/clevr", "assets/grounded/metaworld"]
     tiny = next(m for m in models if m.label == "runs/tiny-ground")
     assert (tiny.path / "grounded.json").is_file()
     shipped = sorted(f"assets/imagined/{p.name}" for p in (paths.ASSETS_DIR / "imagined").iterdir()
