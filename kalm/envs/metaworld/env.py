@@ -116,12 +116,15 @@ class MetaWorldEnvironment(Environment):
         Without ``task``, the scene is guessed from which entity slots are filled."""
         o = self.check_obs(observations)
         task = task or _guess_task(o[0])
-        sim = _render_sim()
-        sim.reset(seed=0, options={"goal": TaskGoal(task)})
-        frames = []
-        for s in o:
-            sim.pose(s)
-            frames.append(sim.render(width, height))
+        # One shared simulator, used by one thread at a time, its GL context released after
+        # (the app renders from a new thread on every rerun).
+        with _RENDER_LOCK, _released_gl():
+            sim = _render_sim()
+            sim.reset(seed=0, options={"goal": TaskGoal(task)})
+            frames = []
+            for s in o:
+                sim.pose(s)
+                frames.append(sim.render(width, height))
         return frames
 
     # ----------------------------------------------------------------- imagination checks
