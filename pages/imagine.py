@@ -19,9 +19,7 @@ import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from kalm.envs import get_env  # noqa: E402
-from kalm.goals.parser import parse_goal_text  # noqa: E402
-from kalm.goals.spec import goal_from_dict  # noqa: E402
-from kalm.goals.suites import SUITES, GoalItem, suite_items  # noqa: E402
+from kalm.envs.base import SUITES  # noqa: E402
 from kalm.imagine.validity import REALISTIC_TOLERANCE, validity_rates  # noqa: E402
 from kalm.ui import preload  # noqa: E402
 from kalm.ui.imagine import (  # noqa: E402
@@ -84,7 +82,7 @@ def _video(observations: np.ndarray, actions: np.ndarray, env: str = CLEVR,
 
 @st.cache_data(show_spinner=False)
 def _suite(name: str, env: str = CLEVR) -> list[dict]:
-    items = suite_items(name) if env == CLEVR else get_env(env).suite_items(name)
+    items = get_env(env).suite_items(name)
     return [it.to_dict() for it in items]
 
 
@@ -94,11 +92,11 @@ def _key(name: str, env: str) -> str:
 
 
 def _parse(text: str, env: str):
-    return parse_goal_text(text) if env == CLEVR else get_env(env).parse_goal(text)
+    return get_env(env).parse_goal(text)
 
 
 def _goal_from_dict(d: dict, env: str):
-    return goal_from_dict(d) if env == CLEVR else get_env(env).goal_from_dict(d)
+    return get_env(env).goal_from_dict(d)
 
 
 def load_model(folder: Path):
@@ -485,8 +483,7 @@ else:
     if src == "From a suite":
         b1, b2 = st.columns(2)
         suite = b1.selectbox("Suite", SUITES, index=SUITES.index("easy"), key=K("imb_suite"))
-        all_items = [GoalItem.from_dict(d) if env_name == CLEVR else environment.item_from_dict(d)
-                     for d in _suite(suite, env_name)]
+        all_items = [environment.item_from_dict(d) for d in _suite(suite, env_name)]
         n = b2.number_input(f"Goals (first N of {len(all_items)})", 1,
                             min(MAX_BATCH, len(all_items)), min(4, len(all_items)),
                             key=K(f"imb_n_{suite}"))
@@ -502,8 +499,7 @@ else:
             if g is None:
                 bad.append(line)
             else:
-                items.append(GoalItem(line, g, "custom") if env_name == CLEVR
-                             else environment.item_from_dict({"text": line, "goal": g.to_dict()}))
+                items.append(environment.item_from_dict({"text": line, "goal": g.to_dict()}))
         if bad:
             st.warning("Skipped (they parse to no goal spec, and validity needs one): "
                        + "; ".join(f"“{b}”" for b in bad))

@@ -34,9 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from kalm.envs import get_env
-from kalm.goals.parser import goals_equivalent, parse_goal_text
-from kalm.goals.spec import Goal, goal_from_dict
-from kalm.goals.suites import DEFAULT_CATEGORY, GoalItem
+from kalm.envs.base import GoalItem
 from kalm.imagine.validity import (
     ABSURD_COORD,
     OVERLAP_DISTANCE,
@@ -128,8 +126,7 @@ class ImaginedRollout:
         """The goal the LM's explanation parses to (None: no explanation, or not understood)."""
         if not self.explanation:
             return None
-        g = (parse_goal_text(self.explanation) if self.env == ENV
-             else get_env(self.env).parse_goal(self.explanation))
+        g = get_env(self.env).parse_goal(self.explanation)
         return g.to_dict() if g is not None else None
 
 
@@ -156,7 +153,7 @@ def check_goal_text(text: str, env: str = ENV) -> tuple[str, Any | None]:
         raise GoalTextProblem(
             f"The goal text is {len(clean)} characters long; keep it under {MAX_TEXT_CHARS}."
         )
-    return clean, parse_goal_text(clean) if env == ENV else get_env(env).parse_goal(clean)
+    return clean, get_env(env).parse_goal(clean)
 
 
 def per_ball_step_errors(env: Any, observations: np.ndarray,
@@ -283,15 +280,15 @@ def _imagine_free_text(model, text: str, seed: int, max_steps: int | None,
                        if explain else None)
         t2 = time.perf_counter()
         timings = {"generate_s": round(t1 - t0, 3), "explain_s": round(t2 - t1, 3), "check_s": 0.0}
-        return _finish(env, text, DEFAULT_CATEGORY, None, int(seed), r.observations, r.actions,
+        return _finish(env, text, "custom", None, int(seed), r.observations, r.actions,
                        None, explanation, timings, environment, scene)
     finally:
         env.close()
 
 
-def imagine_one(model, text: str, seed: int, goal: Goal | dict | None = None,
+def imagine_one(model, text: str, seed: int, goal: Any | dict | None = None,
                 max_steps: int | None = None, explain: bool = True,
-                category: str = DEFAULT_CATEGORY) -> ImaginedRollout:
+                category: str = "custom") -> ImaginedRollout:
     """Imagine one rollout for ``text`` from the initial state of ``seed``.
 
     ``goal``: the goal spec (a Goal or its dict); when None it is parsed from the text, and a
@@ -327,8 +324,8 @@ def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float 
     return on_step
 
 
-def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None,
-                    max_steps: int | None = None, category: str = DEFAULT_CATEGORY,
+def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
+                    max_steps: int | None = None, category: str = "custom",
                     on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None
                     ) -> ImaginedRollout:
     """``imagine_one`` without the explanation: the rollout and its checks, as soon as they exist.
@@ -340,7 +337,6 @@ def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None
     """
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import first_success
-    from kalm.imagine.validity import check_rollout, goal_met_at
     from kalm.llm.generate import generate_rollouts
 
     environment = get_env(model_env(model))
@@ -369,13 +365,11 @@ def imagine_rollout(model, text: str, seed: int, goal: Goal | dict | None = None
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
             if goal is not None:  # cut at the first success (generation already stops there)
-                met = (goal_met_at(goal, obs, s0) if clevr
-                       else first_success(environment, goal, obs, s0))
+                met = first_success(environment, goal, obs, s0)
                 T = len(acts) if met is None else met
                 obs, acts = obs[: T + 1], acts[:T]
-                validity = (check_rollout(env, obs, acts, goal, s0) if clevr
-                            else environment.check_rollout(goal, obs, acts, seed=reset_seed,
-                                                           sim=env, start_obs=s0))
+                validity = environment.check_rollout(goal, obs, acts, seed=reset_seed, sim=env,
+                                                     start_obs=s0)
             timings = {"generate_s": round(t1 - t0, 3),
                        "check_s": round(time.perf_counter() - t1, 3)}
             return _finish(env, clean, category, None if goal is None else goal.to_dict(),
@@ -389,7 +383,6 @@ def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
     that explanation (cycle consistency, explanation true of the rollout)."""
     from dataclasses import replace
 
-    from kalm.imagine.validity import check_rollout
     from kalm.llm.generate import explain_rollouts
 
     with _LOCK:
@@ -401,15 +394,10 @@ def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
             environment = get_env(r.env)
             env = _sim(r.env)
             try:
-                if r.env == ENV:
-                    validity = check_rollout(env, r.observations, r.actions,
-                                             goal_from_dict(r.goal), r.observations[0],
-                                             explanation=explanation)
-                else:
-                    validity = environment.check_rollout(
-                        environment.goal_from_dict(r.goal), r.observations, r.actions,
-                        seed=r.reset_seed, sim=env, explanation=explanation,
-                        start_obs=r.observations[0])
+                validity = environment.check_rollout(
+                    environment.goal_from_dict(r.goal), r.observations, r.actions,
+                    seed=r.reset_seed, sim=env, explanation=explanation,
+                    start_obs=r.observations[0])
             finally:
                 env.close()
     timings = {**r.timings, "explain_s": round(t1 - t0, 3),
@@ -622,8 +610,6 @@ def explanation_agrees(r: ImaginedRollout) -> bool | None:
     """Whether the explanation parses to the rollout's goal (None: nothing to compare)."""
     if r.goal is None or not r.explanation:
         return None
-    if r.env == ENV:
-        return goals_equivalent(parse_goal_text(r.explanation), goal_from_dict(r.goal))
     environment = get_env(r.env)
     return environment.goals_equivalent(environment.parse_goal(r.explanation),
                                         environment.goal_from_dict(r.goal))
