@@ -23,15 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from kalm.envs.clevr.imagined import (  # noqa: F401  (the historical names live on here)
-    PANE_LABELS,
-    VIDEO_STEP_SECONDS,
-    VIDEO_SUBSTEP_FRAMES,
-    drawable as _drawable,
-    in_turns as _in_turns,
-)
-from kalm.envs.clevr.render import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from kalm.video import Mp4Encoder, VideoFrames, write_mp4
+
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 240
 
 __all__ = [
     "PANE_LABELS",
@@ -53,7 +47,7 @@ def _env(env: Any):
 def _substeps(environment, substep_frames: int | None) -> int:
     if substep_frames is not None:
         return int(substep_frames)
-    return VIDEO_SUBSTEP_FRAMES if environment.name == "clevr" else 1
+    return int(getattr(environment, "imagined_substep_frames", 1))
 
 
 def imagined_frames(
@@ -168,3 +162,18 @@ def render_examples(dataset, folder: str | Path, per_category: int = 2,
                                      side_by_side_replay=side_by_side_replay, env=env,
                                      goal=ep.goal, seed=ep.seed))
     return paths
+
+
+# CLEVR-Robot's video constants and helpers under their historical names
+# (``kalm.envs.clevr.imagined``), served on first use.
+_CLEVR_NAMES = {"PANE_LABELS": "PANE_LABELS", "VIDEO_STEP_SECONDS": "VIDEO_STEP_SECONDS",
+                "VIDEO_SUBSTEP_FRAMES": "VIDEO_SUBSTEP_FRAMES", "_drawable": "drawable",
+                "_in_turns": "in_turns"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLEVR_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module("kalm.envs.clevr.imagined"), _CLEVR_NAMES[name])
+    raise AttributeError(f"module 'kalm.imagine.render' has no attribute {name!r}")

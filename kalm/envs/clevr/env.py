@@ -27,6 +27,7 @@ class ClevrEnvironment(Environment):
 
     expert_modes = ("greedy", "direct", "aim")
     codec_module = "kalm.envs.clevr.codec"
+    imagined_substep_frames = 2  # frames a push in imagined-rollout videos (kalm.envs.clevr.imagined)
 
     def __init__(self) -> None:
         self._lookahead = threading.local()
