@@ -1,15 +1,12 @@
-"""Goals for CLEVR-Robot: specs and success rules, their language, a text parser, and suites.
-
-- ``spec``: the five goal kinds (relation, move, line, gather, all), success rules, rewards;
-- ``language``: goal -> instruction texts (train and rephrase pools, easy and hard phrasings);
-- ``parser``: instruction text -> goal (rule-based), and goal equivalence for scoring;
-- ``suites``: the train / rephrase / easy / hard suites and JSON Lines goals files.
+"""Compatibility alias: CLEVR-Robot's goal language (specs and success rules, texts, parser,
+suites) now lives in ``kalm.envs.clevr.goals``. ``kalm.goals`` and its submodules *are* those
+modules (the same objects), so every name and monkeypatch still works; stages reach the goal
+language through the environment interface (``Environment.parse_goal``, ``suite_items``, ...).
 """
 
-from kalm.goals import language, parser, spec, suites
-from kalm.goals.language import *  # noqa: F401,F403
-from kalm.goals.parser import *  # noqa: F401,F403
-from kalm.goals.spec import *  # noqa: F401,F403
-from kalm.goals.suites import *  # noqa: F401,F403
+import importlib
+import sys
 
-__all__ = [*spec.__all__, *language.__all__, *parser.__all__, *suites.__all__]
+for _name in ("spec", "language", "parser", "suites"):
+    sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"kalm.envs.clevr.goals.{_name}")
+sys.modules[__name__] = importlib.import_module("kalm.envs.clevr.goals")

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from kalm.envs.base import ActionSpec, Environment, StateLayout
-from kalm.goals.spec import COLORS, MAX_EPISODE_STEPS
+from kalm.envs.clevr.goals.spec import COLORS, MAX_EPISODE_STEPS
 
 __all__ = ["ClevrEnvironment", "DIRECTION_LABELS"]
 
@@ -54,55 +54,55 @@ class ClevrEnvironment(Environment):
 
     # ----------------------------------------------------------------- goals and language
     def suite_items(self, suite: str, seed: int = 0) -> list:
-        from kalm.goals.suites import suite_items
+        from kalm.envs.clevr.goals.suites import suite_items
 
         return suite_items(suite, seed)
 
     def parse_goal(self, text: str) -> Any | None:
-        from kalm.goals.parser import parse_goal_text
+        from kalm.envs.clevr.goals.parser import parse_goal_text
 
         return parse_goal_text(text)
 
     def goal_from_dict(self, d: Mapping[str, Any]) -> Any:
-        from kalm.goals.spec import goal_from_dict
+        from kalm.envs.clevr.goals.spec import goal_from_dict
 
         return goal_from_dict(d)
 
     def item_from_dict(self, d: Mapping[str, Any]) -> Any:
-        from kalm.goals.suites import GoalItem
+        from kalm.envs.clevr.goals.suites import GoalItem
 
         return GoalItem.from_dict(d)
 
     def read_goals_file(self, path):
-        from kalm.goals.suites import read_goals_file
+        from kalm.envs.clevr.goals.suites import read_goals_file
 
         return read_goals_file(path)
 
     def describe(self, goal: Any, style: str = "train", rng: np.random.Generator | None = None) -> str:
-        from kalm.goals.language import describe
+        from kalm.envs.clevr.goals.language import describe
 
         return describe(goal, rng, style=style)
 
     def sample_goal(self, rng: np.random.Generator, style: str = "train") -> tuple[Any, str]:
-        from kalm.goals.language import describe
-        from kalm.goals.suites import relation_configs
+        from kalm.envs.clevr.goals.language import describe
+        from kalm.envs.clevr.goals.suites import relation_configs
 
         configs = relation_configs()
         goal = configs[int(rng.integers(len(configs)))]
         return goal, describe(goal, rng, style=style)
 
     def goals_equivalent(self, a: Any, b: Any) -> bool:
-        from kalm.goals.parser import goals_equivalent
+        from kalm.envs.clevr.goals.parser import goals_equivalent
 
         return goals_equivalent(a, b)
 
     def goal_horizon(self, goal: Any) -> int:
-        from kalm.goals.spec import goal_horizon
+        from kalm.envs.clevr.goals.spec import goal_horizon
 
         return goal_horizon(goal)
 
     def reward_labels(self, goal: Any, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from kalm.goals.spec import goal_reward
+        from kalm.envs.clevr.goals.spec import goal_reward
 
         o = self.check_obs(observations)
         dense = [goal_reward(goal, o[t], o[t + 1], o[0], "dense") for t in range(len(o) - 1)]
@@ -138,8 +138,8 @@ class ClevrEnvironment(Environment):
     def calibration_rollouts(self, rng: np.random.Generator, n: int, steps: int) -> list:
         """Relation goals between random balls in the training phrasing, states uniform over the
         workbench's middle, random pushes (the draws int8 calibration has always used)."""
-        from kalm.goals.language import describe
-        from kalm.goals.spec import Relation
+        from kalm.envs.clevr.goals.language import describe
+        from kalm.envs.clevr.goals.spec import Relation
 
         out = []
         for k in range(n):

@@ -28,7 +28,7 @@ import numpy as np
 
 from kalm.envs.clevr import N_ACTIONS, N_DIRECTIONS, PUSH_DIRECTIONS, ClevrRobotEnv
 from kalm.envs.clevr.model import WORKBENCH
-from kalm.goals.spec import (
+from kalm.envs.clevr.goals.spec import (
     COLORS,
     DIRECTION_VECTORS,
     All,

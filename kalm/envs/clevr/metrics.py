@@ -23,9 +23,9 @@ import numpy as np
 
 from kalm.envs.clevr.sim import ClevrRobotEnv
 from kalm.evaluate import episode_plan, initial_state
-from kalm.goals.parser import goals_equivalent, parse_goal_text
-from kalm.goals.spec import achieved_relations, describes, goal_from_dict
-from kalm.goals.suites import GoalItem
+from kalm.envs.clevr.goals.parser import goals_equivalent, parse_goal_text
+from kalm.envs.clevr.goals.spec import achieved_relations, describes, goal_from_dict
+from kalm.envs.clevr.goals.suites import GoalItem
 from kalm.llm.generate import explain_rollouts, generate_rollouts, next_actions, predict_next_states
 from kalm.llm.model import GroundedLM
 
@@ -54,7 +54,7 @@ def explanation_accuracy(model: GroundedLM, episodes: Sequence, batch_size: int 
     """Fraction of rollouts whose explanation parses to a goal equivalent to the true one.
 
     Beside it: ``valid``, the fraction whose explanation is a true account of the rollout (it did
-    not hold at the start and holds at the end, ``kalm.goals.spec.describes``), and for relation
+    not hold at the start and holds at the end, ``kalm.envs.clevr.goals.spec.describes``), and for relation
     goals how ambiguous the task is: ``ambiguous`` is the fraction of rollouts that made more than
     one relation true (their goal cannot be read off the states with certainty), and
     ``chance_among_valid`` the exact accuracy of naming one of those relations at random.

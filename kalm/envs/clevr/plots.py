@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from kalm.envs.clevr.model import BALL_COLORS_RGBA, BALL_RADIUS, WORKBENCH
 from kalm.envs.clevr.sim import N_BALLS, N_DIRECTIONS, PUSH_DIRECTIONS
-from kalm.goals.spec import COLORS
+from kalm.envs.clevr.goals.spec import COLORS
 from kalm.ui.plots import _HEIGHT, _MARGIN, _STEP_LINE, _finite, _rgba, entity_errors_figure
 
 __all__ = [

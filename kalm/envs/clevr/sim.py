@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from kalm.envs.clevr.model import BALL_RADIUS, WORKBENCH, build_xml
-from kalm.goals.spec import (
+from kalm.envs.clevr.goals.spec import (
     COLORS,
     MAX_EPISODE_STEPS,
     Goal,
@@ -101,7 +101,7 @@ class ClevrRobotEnv(gym.Env):
     ## Description
     Five spheres (radius 0.13) lie on a table inside invisible walls: 0 red, 1 blue, 2 green,
     3 purple, 4 cyan. A small pusher (a point mass on two slide joints driven by two motors)
-    pushes one ball per step. Goals (``kalm.goals``) are relations ("put red to the left of
+    pushes one ball per step. Goals (``kalm.envs.clevr.goals``) are relations ("put red to the left of
     blue"), one-step moves, lines, gatherings and conjunctions; they are judged from the
     observation alone.
 

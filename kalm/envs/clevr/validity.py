@@ -13,8 +13,8 @@ import numpy as np
 
 from kalm.envs.clevr.model import BALL_RADIUS, WORKBENCH
 from kalm.envs.clevr.sim import N_BALLS, OBS_DIM, ClevrRobotEnv
-from kalm.goals.parser import goals_equivalent, parse_goal_text
-from kalm.goals.spec import Goal, Move, describes
+from kalm.envs.clevr.goals.parser import goals_equivalent, parse_goal_text
+from kalm.envs.clevr.goals.spec import Goal, Move, describes
 from kalm.imagine.validity import RolloutValidity
 
 __all__ = [

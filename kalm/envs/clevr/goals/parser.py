@@ -2,7 +2,7 @@
 
 The grounded LM's explanations of rollouts are scored with this parser, so it must read every
 training phrasing of a relation goal exactly; it also reads the rephrased, easy and hard
-phrasings of ``kalm.goals.language`` (``tests/goals/test_parser.py`` checks them).
+phrasings of ``kalm.envs.clevr.goals.language`` (``tests/goals/test_parser.py`` checks them).
 
 How it reads a text:
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kalm.goals.spec import COLORS, All, Gather, Goal, GoalSpecError, Line, Move, Relation
+from kalm.envs.clevr.goals.spec import COLORS, All, Gather, Goal, GoalSpecError, Line, Move, Relation
 
 __all__ = ["normalize_text", "parse_goal_text", "canonical_goal", "goals_equivalent"]
 

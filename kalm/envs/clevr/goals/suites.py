@@ -36,9 +36,9 @@ import numpy as np
 
 from kalm.envs.base import GoalsFileError, read_goal_items
 
-from kalm.goals.language import ALL_PATTERNS, GATHER_TEMPLATES, LINE_TEMPLATES, all_phrasings
-from kalm.goals.parser import parse_goal_text
-from kalm.goals.spec import (
+from kalm.envs.clevr.goals.language import ALL_PATTERNS, GATHER_TEMPLATES, LINE_TEMPLATES, all_phrasings
+from kalm.envs.clevr.goals.parser import parse_goal_text
+from kalm.envs.clevr.goals.spec import (
     COLORS,
     DIRECTION_VECTORS,
     DIRECTIONS,

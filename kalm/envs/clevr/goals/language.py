@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kalm.goals.spec import All, Gather, Goal, Line, Move, Relation
+from kalm.envs.clevr.goals.spec import All, Gather, Goal, Line, Move, Relation
 
 __all__ = [
     "STYLES",
