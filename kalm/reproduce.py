@@ -252,21 +252,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Other environments' sizes, laid over PRESETS[preset] (the keys they set replace CLEVR's).
 ENV_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "metaworld": {
-        # The 2-core CPU machine with --grounded assets/grounded/metaworld (measured while another
-        # job held most of both cores): collect 1,000 expert episodes ~2 min (the grounding data:
-        # the same settings as assets/data/metaworld1k.npz), imagination ~1-2 s per rollout in
-        # batches of 32 (~350 rollouts: ~10 min), oracle data ~1 min, BC ~4-16 steps/s and
-        # TD3+BC ~2-4 steps/s at batch 256 (8 policies of 1,000 steps: ~25 min), evaluation
-        # ~17 ms a step (~1.5 min per policy at 10 episodes per category), the LLM as policy
-        # ~0.2-0.7 s a step plus ~45 s to start (2 episodes per category: ~10 min).
+        # The 2-core CPU machine with --grounded assets/grounded/metaworld, measured while
+        # another job held most of both cores (runs/reproduce-metaworld*): collect 1,000 expert
+        # episodes ~2 min (the settings of the grounding data, assets/data/metaworld1k.npz: a
+        # copy of it at OUT/data/real.npz is found and reused), imagination 184 rollouts
+        # ~28 min (3-10 s a rollout under that load; ~1-2 s unloaded), oracle data 46 s,
+        # 3,000 steps at batch 256 ~25 s per BC policy and ~85 s per TD3+BC one (8 policies:
+        # ~8 min), evaluation ~35-40 s per policy at 30 episodes per category, the LLM as policy
+        # ~0.2-0.7 s a step plus ~45 s to start (~4-5 min per episode per category).
         "cpu": {
             "seeds": [0], "real_episodes": 1000, "real_seed": 0, "real_noise": 0.1,
             "expert": "scripted",
             "imagine_goals": {"rephrase": 20, "easy": 48, "hard": 24},
             "imagine_per_goal": {"rephrase": 2, "easy": 2, "hard": 2},
             "oracle_episodes": {"rephrase": 100, "easy": 200, "hard": 100},
-            "algo": "bc", "algos": ["bc", "td3_plus_bc"], "steps": 800, "steps_per_epoch": 400,
-            "filter": "match", "episodes": 10, "llm_episodes": 2, "llm_context": 10,
+            "algo": "bc", "algos": ["bc", "td3_plus_bc"], "steps": 3000, "steps_per_epoch": 1000,
+            "filter": "match", "episodes": 30, "llm_episodes": 2, "llm_context": 10,
         },
         "tiny": {
             "real_episodes": 4, "real_seed": 0, "real_noise": 0.1, "expert": "scripted",

@@ -1,0 +1,39 @@
+"""The Meta-World policies shipped in assets/policies/metaworld (`reproduce --env metaworld`) load
+from their files and act in the harness."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kalm.envs import get_env
+from kalm.evaluate import evaluate
+from kalm.policy import make_policy
+
+FOLDER = Path(__file__).resolve().parents[2] / "assets" / "policies" / "metaworld"
+NAMES = sorted(d.name for d in FOLDER.iterdir() if (d / "policy" / "policy.json").is_file()) \
+    if FOLDER.is_dir() else []
+
+
+def test_every_method_and_algorithm_is_shipped_with_its_results():
+    methods = ("kalm", "kalm_filtered", "real_only", "oracle")
+    assert {f"{m}-{a}" for m in methods for a in ("bc", "td3_plus_bc")} <= set(NAMES)
+    res = json.loads((FOLDER / "reproduce_results.json").read_text())
+    assert res["env"] == "metaworld" and {"random", "llm"} <= set(res["methods"])
+    assert (FOLDER / "reproduce_results.md").is_file() and (FOLDER / "README.md").is_file()
+    size = sum(p.stat().st_size for p in FOLDER.rglob("*") if p.is_file())
+    assert size < 30e6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_metaworld_policy_loads_and_acts(name, monkeypatch):
+    folder = FOLDER / name
+    assert (folder / "policy" / "policy.safetensors").is_file()
+    policy = make_policy(str(folder), env="metaworld")
+    monkeypatch.setattr("kalm.envs.metaworld.sim.task_horizon", lambda task: 5)
+    env = get_env("metaworld")
+    res = evaluate(policy, env.suite_items("easy", 0), episodes=1, seed=0, env=env)
+    assert res.categories["easy"]["episodes"] == 1
+    acts = np.asarray(res.episodes[0].actions)
+    assert acts.shape[1] == 4 and np.all(np.abs(acts) <= 1.0 + 1e-6)
