@@ -908,8 +908,9 @@ def _label(key: str, m: dict) -> str:
     return label
 
 
-def _env_results_markdown(res: dict[str, Any]) -> str:
-    """results.md of an environment other than CLEVR: its paper figures are per category."""
+def _env_results_markdown(res: dict[str, Any]) -> list[str]:
+    """The lines of results.md above its data tables for an environment other than CLEVR (the
+    paper's figures there are per category)."""
     cfg = res["config"]
     paper = res["paper"]
     seeds = ",".join(str(s) for s in cfg["seeds"])
