@@ -521,12 +521,12 @@ class _Pipeline:
 
     def goals_file(self, suite: str) -> Path:
         """The evaluation's goal items of ``suite`` (spread subset for imagination)."""
-        from kalm.goals.suites import write_goals_file
+        from kalm.envs.base import write_goal_items
 
         path = self.out / "goals" / f"{suite}.jsonl"
         items = _spread(self.env.suite_items(suite, self.cfg.eval_seed),
                         self.cfg.imagine_goals[suite])
-        write_goals_file(path, items)
+        write_goal_items(path, items)
         return path
 
     def imagine(self) -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "RandomPolicy",
     "StateLayout",
     "read_goal_items",
+    "write_goal_items",
 ]
 
 SUITES = ("train", "rephrase", "easy", "hard")
@@ -197,6 +198,17 @@ def read_goal_items(
         raise GoalsFileError(f"{path}: the goals file holds no goals (every line is blank)")
     return items
 
+
+
+def write_goal_items(path: str | Path, items) -> Path:
+    """Write goal items (anything with ``to_dict()``) as JSON Lines, parent folders created;
+    ``read_goal_items`` reads them back. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for item in items:
+            f.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+    return path
 
 
 @runtime_checkable

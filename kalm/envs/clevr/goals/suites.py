@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from kalm.envs.base import GoalsFileError, read_goal_items
+from kalm.envs.base import GoalsFileError, read_goal_items, write_goal_items
 
 from kalm.envs.clevr.goals.language import ALL_PATTERNS, GATHER_TEMPLATES, LINE_TEMPLATES, all_phrasings
 from kalm.envs.clevr.goals.parser import parse_goal_text
@@ -316,9 +316,4 @@ def read_goals_file(path: str | Path) -> list[GoalItem]:
 
 def write_goals_file(path: str | Path, items: Iterable[GoalItem]) -> Path:
     """Write goal items as JSON Lines (parent folders created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
-    return path
+    return write_goal_items(path, items)
