@@ -62,26 +62,38 @@ def _is_policy_folder(d: Path) -> bool:
     return (d / "policy" / "policy.json").is_file() or (d / "policy.json").is_file()
 
 
+def _env_of_folder(d: Path, meta: str) -> str:
+    """The environment a policy (``policy.json``) or grounded model (``grounded.json``) folder is
+    for; folders from before environments were plug-ins are CLEVR-Robot's."""
+    for f in (d / meta, d / "policy" / meta, d / "model" / meta):
+        if f.is_file():
+            try:
+                return str(json.loads(f.read_text()).get("env") or DEFAULT_ENV)
+            except (OSError, ValueError):
+                return DEFAULT_ENV
+    return DEFAULT_ENV
+
+
 def policy_choices(env: str = DEFAULT_ENV) -> dict[str, str]:
     """spec (as ``--policy`` takes it) -> label, for every policy found for ``env``: the expert,
-    random, and (for CLEVR-Robot, the only environment trained and grounded-LM policies exist
-    for so far) the train run folders, ``assets/policies`` and grounded LMs (``llm:DIR``)."""
+    random, the train run folders, ``assets/policies`` (and one folder deeper, e.g.
+    ``assets/policies/metaworld/*``) and grounded LMs (``llm:DIR``) made for that environment."""
     out = {"expert": "expert (scripted oracle)", "random": "random"}
-    if env != DEFAULT_ENV:
-        return out
     runs = jobs.runs_dir()
     if runs.is_dir():
         for d in sorted(runs.glob("*")) + sorted(runs.glob("*/*")):
             if d.is_dir() and CACHE not in d.parts and _is_policy_folder(d) \
-                    and not _is_policy_folder(d.parent):  # a train run, not also its policy/
+                    and not _is_policy_folder(d.parent) \
+                    and _env_of_folder(d, "policy.json") == env:  # a train run, not its policy/
                 out[str(d.resolve())] = f"trained: {d.relative_to(runs).as_posix()}"
     shipped = jobs.REPO_ROOT / "assets" / "policies"
     if shipped.is_dir():
-        for d in sorted(shipped.iterdir()):
-            if d.is_dir() and _is_policy_folder(d):
-                out[str(d.resolve())] = f"trained: assets/policies/{d.name}"
+        for d in sorted(shipped.iterdir()) + sorted(shipped.glob("*/*")):
+            if d.is_dir() and _is_policy_folder(d) and _env_of_folder(d, "policy.json") == env:
+                out[str(d.resolve())] = f"trained: {d.relative_to(shipped.parent.parent).as_posix()}"
     for path, label in _grounded_models():
-        out["llm:" + str(Path(path).resolve())] = f"llm: {label}"
+        if _env_of_folder(Path(path), "grounded.json") == env:
+            out["llm:" + str(Path(path).resolve())] = f"llm: {label}"
     return out
 
 

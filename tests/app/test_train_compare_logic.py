@@ -107,7 +107,13 @@ def test_compare_cache_keys_commands_and_results(tmp_path, monkeypatch):
     assert cmp.evaluate_argv("random", ["easy", "hard"], 3, 1) == [
         "--policy", "random", "--suite", "easy,hard", "--episodes", "3", "--seed", "1", "--json"]
     assert cmp.evaluate_argv("random", ["easy"], 3, 1, "metaworld")[-2:] == ["--env", "metaworld"]
-    assert set(cmp.policy_choices("metaworld")) == {"expert", "random"}
+    mw, clevr = cmp.policy_choices("metaworld"), cmp.policy_choices("clevr")
+    assert {"expert", "random"} <= set(mw) and {"expert", "random"} <= set(clevr)
+    # each environment lists only its own trained policies and grounded LMs
+    assert any("assets/policies/metaworld/kalm-bc" in v for v in mw.values())
+    assert any(k.startswith("llm:") and k.endswith("assets/grounded/metaworld") for k in mw)
+    assert not any("metaworld" in v for v in clevr.values())
+    assert any(v == "trained: assets/policies/kalm" for v in clevr.values())
 
     res = {"categories": {"train": {"success_rate": 0.5, "stderr": 0.1}},
            "episodes": [{"success": True, "text": "t0", "category": "train"},
