@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["VectorCodec", "mlp", "presence_mask"]
+__all__ = ["CodecStats", "VectorCodec", "mlp", "presence_mask"]
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -55,7 +55,26 @@ def presence_mask(obs: torch.Tensor, slots: Sequence[tuple[int, int]]) -> torch.
     return m
 
 
-class VectorCodec(nn.Module):
+class CodecStats:
+    """The data statistics every codec keeps as buffers (``obs_mean``, ``obs_std``, ``delta_std``,
+    ``episode_delta_std``) and ``set_stats``, for ``nn.Module`` codecs."""
+
+    def _register_stats(self, dim: int) -> None:
+        self.register_buffer("obs_mean", torch.zeros(dim))
+        self.register_buffer("obs_std", torch.ones(dim))
+        self.register_buffer("delta_std", torch.ones(dim))
+        # Whole-episode changes (consequence objective) are larger than one step's.
+        self.register_buffer("episode_delta_std", torch.ones(dim))
+
+    def set_stats(self, obs_mean, obs_std, delta_std, episode_delta_std=None) -> None:
+        self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3))
+        self.delta_std.copy_(torch.as_tensor(delta_std, dtype=torch.float32).clamp_min(1e-3))
+        ep = delta_std if episode_delta_std is None else episode_delta_std
+        self.episode_delta_std.copy_(torch.as_tensor(ep, dtype=torch.float32).clamp_min(1e-3))
+
+
+class VectorCodec(CodecStats, nn.Module):
     """A flat state vector and a continuous action, in and out of the LM.
 
     - **In**: a state is one position, an MLP over the normalised vector plus one presence flag
@@ -97,17 +116,7 @@ class VectorCodec(nn.Module):
         # LMs' final hidden states carry a few huge coordinates: normalised first.
         self.state_head = mlp(hidden_size + obs_dim + n_flags + action_dim + 1, codec_hidden, obs_dim)
         self.action_head = mlp(hidden_size + obs_dim + n_flags, codec_hidden, action_dim)
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-        self.register_buffer("delta_std", torch.ones(obs_dim))
-        self.register_buffer("episode_delta_std", torch.ones(obs_dim))
-
-    def set_stats(self, obs_mean, obs_std, delta_std, episode_delta_std=None) -> None:
-        self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
-        self.obs_std.copy_(torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3))
-        self.delta_std.copy_(torch.as_tensor(delta_std, dtype=torch.float32).clamp_min(1e-3))
-        ep = delta_std if episode_delta_std is None else episode_delta_std
-        self.episode_delta_std.copy_(torch.as_tensor(ep, dtype=torch.float32).clamp_min(1e-3))
+        self._register_stats(obs_dim)
 
     def design(self) -> dict[str, Any]:
         return {"codec": "vector", "codec_hidden": self.codec_hidden, "state_tokens": "state"}

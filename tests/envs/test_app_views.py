@@ -26,17 +26,9 @@ def _app_files() -> list[Path]:
 
 
 def _imported(tree: ast.AST) -> list[str]:
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-            names += [f"{node.module}.{a.name}" for a in node.names]  # from kalm.envs import clevr
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" \
-                and node.args and isinstance(node.args[0], ast.Constant):
-            names.append(str(node.args[0].value))
-    return names
+    from .test_import_rule import _imports
+
+    return _imports(tree)
 
 
 def test_no_app_module_imports_a_concrete_environment():

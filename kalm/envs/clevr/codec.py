@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kalm.llm.codec import CodecStats
+
 __all__ = ["make_codec", "NumericCodec", "GeometricActionHead", "PhysicsHead", "state_features", "ball_features",
            "summary_features", "PAIRS", "DIRECTION_WORDS", "ACTION_HEADS", "DYNAMICS_HEADS"]
 
@@ -220,7 +222,7 @@ class PhysicsHead(nn.Module):
         return self.net(f).flatten(1)
 
 
-class NumericCodec(nn.Module):
+class NumericCodec(CodecStats, nn.Module):
     """Projections of states/actions into the LM's embedding space, and the numeric heads.
 
     ``word_embeddings``: a dict word -> (hidden,) tensor from the LM's input embeddings, used to
@@ -291,11 +293,8 @@ class NumericCodec(nn.Module):
                                    codec_hidden, hidden_size)
             with torch.no_grad():
                 self.summary_in[-1].weight.mul_(embed_scale / 0.05)
-        self.register_buffer("obs_mean", torch.zeros(OBS_DIM))
-        self.register_buffer("obs_std", torch.ones(OBS_DIM))
-        self.register_buffer("delta_std", torch.ones(OBS_DIM))
-        # Whole-episode changes (consequence objective) are ~4x larger than one push's.
-        self.register_buffer("episode_delta_std", torch.ones(OBS_DIM))
+        # Whole-episode changes (consequence objective) are ~4x larger than one push's: their own std.
+        self._register_stats(OBS_DIM)
 
     @property
     def summary_positions(self) -> int:
@@ -306,13 +305,6 @@ class NumericCodec(nn.Module):
         return {"state_tokens": self.state_tokens, "codec_hidden": self.codec_hidden,
                 "action_head": self.action_head_kind, "dynamics_head": self.dynamics_head_kind,
                 "explain_balls": self.explain_balls, "summary_features": self.summary_kind}
-
-    def set_stats(self, obs_mean, obs_std, delta_std, episode_delta_std=None) -> None:
-        self.obs_mean.copy_(torch.as_tensor(obs_mean, dtype=torch.float32))
-        self.obs_std.copy_(torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3))
-        self.delta_std.copy_(torch.as_tensor(delta_std, dtype=torch.float32).clamp_min(1e-3))
-        ep = delta_std if episode_delta_std is None else episode_delta_std
-        self.episode_delta_std.copy_(torch.as_tensor(ep, dtype=torch.float32).clamp_min(1e-3))
 
     # ----------------------------------------------------------------- inputs
     def embed_states(self, obs: torch.Tensor) -> torch.Tensor:
