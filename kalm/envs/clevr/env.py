@@ -27,6 +27,10 @@ class ClevrEnvironment(Environment):
 
     expert_modes = ("greedy", "direct", "aim")
     codec_module = "kalm.envs.clevr.codec"
+    # The state is five balls' (x, y), action a = ball * 8 + direction: the policy's pairwise
+    # features and its role network (kalm.rl.encoder) are made for that.
+    policy_defaults = {"state_features": "pairwise", "arch": "mlp"}
+    policy_entities = (5, 2, 8)
     imagined_substep_frames = 2  # frames a push in imagined-rollout videos (kalm.envs.clevr.imagined)
 
     def __init__(self) -> None:
