@@ -6,7 +6,8 @@ every method's success per goal category beside the paper's figures:
 =========  =======================================================================================
 stage      what it runs (the project's own commands, in-process) and what it writes
 =========  =======================================================================================
-collect    ``collect`` relation goals, direct expert, noise 0.05 -> ``OUT/data/real.npz``
+collect    ``collect`` relation goals, aim expert, noise 0.03 -> ``OUT/data/real.npz`` (the settings
+           of the shipped grounded model's data, ``assets/data/aim4k.npz``)
 ground     ``ground --data OUT/data/real.npz --preset P`` -> ``OUT/ground/`` (skipped with
            ``--grounded DIR``: that model is used and recorded as reused)
 imagine    ``imagine`` per novel suite (rephrase, easy, hard) with the grounded model, on the
@@ -113,8 +114,8 @@ class ReproduceConfig:
     # --- real data
     real_episodes: int = 4000
     real_seed: int = 1
-    real_noise: float = 0.05
-    expert: str = "direct"
+    real_noise: float = 0.03
+    expert: str = "aim"
     # --- grounding
     grounded: str = ""
     """A grounded model folder to use instead of grounding one (the ground stage is skipped)."""
@@ -138,7 +139,7 @@ class ReproduceConfig:
     """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
     # --- oracle data
     oracle_episodes: dict[str, int] = field(default_factory=lambda: {"rephrase": 400, "easy": 2000,
-                                                                     "hard": 100})
+                                                                     "hard": 110})
     # --- offline RL
     algo: str = "discrete_bc"
     steps: int = 10000
