@@ -1,6 +1,7 @@
 """A trained goal-conditioned policy, as the evaluation harness uses it.
 
-A train run saves ``policy/`` (see ``kalm.rl.train``):
+A train run saves ``policy/`` and, at its last 5 epoch ends, ``snapshots/step-<N>/`` folders of
+the same kind (see ``kalm.rl.train``; ``snapshot_dirs`` lists them):
 
     policy.json          format ("kalm-policy", version 1), algorithm, environment ("env";
                          CLEVR-Robot when absent), whether actions are discrete, observation,
@@ -24,7 +25,7 @@ import numpy as np
 
 from kalm.data.episodes import OBS_DIM
 
-__all__ = ["TrainedPolicy", "POLICY_FORMAT", "policy_dir", "describe_run_folder"]
+__all__ = ["TrainedPolicy", "POLICY_FORMAT", "policy_dir", "describe_run_folder", "snapshot_dirs"]
 
 POLICY_FORMAT = "kalm-policy"
 POLICY_VERSION = 1
@@ -37,6 +38,22 @@ def policy_dir(path: str | Path) -> Path | None:
         if (cand / "policy.json").exists():
             return cand
     return None
+
+
+def snapshot_dirs(path: str | Path, last: int = 5) -> list[Path]:
+    """The policy snapshots of a train run folder (``snapshots/step-<N>/`` holding a
+    ``policy.json``), oldest first, the last ``last`` of them (0 = all); [] when it has none."""
+    root = Path(path) / "snapshots"
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        name = d.name
+        if (d.is_dir() and name.startswith("step-") and name[5:].isdigit()
+                and (d / "policy.json").exists() and (d / "policy.safetensors").exists()):
+            found.append((int(name[5:]), d))
+    dirs = [d for _, d in sorted(found)]
+    return dirs[-last:] if last > 0 else dirs
 
 
 def describe_run_folder(path: str | Path) -> str:
@@ -121,8 +138,12 @@ class TrainedPolicy:
         if emb.dim != int(meta["goal_dim"]):
             raise ValueError(f"embedder {emb.name} gives {emb.dim}-d vectors but the policy was "
                              f"trained on {meta['goal_dim']}-d ones")
-        run = folder.parent if folder.name == "policy" else folder
-        return cls(algo, emb, name=f"{meta['algo']}:{run.name}", state_dim=state_dim, env=env)
+        if folder.parent.name == "snapshots":
+            name = f"{meta['algo']}:{folder.parent.parent.name}@{meta.get('step', folder.name)}"
+        else:
+            run = folder.parent if folder.name == "policy" else folder
+            name = f"{meta['algo']}:{run.name}"
+        return cls(algo, emb, name=name, state_dim=state_dim, env=env)
 
     def goal_vector(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]

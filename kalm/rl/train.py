@@ -11,6 +11,9 @@
     checkpoint/      the latest checkpoint: state.pt (networks, optimizers, torch RNG; read with
                      torch.load(weights_only=True)) and trainer.json (step, sampler RNG)
     policy/          the final policy: policy.json + policy.safetensors (``kalm.rl.policy``)
+    snapshots/       policies of the last ``SNAPSHOTS_KEPT`` (5) epoch ends, ``step-<N>/`` each a
+                     loadable policy folder like ``policy/`` (older ones pruned): the paper scores
+                     the mean of the last 5 checkpoints (``kalm.rl.policy.snapshot_dirs``)
 
 The environment is ``cfg.env`` (the CLI's ``--env``): its state size and action spec shape the
 data and the networks. Discrete algorithms train on discrete actions (CLEVR-Robot), continuous
@@ -43,7 +46,10 @@ from kalm.rl.config import (LEGACY_DEFAULTS, RESUMABLE_FIELDS, TrainConfig, chec
                              parse_filter)
 from kalm.runs import RunDir, read_status, replace_dir, write_json_atomic
 
-__all__ = ["train_policy", "prepare_data", "TrainData"]
+__all__ = ["train_policy", "prepare_data", "TrainData", "SNAPSHOTS_KEPT"]
+
+SNAPSHOTS_KEPT = 5
+"""Policy snapshots kept of the last epoch ends (``OUT/snapshots/step-<N>/``)."""
 
 
 class TrainData:
@@ -146,16 +152,19 @@ def _save_checkpoint(run: RunDir, algo, sampler, step: int, epoch_rows: int) -> 
     replace_dir(tmp, run.path / "checkpoint")
 
 
-def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int) -> Path:
+def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int,
+                 final: Path | None = None) -> Path:
+    """Write a loadable policy folder at ``final`` (default ``OUT/policy``), atomically."""
     import datetime as dt
 
     from kalm.rl.algos import save_weights
     from kalm.rl.policy import POLICY_FORMAT, POLICY_VERSION
 
-    tmp = run.path / ".policy.tmp"
+    final = final if final is not None else run.path / "policy"
+    tmp = final.parent / f".{final.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
     from kalm.envs import get_env
 
     env = get_env(cfg.env)
@@ -172,9 +181,21 @@ def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int
     }
     save_weights(algo, tmp / "policy.safetensors", {"algo": cfg.algo, "step": str(step)})
     write_json_atomic(tmp / "policy.json", meta)
-    final = run.path / "policy"
     replace_dir(tmp, final)
     return final
+
+
+def _save_snapshot(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int,
+                   keep: int) -> None:
+    """Save the policy at an epoch end as ``snapshots/step-<step>/``; keep the last ``keep``."""
+    from kalm.rl.policy import snapshot_dirs
+
+    if keep < 1:
+        return
+    root = run.path / "snapshots"
+    _save_policy(run, algo, cfg, data, step, final=root / f"step-{step}")
+    for old in snapshot_dirs(run.path, last=0)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _evaluate(algo, data: TrainData, cfg: TrainConfig) -> float:
@@ -200,13 +221,15 @@ def train_policy(
     embedder=None,
     on_epoch: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    keep_snapshots: int = SNAPSHOTS_KEPT,
 ) -> dict[str, Any]:
     """Train (or resume) a policy into the run folder ``out`` (see the module docstring).
 
     ``embedder``: an embedder object to use instead of building ``cfg.embedder`` (tests).
     ``on_epoch``: called with each metrics row. ``should_stop``: polled every step; True stops
-    like the time budget (checkpoint + policy). Returns a summary dict (out, step, steps,
-    state, message, policy, data).
+    like the time budget (checkpoint + policy). ``keep_snapshots``: policy snapshots kept of the
+    last epoch ends (``snapshots/step-<N>/``; 0 = none). Returns a summary dict (out, step, steps,
+    state, message, policy, snapshots, data).
     """
     import d3rlpy
 
@@ -225,7 +248,7 @@ def train_policy(
     if resuming:
         _check_resume(run, cfg)
     else:
-        for name in ("checkpoint", "policy", ".checkpoint.tmp", ".policy.tmp"):
+        for name in ("checkpoint", "policy", "snapshots", ".checkpoint.tmp", ".policy.tmp"):
             if (run.path / name).exists():
                 shutil.rmtree(run.path / name)
         for name in ("metrics.csv", "data.json"):
@@ -266,7 +289,8 @@ def train_policy(
             msg = f"already trained to step {step}; raise --steps to train on"
             run.status("done", step, cfg.steps, msg)
             return {"out": str(out), "step": step, "steps": cfg.steps, "state": "done",
-                    "message": msg, "policy": str(run.path / "policy"), "data": data.info}
+                    "message": msg, "policy": str(run.path / "policy"),
+                    "snapshots": _snapshot_list(run), "data": data.info}
     except KeyboardInterrupt:
         run.status("stopped", 0, cfg.steps, "interrupted while loading; rerun to start")
         raise
@@ -322,6 +346,8 @@ def train_policy(
                 bar.update(1)
             if step % cfg.steps_per_epoch == 0 or step == cfg.steps:
                 log_row()
+                # the snapshot first: a stop between the two redoes this epoch, rewriting it
+                _save_snapshot(run, algo, cfg, data, step, keep_snapshots)
                 _save_checkpoint(run, algo, data.sampler, step, rows)
                 saved_at = step
                 if bar is not None:
@@ -358,4 +384,10 @@ def train_policy(
     if interrupted:
         raise KeyboardInterrupt
     return {"out": str(out), "step": step, "steps": cfg.steps, "state": state, "message": message,
-            "policy": str(policy), "data": data.info}
+            "policy": str(policy), "snapshots": _snapshot_list(run), "data": data.info}
+
+
+def _snapshot_list(run: RunDir) -> list[str]:
+    from kalm.rl.policy import snapshot_dirs
+
+    return [str(p) for p in snapshot_dirs(run.path, last=0)]

@@ -149,3 +149,42 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_continues(real_path, tmp_path):
     assert json.loads((out / "checkpoint" / "trainer.json").read_text())["step"] == 7
     assert train_policy(_cfg(real_path, steps=20), out, progress=False)["step"] == 20
     assert [int(r["step"]) for r in _metrics(out)] == [7, 10, 20]
+
+
+def test_the_last_5_epoch_ends_are_kept_as_loadable_policy_snapshots(real_path, tmp_path):
+    from kalm.rl.policy import snapshot_dirs
+
+    out = tmp_path / "run"
+    calls = []
+
+    def stop_at_45():
+        calls.append(1)
+        return len(calls) >= 45
+
+    # 70 steps, an epoch every 10, stopped at 45 and resumed: snapshots survive the stop
+    first = train_policy(_cfg(real_path, steps=70), out, progress=False, should_stop=stop_at_45)
+    assert first["step"] == 45
+    assert [p.name for p in snapshot_dirs(out)] == [f"step-{n}" for n in (10, 20, 30, 40)]
+    s = train_policy(_cfg(real_path, steps=70), out, progress=False)
+    snaps = snapshot_dirs(out)
+    assert [p.name for p in snaps] == [f"step-{n}" for n in (30, 40, 50, 60, 70)]
+    assert s["snapshots"] == [str(p) for p in snaps]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == sorted(p.name for p in snaps)
+    items = suite_items("train")[:1]
+    steps = []
+    for p in snaps:
+        pol = TrainedPolicy.load(p)
+        assert pol.name.endswith(f"@{p.name[5:]}")
+        steps.append(json.loads((p / "policy.json").read_text())["step"])
+        pol.reset(items[0].goal, np.zeros(10), items[0].text)
+        assert 0 <= pol.act(np.zeros(10)) < 40
+    assert steps == [30, 40, 50, 60, 70]
+    # the last snapshot is the final policy
+    from safetensors.numpy import load_file
+
+    a = load_file(str(out / "policy" / "policy.safetensors"))
+    b = load_file(str(snaps[-1] / "policy.safetensors"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    # a restart clears them
+    train_policy(_cfg(real_path, steps=10), out, progress=False, resume=False)
+    assert [p.name for p in snapshot_dirs(out)] == ["step-10"]
