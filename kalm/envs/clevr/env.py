@@ -29,7 +29,7 @@ class ClevrEnvironment(Environment):
     codec_module = "kalm.envs.clevr.codec"
     # The state is five balls' (x, y), action a = ball * 8 + direction: the policy's pairwise
     # features and its role network (kalm.rl.encoder) are made for that.
-    policy_defaults = {"state_features": "pairwise", "arch": "mlp"}
+    policy_defaults = {"state_features": "pairwise", "arch": "roles"}
     policy_entities = (5, 2, 8)
     imagined_substep_frames = 2  # frames a push in imagined-rollout videos (kalm.envs.clevr.imagined)
 
