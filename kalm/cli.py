@@ -54,7 +54,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         real_episodes=args.real_episodes,
         ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
         train_args=shlex.split(args.train_args) if args.train_args is not None else None,
-        env=None if env.name == "clevr" else env.name, algos=algos)
+        env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume)
     res = reproduce(cfg, args.out, stages=stages)
     if res:
         print(f"results in {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.json'}")
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--ground-args", default=None,
                     help="extra `ground` options in one string, e.g. \"--steps 400 --init-from "
                          "assets/grounded/clevr\"")
+    rp.add_argument("--volume", choices=["preset", "paper"], default=None,
+                    help="imagined-data volume: preset (cpu: 400 rephrase, 2,000 easy, 110 hard "
+                         "rollouts) or paper (the paper's 5,600 / 72,400 / 1,680, for a bigger "
+                         "machine); the oracle gets as many expert episodes per suite")
     rp.add_argument("--train-args", default=None,
                     help="extra `train` options for every policy, in one string")
     rp.set_defaults(func=cmd_reproduce)

@@ -138,8 +138,9 @@ class ReproduceConfig:
     explain: bool = False
     """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
     # --- oracle data
-    oracle_episodes: dict[str, int] = field(default_factory=lambda: {"rephrase": 400, "easy": 2000,
-                                                                     "hard": 110})
+    oracle_episodes: dict[str, int] = field(default_factory=dict)
+    """Expert episodes per novel suite; empty (the default) = as many as the suite's imagined
+    rollouts (goals imagined x imagine_per_goal: parity with the data it stands beside)."""
     # --- offline RL
     algo: str = "discrete_bc"
     steps: int = 10000
@@ -164,6 +165,15 @@ class ReproduceConfig:
     """Algorithms trained for every method and seed, one policy each; empty = [algo]."""
     llm_context: int = 0
     """Past steps the LLM-as-policy's prompt keeps (0 = LLMPolicy's default)."""
+    # --- protocol
+    checkpoints: int = 5
+    """A trained policy's score: the mean over its last this many checkpoints (the train runs'
+    snapshots of their last epoch ends; the final policy when a run has none). The paper: 5."""
+    volume: str = "preset"
+    """Imagined-data volume: ``preset`` (the preset's imagine_goals x imagine_per_goal) or
+    ``paper`` (the paper's: CLEVR 5,600 rephrase, 72,400 easy, 1,680 hard rollouts)."""
+    oracle_parity: bool = False
+    """Set by validate: oracle_episodes were derived from the imagined volume (not given)."""
 
     def validate(self) -> "ReproduceConfig":
         from kalm.envs import get_env
@@ -188,6 +198,21 @@ class ReproduceConfig:
         if self.imagine_seed == self.eval_seed:
             raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
                                  "must not be the evaluation's)")
+        if self.volume not in VOLUMES:
+            raise ReproduceError(f"--volume must be one of {', '.join(VOLUMES)}; got "
+                                 f"{self.volume!r}")
+        from kalm.rl.train import SNAPSHOTS_KEPT
+
+        if not 1 <= self.checkpoints <= SNAPSHOTS_KEPT:
+            raise ReproduceError(f"checkpoints must be 1 to {SNAPSHOTS_KEPT} (the snapshots a "
+                                 f"train run keeps); got {self.checkpoints}")
+        for d in (self.imagine_goals, self.imagine_per_goal):
+            if set(d) != set(NOVEL) or min(d.values()) < 0:
+                raise ReproduceError(f"per-suite sizes need rephrase, easy, hard >= 0; got {d}")
+        if not self.oracle_episodes or self.oracle_parity:
+            # parity: the oracle's expert episodes match the imagined rollouts per suite
+            self.oracle_episodes = imagined_volume(self, environment)
+            self.oracle_parity = True
         for d in (self.imagine_goals, self.imagine_per_goal, self.oracle_episodes):
             if set(d) != set(NOVEL) or min(d.values()) < 0:
                 raise ReproduceError(f"per-suite sizes need rephrase, easy, hard >= 0; got {d}")
@@ -220,6 +245,22 @@ class ReproduceConfig:
         return list(self.algos) or [self.algo]
 
 
+def imagined_volume(cfg: ReproduceConfig, environment=None) -> dict[str, int]:
+    """Imagined rollouts per novel suite: the goals imagined (``imagine_goals`` spread over the
+    suite drawn with the evaluation seed; 0 or more than it has = all) x ``imagine_per_goal``."""
+    if environment is None:
+        from kalm.envs import get_env
+
+        environment = get_env(cfg.env)
+    out = {}
+    for suite in NOVEL:
+        n_items = len(environment.suite_items(suite, cfg.eval_seed))
+        n = cfg.imagine_goals[suite]
+        goals = n_items if n <= 0 or n >= n_items else len(_spread(list(range(n_items)), n))
+        out[suite] = goals * cfg.imagine_per_goal[suite]
+    return out
+
+
 def policy_key(cfg: ReproduceConfig, method: str, algo: str, seed: int | None = None) -> str:
     """The id of a method's policy (its train folder and evaluation): ``METHOD-sSEED`` with one
     algorithm (CLEVR's runs), ``METHOD-ALGO-sSEED`` with several; without ``seed``: the results
@@ -228,12 +269,27 @@ def policy_key(cfg: ReproduceConfig, method: str, algo: str, seed: int | None = 
     return base if seed is None else f"{base}-s{seed}"
 
 
+# The imagined-data volume (``--volume``): ``preset`` keeps a preset's imagine_goals and
+# imagine_per_goal; ``paper`` sets the paper's rollouts per suite (CLEVR: 5,600 rephrase =
+# 400 goals x 14, 72,400 easy = 100 x 724, 1,680 hard = 105 of the 110 goals x 16), for a bigger
+# machine: ~40x the cpu preset's imagination (~14 h there) and as many oracle episodes.
+VOLUMES = ("preset", "paper")
+PAPER_VOLUME: dict[str, dict[str, Any]] = {
+    "clevr": {"imagine_goals": {"rephrase": 400, "easy": 100, "hard": 105},
+              "imagine_per_goal": {"rephrase": 14, "easy": 724, "hard": 16}},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The 2-core CPU machine (measured with the shipped grounded model while another job held
     # one core): collect ~7 min, grounding ~1 h (skipped with --grounded), imagination 21 min,
-    # oracle data 8 min, ~2.2 min per policy (12 policies: ~27 min), evaluation ~20 s per policy
-    # plus the LLM policy (~0.4 s a step: ~15-20 min for 20 episodes per category).
-    "cpu": {},
+    # oracle data 8 min, ~2.2 min per policy, evaluation ~20 s per policy checkpoint plus the
+    # LLM policy (~0.4 s a step: ~15-20 min for 20 episodes per category). Every method is
+    # trained with DiscreteBC and DiscreteCQL (weight 10, TrainConfig.cql_alpha): 24 policies
+    # over 3 seeds, each scored as the mean of its last 5 checkpoints (5 evaluations).
+    # Imagined volume (the default --volume preset): 400 rephrase (400 goals x 1), 2,000 easy
+    # (100 x 20), 110 hard (110 x 1) rollouts; --volume paper: the paper's 5,600 / 72,400 /
+    # 1,680. The oracle gets as many expert episodes per suite (parity).
+    "cpu": {"algos": ["discrete_bc", "discrete_cql"]},
     # Seconds to a minute: tiny sizes, for tests and smoke runs. It needs a grounded model
     # (--grounded) or a small base LM for the ground stage (--lm DIR, e.g. a tiny test model).
     "tiny": {
@@ -242,8 +298,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "imagine_goals": {"rephrase": 2, "easy": 2, "hard": 1},
         "imagine_per_goal": {"rephrase": 1, "easy": 2, "hard": 1},
         "imagine_batch": 4, "imagine_max_steps": 3,
-        "oracle_episodes": {"rephrase": 3, "easy": 3, "hard": 1},
-        "steps": 40, "steps_per_epoch": 20, "embedder": "hash:64", "filter": "finite",
+        "algos": ["discrete_bc", "discrete_cql"],
+        "steps": 40, "steps_per_epoch": 8, "embedder": "hash:64", "filter": "finite",
         "train_args": ["--batch-size", "32"],
         "episodes": 2, "llm_episodes": 1,
     },
@@ -290,6 +346,12 @@ def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
     env = overrides.get("env") or "clevr"
     values = {"preset": preset, **copy.deepcopy(PRESETS[preset]),
               **copy.deepcopy(ENV_PRESETS.get(env, {}).get(preset, {}))}
+    volume = overrides.get("volume") or "preset"
+    if volume == "paper":
+        if env not in PAPER_VOLUME:
+            raise ReproduceError(f"--volume paper: the paper gives no imagined-data volume for "
+                                 f"{env}; use --volume preset")
+        values.update(copy.deepcopy(PAPER_VOLUME[env]))
     names = {f.name for f in fields(ReproduceConfig)}
     for k, v in overrides.items():
         if v is None:
@@ -297,6 +359,8 @@ def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
         if k not in names:
             raise ReproduceError(f"unknown setting {k!r}")
         values[k] = v
+    if overrides.get("algo") is not None and overrides.get("algos") is None:
+        values["algos"] = []  # --algo alone: that one algorithm, not the preset's list
     cfg = ReproduceConfig(**values).validate()
     if preset == "tiny" and not (cfg.grounded or cfg.lm):
         raise ReproduceError("--preset tiny needs --grounded DIR (a grounded model) or --lm DIR "
@@ -655,14 +719,17 @@ class _Pipeline:
                     "random": c.random_baseline}
         if c.llm_context:
             settings["llm_context"] = c.llm_context
+        settings["checkpoints"] = c.checkpoints
         settings = self.settings(settings)
         # a rerun with new seeds or other episodes redoes only what changed (units are kept
         # when their own settings match)
         st = self.book.stage("evaluate")
         was_done = st.get("state") == "done"
         old = st.get("settings") or {}
-        keep = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes)
-        keep_llm = (keep and old.get("llm_episodes") == c.llm_episodes
+        keep = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes
+                and old.get("checkpoints") == c.checkpoints)
+        keep_llm = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes
+                    and old.get("llm_episodes") == c.llm_episodes
                     and old.get("llm_context") == settings.get("llm_context"))
         units = {k: v for k, v in st.get("units", {}).items()
                  if (keep_llm if k == "llm" else keep)}
@@ -677,16 +744,52 @@ class _Pipeline:
         (self.out / "eval").mkdir(parents=True, exist_ok=True)
         for pid, spec, n in self.policies():
             def work(pid=pid, spec=spec, n=n) -> dict:
+                # a trained policy: each of its last `checkpoints` snapshots (the final policy
+                # when the run has none), its score the mean over them
+                ckpts = self.checkpoint_specs(spec)
+                runs = []
                 with _logged(self.logs / f"evaluate-{pid}.log"):
-                    policy = self.load_policy(spec, embedders)
-                    res = evaluate(policy, items, episodes=n, seed=c.eval_seed, env=self.env)
-                d = res.to_dict()
+                    for step, ck_spec in ckpts:
+                        policy = self.load_policy(ck_spec, embedders)
+                        res = evaluate(policy, items, episodes=n, seed=c.eval_seed, env=self.env)
+                        d = res.to_dict()
+                        d["policy_id"], d["spec"], d["step"] = pid, ck_spec, step
+                        if len(ckpts) > 1:
+                            (self.out / "eval" / pid).mkdir(parents=True, exist_ok=True)
+                            write_json_atomic(self.out / "eval" / pid / f"step-{step}.json", d)
+                        runs.append(d)
+                d = dict(runs[-1])
                 d["policy_id"], d["spec"] = pid, spec
+                if len(runs) > 1:
+                    d.pop("episodes", None)  # per checkpoint: OUT/eval/PID/step-N.json
+                    d["categories"] = mean_over_checkpoints(runs)
+                    d["wall_time_s"] = round(sum(r.get("wall_time_s", 0.0) for r in runs), 3)
+                if spec not in ("random",) and not spec.startswith("llm:"):
+                    d["checkpoints"] = [{"step": r["step"], "spec": r["spec"],
+                                         "success": {k: v["success_rate"]
+                                                     for k, v in r["categories"].items()}}
+                                        for r in runs]
+                    d["score"] = (f"mean of the last {len(runs)} checkpoints" if len(runs) > 1
+                                  else "the final policy (the run kept no snapshots)")
                 write_json_atomic(self.out / "eval" / f"{pid}.json", d)
-                return {"success": {k: v["success_rate"] for k, v in res.categories.items()}}
+                return {"success": {k: v["success_rate"] for k, v in d["categories"].items()},
+                        "checkpoints": len(runs)}
 
             self.unit("evaluate", pid, work)
         self.finish("evaluate", outputs=[str(self.out / "eval")])
+
+    def checkpoint_specs(self, spec: str) -> list[tuple[int | None, str]]:
+        """(step, policy folder) of what to evaluate for ``spec``: a train run's last
+        ``checkpoints`` snapshots, else the spec itself (its final policy, a baseline)."""
+        if spec == "random" or spec.startswith(("llm:", "expert")):
+            return [(None, spec)]
+        from kalm.rl.policy import policy_dir, snapshot_dirs
+
+        snaps = snapshot_dirs(spec, last=self.cfg.checkpoints)
+        if not snaps:
+            meta = json.loads((policy_dir(spec) / "policy.json").read_text())
+            return [(meta.get("step"), spec)]
+        return [(int(p.name[len("step-"):]), str(p)) for p in snaps]
 
     def load_policy(self, spec: str, embedders: dict[str, Any]):
         from kalm.policy import make_policy
@@ -728,6 +831,24 @@ class _Pipeline:
 
 def _pct(x: float | None) -> float | None:
     return None if x is None else round(100.0 * x, 2)
+
+
+def mean_over_checkpoints(evals: list[dict]) -> dict[str, dict[str, Any]]:
+    """One policy's score per category from the evaluations of its checkpoints (the paper's
+    protocol: the mean of the last 5): success_rate is the mean of the checkpoints' rates,
+    episodes their sum, stderr the binomial one over those pooled episodes,
+    checkpoint_success_rates the rates themselves."""
+    cats: dict[str, dict[str, Any]] = {}
+    for cat in dict.fromkeys(c for e in evals for c in e["categories"]):
+        ms = [e["categories"][cat] for e in evals if cat in e["categories"]]
+        rates = [float(m["success_rate"]) for m in ms]
+        n = int(sum(m["episodes"] for m in ms))
+        p = float(np.mean(rates))
+        cats[cat] = {"success_rate": p, "episodes": n,
+                     "stderr": math.sqrt(p * (1 - p) / n) if n > 1 else 0.0,
+                     "mean_length": float(np.mean([m.get("mean_length", 0.0) for m in ms])),
+                     "checkpoints": len(ms), "checkpoint_success_rates": rates}
+    return cats
 
 
 def _method_stats(evals: list[dict]) -> dict[str, Any]:
@@ -781,6 +902,7 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
 
     methods: dict[str, Any] = {}
     several = len(cfg.algo_list()) > 1
+    main_algo = cfg.algo_list()[0]
     for algo, method in ((a, m) for a in cfg.algo_list() for m in METHODS):
         keys = [policy_key(cfg, method, algo, s) for s in cfg.seeds]
         evals = [e for k in keys if (e := load_eval(k)) is not None]
@@ -794,9 +916,20 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
         if data:
             entry["real_transitions"] = data[0].get("real_transitions")
             entry["imagined_transitions"] = data[0].get("imagined_transitions")
+        ckpts = {}
+        for k in keys:
+            e = load_eval(k)
+            if e is not None and e.get("checkpoints") is not None:
+                ckpts[k] = [c_.get("step") for c_ in e["checkpoints"]]
+        if ckpts:
+            entry["checkpoints"] = ckpts
+            entry["score"] = _score_text([len(v) for v in ckpts.values()])
         if several:
             entry["method"], entry["algo"] = method, algo
-        methods[policy_key(cfg, method, algo)] = entry
+        # CLEVR's results keep their keys: its main algorithm's rows are METHOD, the others
+        # METHOD-ALGO (Meta-World's are all METHOD-ALGO)
+        rkey = method if cfg.env == "clevr" and algo == main_algo else policy_key(cfg, method, algo)
+        methods[rkey] = entry
     for pid in ("random", "llm"):
         e = load_eval(pid)
         if e is not None:
@@ -829,6 +962,9 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
         family = "cql" if "cql" in cfg.algo else "bc"
         paper = {"novel_mean": PAPER["novel_mean"][family], "match_rate": PAPER["match_rate"],
                  "imaginebench_hard": PAPER["imaginebench_hard"]}
+        if several:
+            paper["novel_mean_by_algo"] = {a: PAPER["novel_mean"]["cql" if "cql" in a else "bc"]
+                                           for a in cfg.algo_list()}
     else:
         paper = copy.deepcopy(paper_env)
     stage_rows = {}
@@ -841,7 +977,8 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                             "units": {k: {"state": v.get("outcome") or v.get("state"),
                                           "wall_s": v.get("wall_s")}
                                       for k, v in st.get("units", {}).items()}}
-    extra = {} if cfg.env == "clevr" else {"env": cfg.env, "algos": cfg.algo_list()}
+    extra = ({"algos": cfg.algo_list()} if several else {}) if cfg.env == "clevr" else {
+        "env": cfg.env, "algos": cfg.algo_list()}
     return {
         "preset": cfg.preset,
         **extra,
@@ -852,12 +989,25 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                    "binomial standard error over the episodes; stderr_episodes is always the "
                    "binomial one over all episodes pooled"),
         "novel_mean_definition": "unweighted mean of the rephrase, easy and hard success rates",
+        "score": (f"a trained policy's success per category is the mean over its last "
+                  f"{cfg.checkpoints} checkpoints (the train run's snapshots of its last epoch "
+                  "ends; the final policy when a run kept none), then mean ± stderr over seeds"),
+        "volume": {"setting": cfg.volume, "imagined": imagined_volume(cfg),
+                   "oracle": dict(cfg.oracle_episodes), "oracle_parity": cfg.oracle_parity},
         "methods": methods,
         "imagined": imagined,
         "paper": paper,
         "stages": stage_rows,
         "total_wall_s": round(sum((r.get("wall_s") or 0.0) for r in stage_rows.values()), 1),
     }
+
+
+def _score_text(counts: list[int]) -> str:
+    """How a method's seeds were scored, from their checkpoint counts."""
+    if counts and min(counts) == max(counts):
+        n = counts[0]
+        return f"mean of the last {n} checkpoints" if n > 1 else "the final policy"
+    return "mean of the last " + "/".join(str(n) for n in counts) + " checkpoints per seed"
 
 
 def _filter_counts(out: Path, cfg: ReproduceConfig) -> dict[str, int]:
@@ -930,7 +1080,10 @@ def _env_results_markdown(res: dict[str, Any]) -> list[str]:
         + f"; imagined initial states seeded with {cfg['imagine_seed']}. Grounded model: "
         f"`{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
         "",
-        "Success rate (%) per goal category, mean over seeds ± standard error "
+        _volume_line(res),
+        "",
+        f"Success rate (%) per goal category: each trained policy's score is the mean of the "
+        f"last {cfg.get('checkpoints', 5)} checkpoints, then the mean over seeds ± standard error "
         "(across seeds with 2 or more seeds, else binomial over the episodes). *novel* is the "
         "unweighted mean of rephrase, easy and hard.",
         "",
@@ -964,7 +1117,9 @@ def results_markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# KALM reproduction: preset `{res['preset']}`",
         "",
-        f"Algorithm `{cfg['algo']}`, {cfg['steps']} gradient steps, seeds {seeds}, goal embedder "
+        (f"Algorithms {', '.join(_ALGO_LABELS.get(a, a) for a in res['algos'])} (every method "
+         "with each)" if res.get("algos") else f"Algorithm `{cfg['algo']}`")
+        + f", {cfg['steps']} gradient steps, seeds {seeds}, goal embedder "
         f"`{cfg['embedder']}`, imagined ratio {cfg['imagined_ratio']}, kalm_filtered filter "
         f"`{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, {cfg['episodes']} episodes per "
         f"category for every policy"
@@ -972,24 +1127,32 @@ def results_markdown(res: dict[str, Any]) -> str:
         + f"; imagined initial states seeded with {cfg['imagine_seed']}. Grounded model: "
         f"`{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
         "",
-        "Success rate (%) per goal category, mean over seeds ± standard error "
-        "(across seeds with 2 or more seeds, else binomial over the episodes). *novel* is the "
-        "unweighted mean of rephrase, easy and hard.",
+        _volume_line(res),
+        "",
+        f"Success rate (%) per goal category: each trained policy's score is the mean of the "
+        f"last {cfg.get('checkpoints', 5)} checkpoints (its train run's snapshots of its last "
+        "epoch ends; the final policy for a run that kept none), then the mean over seeds ± "
+        "standard error (across seeds with 2 or more seeds, else binomial over the episodes). "
+        "*novel* is the unweighted mean of rephrase, easy and hard.",
         "",
         "| method | train | rephrase | easy | hard | novel | paper novel | paper hard |",
         "|---|---|---|---|---|---|---|---|",
     ]
     pn, ph = paper["novel_mean"], paper["imaginebench_hard"]
+    by_algo = paper.get("novel_mean_by_algo", {})
     for key, m in res["methods"].items():
         cats = m["categories"]
-        label = _LABELS.get(key, key)
+        label = _label(key, m)
+        if m.get("score") and m["score"] != f"mean of the last {cfg.get('checkpoints', 5)} checkpoints":
+            label += f" ({m['score']})"
         if key == "llm":
             n = cats["train"]["episodes"] if cats.get("train") else "?"
             label += f" ({n} ep./cat.)"
         if m.get("skipped"):
             label += " (skipped: nothing passed the filter)"
-        pnov = pn.get(key)
-        phard = ph.get(key)
+        method = m.get("method", key)
+        pnov = by_algo.get(m["algo"], pn).get(method) if m.get("algo") else pn.get(method)
+        phard = ph.get(method)
         lines.append(f"| {label} | " + " | ".join(_cell(cats.get(c)) for c in CATEGORIES)
                      + f" | {_cell(m.get('novel_mean'))} | {'-' if pnov is None else pnov}"
                      + f" | {'-' if phard is None else phard} |")
@@ -1001,6 +1164,32 @@ def results_markdown(res: dict[str, Any]) -> str:
         "",
     ]
     return _results_tail(res, lines)
+
+
+def _volume_line(res: dict[str, Any]) -> str:
+    """results.md's sentence on the imagined and oracle data volume."""
+    vol = res.get("volume")
+    if not vol:
+        return ""
+    im, orc = vol["imagined"], vol["oracle"]
+    cfg = res["config"]
+    text = (f"Imagined data (`--volume {vol['setting']}`): "
+            + ", ".join(f"{im[s]:,} {s}" for s in NOVEL) + " rollouts ("
+            + ", ".join(f"{cfg['imagine_goals'][s]} x {cfg['imagine_per_goal'][s]}" for s in NOVEL)
+            + " goals x rollouts per goal")
+    if cfg.get("env", "clevr") != "clevr":
+        text += ")"
+    else:
+        text += ("; the paper's volume: 5,600 rephrase, 72,400 easy, 1,680 hard)"
+                 if vol["setting"] == "paper" else
+                 "; the paper imagined 5,600 rephrase, 72,400 easy, 1,680 hard: `--volume paper`)")
+    if vol.get("oracle_parity"):
+        text += (". The oracle gets as many expert episodes of the novel goals as the imagined "
+                 "rollouts it stands beside (" + ", ".join(f"{orc[s]:,} {s}" for s in NOVEL) + ").")
+    else:
+        text += (". Oracle expert episodes (set by the preset or the user): "
+                 + ", ".join(f"{orc[s]:,} {s}" for s in NOVEL) + ".")
+    return text
 
 
 def _results_tail(res: dict[str, Any], lines: list[str]) -> str:

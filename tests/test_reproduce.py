@@ -41,16 +41,40 @@ def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, ti
     assert res["methods"]["real_only"]["imagined_transitions"] == 0
     assert set(res["imagined"]) == set(NOVEL)
     assert res["paper"]["novel_mean"]["kalm"] == 46.0
+    # CLEVR trains every method with DiscreteBC (the plain keys) and DiscreteCQL (METHOD-ALGO)
+    assert res["algos"] == ["discrete_bc", "discrete_cql"]
+    for method in METHODS:
+        cql = res["methods"][f"{method}-discrete_cql"]
+        assert cql["algo"] == "discrete_cql" and res["methods"][method]["algo"] == "discrete_bc"
+        assert all(cql["categories"][c] is not None for c in CATEGORIES)
+        # scored as the mean of the last 5 checkpoints (40 steps, an epoch every 8)
+        for entry in (cql, res["methods"][method]):
+            assert entry["score"] == "mean of the last 5 checkpoints"
+            (steps,) = entry["checkpoints"].values()
+            assert steps == [8, 16, 24, 32, 40]
+    assert res["paper"]["novel_mean_by_algo"]["discrete_cql"]["kalm"] == 27.1
+    ev = json.loads((out / "eval" / "kalm-discrete_cql-s0.json").read_text())
+    assert len(ev["checkpoints"]) == 5
+    assert ev["categories"]["train"]["checkpoints"] == 5
+    assert (out / "eval" / "kalm-discrete_cql-s0" / "step-40.json").exists()
+    # oracle parity: as many expert episodes as imagined rollouts per suite
+    assert res["volume"]["oracle"] == res["volume"]["imagined"] == {"rephrase": 2, "easy": 4,
+                                                                    "hard": 1}
+    assert res["volume"]["oracle_parity"] is True
 
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert list(stages) == list(STAGES)
     for name in STAGES:
         assert stages[name]["state"] == "done", name
         assert stages[name]["wall_s"] >= 0.0
-    assert stages["train"]["wall_s"] > 0.0 and len(stages["train"]["units"]) == len(METHODS)
-    assert set(stages["evaluate"]["units"]) == {f"{m}-s0" for m in METHODS} | {"random", "llm"}
+    keys = {f"{m}-{a}-s0" for m in METHODS for a in ("discrete_bc", "discrete_cql")}
+    assert stages["train"]["wall_s"] > 0.0 and set(stages["train"]["units"]) == keys
+    assert set(stages["evaluate"]["units"]) == keys | {"random", "llm"}
     md = (out / "results.md").read_text()
-    assert "| KALM (real + imagined) |" in md and "paper novel" in md and "| train |" in md
+    assert "| KALM (real + imagined), DiscreteBC |" in md and "paper novel" in md
+    assert "| KALM (real + imagined), DiscreteCQL |" in md and "| 27.1 |" in md
+    assert "mean of the last 5 checkpoints" in md and "| train |" in md
+    assert "as many expert episodes" in md and "--volume paper" in md
 
     # a rerun reuses every stage: nothing is recomputed
     before = {n: stages[n]["wall_s"] for n in STAGES if n != "results"}
@@ -100,3 +124,40 @@ def test_success_is_averaged_over_seeds_with_the_standard_error_across_them():
     assert train["stderr"] == train["stderr_seeds"] == pytest.approx(10.0)
     assert train["episodes"] == 20
     assert two["novel_mean"]["per_seed"] == [20.0, pytest.approx(36.67, abs=0.01)]
+
+
+def test_the_score_is_the_mean_of_the_last_5_checkpoints():
+    from kalm.reproduce import _method_stats, mean_over_checkpoints
+
+    def ev(rates, n=10):
+        return {"categories": {c: {"success_rate": r, "episodes": n, "mean_length": 5.0}
+                               for c, r in zip(CATEGORIES, rates)}}
+
+    five = [ev([0.1 * i, 0.2, 0.0, 0.05 * i]) for i in range(1, 6)]
+    cats = mean_over_checkpoints(five)
+    assert cats["train"]["success_rate"] == pytest.approx(0.3)  # (.1+.2+.3+.4+.5) / 5
+    assert cats["hard"]["success_rate"] == pytest.approx(0.15)
+    assert cats["train"]["episodes"] == 50 and cats["train"]["checkpoints"] == 5
+    assert cats["train"]["checkpoint_success_rates"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    # then mean +- stderr over seeds, as before
+    other = mean_over_checkpoints([ev([0.5, 0.4, 0.2, 0.25])] * 5)
+    stats = _method_stats([{"categories": cats}, {"categories": other}])
+    assert stats["categories"]["train"]["mean"] == 40.0
+    assert stats["categories"]["train"]["per_seed"] == [30.0, 50.0]
+    assert stats["categories"]["train"]["stderr"] == pytest.approx(10.0)
+
+
+def test_oracle_episodes_match_the_imagined_volume_and_the_paper_volume_option():
+    cpu = make_config("cpu", grounded="assets/grounded/clevr")
+    assert cpu.oracle_episodes == {"rephrase": 400, "easy": 2000, "hard": 110}
+    assert cpu.oracle_parity and cpu.algos == ["discrete_bc", "discrete_cql"]
+    paper = make_config("cpu", grounded="assets/grounded/clevr", volume="paper")
+    from kalm.reproduce import imagined_volume
+
+    assert imagined_volume(paper) == {"rephrase": 5600, "easy": 72400, "hard": 1680}
+    assert paper.oracle_episodes == {"rephrase": 5600, "easy": 72400, "hard": 1680}
+    # a user's --algo alone trains that one algorithm
+    assert make_config("cpu", grounded="assets/grounded/clevr", algo="discrete_cql").algo_list() \
+        == ["discrete_cql"]
+    with pytest.raises(ReproduceError, match="volume"):
+        make_config("cpu", volume="huge")
