@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="episodes per category of the LLM-as-policy baseline (cpu: 20; 0 skips it)")
     rp.add_argument("--filter", default=None,
                     help="imagined-rollout filter of kalm_filtered (cpu: match,realistic)")
-    rp.add_argument("--embedder", default=None, help="goal embedder of the policies (cpu: minilm)")
+    rp.add_argument("--embedder", default=None, help="goal embedder of the policies: a train --embedder name (minilm, "
+                    "lm:DIR, ...) or grounded = lm: of the run's grounded model (CLEVR cpu's "
+                    "default; Meta-World's: minilm)")
     rp.add_argument("--real-episodes", type=int, default=None,
                     help="real episodes to collect (cpu: 4000)")
     rp.add_argument("--ground-args", default=None,

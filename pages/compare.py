@@ -30,7 +30,10 @@ if env_name != cmp.DEFAULT_ENV:  # trained and LLM policies exist for CLEVR-Robo
                "grounded-LM policies for it come with its grounding and offline RL.")
 c1, c2 = st.columns([3, 2])
 with c1:
-    chosen = st.multiselect("Policies", list(labels), default=["expert", "random"],
+    if st.session_state.get("cmp-policies-env") != env_name:  # another environment: its defaults
+        st.session_state.pop("cmp-policies", None)
+        st.session_state["cmp-policies-env"] = env_name
+    chosen = st.multiselect("Policies", list(labels), default=cmp.default_policies(labels, env_name),
                             format_func=labels.get, key="cmp-policies",
                             help="expert, random, trained policies (train run folders in the "
                                  "runs folder, assets/policies) and grounded LMs as policies "

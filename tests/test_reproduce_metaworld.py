@@ -85,7 +85,8 @@ def test_metaworld_presets_and_refusals(tmp_path, capsys):
     cfg = make_config("cpu", env="metaworld", grounded="assets/grounded/metaworld")
     assert cfg.algo_list() == ["bc", "td3_plus_bc"] and cfg.expert == "scripted"
     assert cfg.real_episodes == 1000 and cfg.imagine_seed != cfg.eval_seed
-    assert make_config("cpu", grounded="assets/grounded/clevr").algo_list() == ["discrete_bc"]
+    assert make_config("cpu", grounded="assets/grounded/clevr").algo_list() == ["discrete_bc",
+                                                                              "discrete_cql"]
     with pytest.raises(ReproduceError, match="continuous"):
         make_config("cpu", env="metaworld", algos=["discrete_bc"])
     with pytest.raises(ReproduceError, match="discrete"):

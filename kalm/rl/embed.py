@@ -169,6 +169,9 @@ class LMEmbedder:
 
     def __init__(self, folder: str | Path, batch_size: int = 32) -> None:
         folder = Path(folder).expanduser()
+        repo = Path(__file__).resolve().parents[2]
+        if not folder.is_absolute() and not folder.exists() and (repo / folder).exists():
+            folder = repo / folder  # a shipped policy's lm:assets/grounded/clevr, from any cwd
         if (folder / "model" / "grounded.json").exists():
             folder = folder / "model"
         if not (folder / "grounded.json").exists():

@@ -97,6 +97,21 @@ def policy_choices(env: str = DEFAULT_ENV) -> dict[str, str]:
     return out
 
 
+# The Compare page opens on these shipped policies (assets/policies/NAME) when they are there:
+# CLEVR-Robot's KALM policy beside the one trained on real data alone.
+DEFAULT_SHIPPED = {"clevr": ("kalm", "real_only")}
+
+
+def default_policies(labels: dict[str, str], env: str = DEFAULT_ENV) -> list[str]:
+    """The page's first selection: the shipped KALM and real-only policies of ``env`` (CLEVR)
+    when ``labels`` lists them, else the expert and the random policy."""
+    shipped = jobs.REPO_ROOT / "assets" / "policies"
+    specs = [str((shipped / name).resolve()) for name in DEFAULT_SHIPPED.get(env, ())]
+    if specs and all(s in labels for s in specs):
+        return specs
+    return [s for s in ("expert", "random") if s in labels]
+
+
 def short_label(spec: str, labels: dict[str, str]) -> str:
     label = labels.get(spec, spec)
     return label.split(" (")[0] if spec in ("expert", "random") else label

@@ -36,8 +36,12 @@ def success(cell: str) -> float:
 def test_expert_beats_random_and_results_are_cached(monkeypatch, tmp_path):
     runs = tmp_path / "runs"
     at = run_page(monkeypatch, runs)
-    assert at.multiselect(key="cmp-policies").value == ["expert", "random"]
+    shipped = PAGE.parents[1] / "assets" / "policies"
+    # the page opens on the shipped KALM and real-only policies
+    assert at.multiselect(key="cmp-policies").value == [str((shipped / n).resolve())
+                                                       for n in ("kalm", "real_only")]
     assert any("Press **Evaluate**" in i.value for i in at.info)
+    at.multiselect(key="cmp-policies").set_value(["expert", "random"])
     choose(at, ["train"], 12)
     button(at, "Evaluate expert, random").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -61,6 +65,7 @@ def test_expert_beats_random_and_results_are_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("KALM_RUNS_DIR", str(runs))
     again = AppTest.from_file(str(PAGE), default_timeout=60)
     again.run()
+    again.multiselect(key="cmp-policies").set_value(["expert", "random"])
     choose(again, ["train"], 12)
     t0 = time.perf_counter()
     again.run()
@@ -72,6 +77,7 @@ def test_expert_beats_random_and_results_are_cached(monkeypatch, tmp_path):
 def test_side_by_side_video_of_the_same_episode(monkeypatch, tmp_path):
     runs = tmp_path / "runs"
     at = run_page(monkeypatch, runs)
+    at.multiselect(key="cmp-policies").set_value(["expert", "random"])
     choose(at, ["easy"], 3)  # move goals: one-step episodes, quick to render
     button(at, "Evaluate").click().run()
     episode = at.selectbox(key="cmp-episode")
