@@ -97,7 +97,14 @@ PAPER_METAWORLD: dict[str, Any] = {
 PAPER_BY_ENV: dict[str, dict[str, Any]] = {"clevr": PAPER, "metaworld": PAPER_METAWORLD}
 
 _ALGO_LABELS = {"bc": "BC", "td3_plus_bc": "TD3+BC", "cql": "CQL", "iql": "IQL", "awac": "AWAC",
-                "discrete_bc": "DiscreteBC", "discrete_cql": "DiscreteCQL"}
+                "discrete_bc": "DiscreteBC", "discrete_cql": "DiscreteCQL",
+                "discrete_dt": "DiscreteDecisionTransformer", "dt": "DecisionTransformer"}
+
+# The Decision Transformer baseline's network and batches (CLEVR-Robot's expert episodes are 5.3
+# steps on average: a window of 5 steps sees most of one; 64 windows of 5 = 320 steps a batch,
+# about BC's 256 transitions; a 128-wide step embedding, 3 blocks of 4 heads).
+DT_ARGS = ("--context-size", "5", "--batch-size", "64", "--hidden-units", "128", "128",
+           "--dt-layers", "3", "--dt-heads", "4")
 
 
 class ReproduceError(ValueError):
@@ -176,6 +183,12 @@ class ReproduceConfig:
     ``paper`` (the paper's: CLEVR 5,600 rephrase, 72,400 easy, 1,680 hard rollouts)."""
     oracle_parity: bool = False
     """Set by validate: oracle_episodes were derived from the imagined volume (not given)."""
+    # --- the Decision Transformer baseline (the paper's third baseline: real data only)
+    dt_steps: int = 0
+    """Gradient steps of the Decision Transformer trained on the real data, one per seed (0 =
+    no DT baseline); CLEVR's cpu preset: 5,000."""
+    dt_args: list[str] = field(default_factory=lambda: list(DT_ARGS))
+    """Its `train` options (besides --steps, --seed, --embedder and the data)."""
 
     def validate(self) -> "ReproduceConfig":
         from kalm.envs import get_env
@@ -299,7 +312,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # of the run's grounded model); a linear probe reads (source, destination, direction) of
     # unseen phrasings from it 68.8% of the time against MiniLM's 27.5% (bench/goal_probe.py).
     # --embedder minilm keeps the paper's frozen sentence encoder.
-    "cpu": {"algos": ["discrete_bc", "discrete_cql"], "embedder": "grounded"},
+    # The Decision Transformer baseline (real data only): 5,000 steps of 64 windows of 5 steps
+    # per seed (DT_ARGS).
+    "cpu": {"algos": ["discrete_bc", "discrete_cql"], "embedder": "grounded", "dt_steps": 5000},
     # Seconds to a minute: tiny sizes, for tests and smoke runs. It needs a grounded model
     # (--grounded) or a small base LM for the ground stage (--lm DIR, e.g. a tiny test model).
     "tiny": {
@@ -310,6 +325,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "imagine_batch": 4, "imagine_max_steps": 3,
         "algos": ["discrete_bc", "discrete_cql"],
         "steps": 40, "steps_per_epoch": 8, "embedder": "hash:64", "filter": "finite",
+        "dt_steps": 16,
         "train_args": ["--batch-size", "32"],
         "episodes": 2, "llm_episodes": 1,
     },
@@ -709,7 +725,34 @@ class _Pipeline:
                         "imagined_transitions": data["imagined_transitions"]}
 
             self.unit("train", key, work)
+        for seed in c.seeds if c.dt_steps else []:
+            self.train_dt(seed)
         self.finish("train", outputs=[str(self.out / "train")])
+
+    def dt_argv(self, seed: int) -> list[str]:
+        """The Decision Transformer baseline's `train` command: the real data alone."""
+        c = self.cfg
+        return ["train", "--algo", _dt_algo(self.env), "--real", str(self.real),
+                "--out", str(self.out / "train" / f"dt-s{seed}"), "--steps", str(c.dt_steps),
+                "--steps-per-epoch", str(max(1, c.dt_steps // 10)), "--seed", str(seed),
+                "--embedder", self.embedder_name(), "--quiet", *c.dt_args]
+
+    def train_dt(self, seed: int) -> None:
+        key = f"dt-s{seed}"
+        argv = self.dt_argv(seed)
+        u = self.book.stage("train")["units"].get(key, {})
+        if u.get("state") == "done" and u.get("argv") not in (None, argv):
+            raise ReproduceError(f"the Decision Transformer {key} in {self.out} was trained with "
+                                 f"other options ({shlex.join(u['argv'])}); rerun with the same "
+                                 "options, or use another --out")
+
+        def work() -> dict:
+            self.cli(argv, self.logs / f"train-{key}.log")
+            data = json.loads((self.out / "train" / key / "data.json").read_text())
+            return {"real_transitions": data["real"]["transitions"], "imagined_transitions": 0,
+                    "argv": argv}
+
+        self.unit("train", key, work)
 
     def policies(self) -> list[tuple[str, str, int]]:
         """(policy id, policy spec, episodes per category) of every policy to evaluate."""
@@ -721,6 +764,10 @@ class _Pipeline:
             key = policy_key(c, method, algo, seed)
             u = units.get(key, {})
             if u.get("state") == "done" and u.get("outcome") != "skipped":
+                out.append((key, str(self.out / "train" / key), c.episodes))
+        for seed in c.seeds if c.dt_steps else []:
+            key = f"dt-s{seed}"
+            if units.get(key, {}).get("state") == "done":
                 out.append((key, str(self.out / "train" / key), c.episodes))
         if c.random_baseline:
             out.append(("random", "random", c.episodes))
@@ -847,6 +894,11 @@ class _Pipeline:
 # ------------------------------------------------------------------------------------------------
 
 
+def _dt_algo(environment) -> str:
+    """The Decision Transformer of an environment's action kind."""
+    return "discrete_dt" if environment.action.discrete else "dt"
+
+
 def _pct(x: float | None) -> float | None:
     return None if x is None else round(100.0 * x, 2)
 
@@ -948,6 +1000,24 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
         # METHOD-ALGO (Meta-World's are all METHOD-ALGO)
         rkey = method if cfg.env == "clevr" and algo == main_algo else policy_key(cfg, method, algo)
         methods[rkey] = entry
+    if cfg.dt_steps:
+        keys = [f"dt-s{s}" for s in cfg.seeds]
+        evals = [e for k in keys if (e := load_eval(k)) is not None]
+        if evals:
+            entry = _method_stats(evals)
+            entry["algo_name"] = next((tr_units[k].get("argv", [None] * 3)[2] for k in keys
+                                       if k in tr_units), None)
+            entry["steps"] = cfg.dt_steps
+            entry["real_transitions"] = next((tr_units[k].get("real_transitions") for k in keys
+                                              if tr_units.get(k, {}).get("real_transitions")),
+                                             None)
+            entry["imagined_transitions"] = 0
+            ckpts = {k: [c_.get("step") for c_ in e["checkpoints"]]
+                     for k in keys if (e := load_eval(k)) is not None and e.get("checkpoints")}
+            if ckpts:
+                entry["checkpoints"] = ckpts
+                entry["score"] = _score_text([len(v) for v in ckpts.values()])
+            methods["dt"] = entry
     for pid in ("random", "llm"):
         e = load_eval(pid)
         if e is not None:
@@ -1052,6 +1122,7 @@ _LABELS = {
     "kalm_filtered": "KALM, filtered imagined",
     "real_only": "real data only",
     "oracle": "oracle (real + expert data of the novel goals)",
+    "dt": "Decision Transformer (real data only)",
     "random": "random policy (floor)",
     "llm": "LLM as policy",
 }

@@ -31,7 +31,7 @@ def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, ti
     assert "results in" in first
 
     res = json.loads((out / "results.json").read_text())
-    for method in (*METHODS, "random", "llm"):
+    for method in (*METHODS, "dt", "random", "llm"):
         cats = res["methods"][method]["categories"]
         for cat in CATEGORIES:
             assert cats[cat] is not None, (method, cat)
@@ -39,6 +39,13 @@ def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, ti
         assert res["methods"][method]["novel_mean"]["mean"] is not None
     assert res["methods"]["kalm"]["imagined_transitions"] > 0
     assert res["methods"]["real_only"]["imagined_transitions"] == 0
+    # the Decision Transformer baseline: real data only, scored like the others
+    dt = res["methods"]["dt"]
+    assert dt["imagined_transitions"] == 0 and dt["real_transitions"] > 0
+    assert dt["algo_name"] == "discrete_dt" and dt["steps"] == 16
+    assert dt["score"] == "mean of the last 5 checkpoints"
+    dt_cfg = json.loads((out / "train" / "dt-s0" / "config.json").read_text())
+    assert dt_cfg["algo"] == "discrete_dt" and dt_cfg["imagined"] == []
     assert set(res["imagined"]) == set(NOVEL)
     assert res["paper"]["novel_mean"]["kalm"] == 46.0
     # CLEVR trains every method with DiscreteBC (the plain keys) and DiscreteCQL (METHOD-ALGO)
@@ -68,11 +75,12 @@ def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, ti
         assert stages[name]["state"] == "done", name
         assert stages[name]["wall_s"] >= 0.0
     keys = {f"{m}-{a}-s0" for m in METHODS for a in ("discrete_bc", "discrete_cql")}
-    assert stages["train"]["wall_s"] > 0.0 and set(stages["train"]["units"]) == keys
-    assert set(stages["evaluate"]["units"]) == keys | {"random", "llm"}
+    assert stages["train"]["wall_s"] > 0.0 and set(stages["train"]["units"]) == keys | {"dt-s0"}
+    assert set(stages["evaluate"]["units"]) == keys | {"dt-s0", "random", "llm"}
     md = (out / "results.md").read_text()
     assert "| KALM (real + imagined), DiscreteBC |" in md and "paper novel" in md
     assert "| KALM (real + imagined), DiscreteCQL |" in md and "| 27.1 |" in md
+    assert "| Decision Transformer (real data only) |" in md
     assert "mean of the last 5 checkpoints" in md and "| train |" in md
     assert "as many expert episodes" in md and "--volume paper" in md
 

@@ -16,7 +16,11 @@ import torch
 
 from kalm.rl.config import ALGOS, TrainConfig
 
-__all__ = ["build_algo", "algo_modules", "save_weights", "load_weights", "save_training_state",
+DT_MAX_TIMESTEP = 1000
+"""A Decision Transformer's largest episode step (its position table; longer episodes reuse the
+last position)."""
+
+__all__ = ["DT_MAX_TIMESTEP", "build_algo", "algo_modules", "save_weights", "load_weights", "save_training_state",
            "load_training_state", "device_name"]
 
 
@@ -77,6 +81,17 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
                                    temp_learning_rate=cfg.lr, actor_encoder_factory=enc,
                                    critic_encoder_factory=enc,
                                    target_update_interval=cfg.target_update_interval, **common)
+    elif name in ("discrete_dt", "dt"):
+        # a step is embedded by the fused MLP; gamma and the Q settings do not apply
+        dt = dict(learning_rate=cfg.lr, encoder_factory=enc, batch_size=cfg.batch_size,
+                  context_size=cfg.context_size, max_timestep=DT_MAX_TIMESTEP,
+                  num_heads=cfg.dt_heads, num_layers=cfg.dt_layers)
+        if name == "discrete_dt":
+            conf = A.DiscreteDecisionTransformerConfig(**dt)
+        else:
+            conf = A.DecisionTransformerConfig(
+                **dt, **({"action_scaler": common["action_scaler"]}
+                         if "action_scaler" in common else {}))
     elif name == "nfq":
         conf = A.NFQConfig(learning_rate=cfg.lr, encoder_factory=enc, **common)
     elif name == "bc":
@@ -101,7 +116,7 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
         raise ValueError(f"no builder for algorithm {name!r}")
     algo = conf.create(device=device_name(device))
     algo.create_impl((observation_size,), action_size)
-    if cfg.arch == "roles":
+    if cfg.arch == "roles" and not info.sequence:
         from kalm.rl.encoder import init_action_heads
 
         init_action_heads(algo)

@@ -19,6 +19,8 @@ class AlgoInfo:
     d3rlpy_class: str
     discrete: bool
     description: str
+    sequence: bool = False
+    """Trained on sequences of an episode's steps (a Decision Transformer), not on transitions."""
 
 
 # The algorithm registry: discrete ones train on discrete-action environments (CLEVR-Robot's
@@ -29,17 +31,23 @@ ALGOS: dict[str, AlgoInfo] = {a.name: a for a in (
     AlgoInfo("double_dqn", "DoubleDQN", True, "double DQN (no conservatism: a plain Q baseline)"),
     AlgoInfo("discrete_sac", "DiscreteSAC", True, "soft actor-critic for discrete actions"),
     AlgoInfo("nfq", "NFQ", True, "neural fitted Q iteration"),
+    AlgoInfo("discrete_dt", "DiscreteDecisionTransformer", True,
+             "Decision Transformer: actions from the recent steps and the return to go (the "
+             "paper's DT baseline)", sequence=True),
     AlgoInfo("bc", "BC", False, "behaviour cloning, continuous actions"),
     AlgoInfo("cql", "CQL", False, "conservative Q-learning, continuous actions"),
     AlgoInfo("iql", "IQL", False, "implicit Q-learning, continuous actions"),
     AlgoInfo("td3_plus_bc", "TD3PlusBC", False, "TD3+BC, continuous actions (paper: alpha 0.5)"),
     AlgoInfo("awac", "AWAC", False, "advantage-weighted actor-critic, continuous actions (paper: lambda 1)"),
+    AlgoInfo("dt", "DecisionTransformer", False,
+             "Decision Transformer, continuous actions", sequence=True),
 )}
 
 _ALIASES = {re.sub(r"[^a-z0-9]", "", k): k for k in ALGOS}
 _ALIASES.update({re.sub(r"[^a-z0-9]", "", a.d3rlpy_class.lower()): k for k, a in ALGOS.items()})
 _ALIASES.update({"td3bc": "td3_plus_bc", "ddqn": "double_dqn", "dbc": "discrete_bc",
-                 "dcql": "discrete_cql", "dsac": "discrete_sac"})
+                 "dcql": "discrete_cql", "dsac": "discrete_sac", "ddt": "discrete_dt",
+                 "discretedecisiontransformer": "discrete_dt", "decisiontransformer": "dt"})
 
 
 def canonical_algo(name: str) -> str:
@@ -119,7 +127,7 @@ class TrainConfig(JsonConfig):
     env: str = "clevr"
     """Environment of the data and the policy (kalm.envs): clevr or metaworld (the CLI's --env)."""
     algo: str = "discrete_bc"
-    """Algorithm: discrete_bc, discrete_cql, double_dqn, discrete_sac, nfq (discrete: CLEVR); bc, cql, iql, td3_plus_bc, awac (continuous: Meta-World)."""
+    """Algorithm: discrete_bc, discrete_cql, double_dqn, discrete_sac, nfq, discrete_dt (discrete: CLEVR); bc, cql, iql, td3_plus_bc, awac, dt (continuous: Meta-World)."""
     real: str = ""
     """Real offline dataset (.npz from `python -m kalm collect`)."""
     imagined: list[str] = field(default_factory=list)
@@ -168,6 +176,12 @@ class TrainConfig(JsonConfig):
     """Soft roles (arch roles): how many entities the goal can single out at once."""
     entity_units: int = 64
     """Width of the per-entity networks (arch roles)."""
+    context_size: int = 10
+    """Decision Transformer (discrete_dt, dt): steps of an episode it reads at once."""
+    dt_layers: int = 3
+    """Decision Transformer: attention blocks."""
+    dt_heads: int = 4
+    """Decision Transformer: attention heads (they divide the encoder's width, hidden_units[-1])."""
     seed: int = 0
     """Seed of initialisation and batch sampling."""
     eval_episodes: int = 0
@@ -198,8 +212,20 @@ class TrainConfig(JsonConfig):
         if self.state_features == "pairwise" and chosen.get("state_features") != "pairwise":
             raise ValueError(f"state_features 'pairwise' is made for CLEVR-Robot's ball positions; "
                              f"use raw (or auto) with env {self.env!r}")
+        sequence = ALGOS[self.algo].sequence
         if self.arch == "auto":
-            self.arch = chosen.get("arch", "mlp")
+            # a Decision Transformer embeds each step with the fused MLP (its width is the
+            # transformer's); the roles network's output is action scores
+            self.arch = "mlp" if sequence else chosen.get("arch", "mlp")
+        if sequence and self.arch != "mlp":
+            raise ValueError(f"{self.algo} embeds each step with the mlp network; use --arch mlp "
+                             "(or auto)")
+        if sequence:
+            if self.context_size < 1 or self.dt_layers < 1 or self.dt_heads < 1:
+                raise ValueError("context_size, dt_layers and dt_heads must be at least 1")
+            if self.hidden_units and int(self.hidden_units[-1]) % self.dt_heads:
+                raise ValueError(f"dt_heads ({self.dt_heads}) must divide the step embedding's "
+                                 f"width, hidden_units[-1] ({self.hidden_units[-1]})")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)} or auto; got {self.arch!r}")
         if self.arch == "roles" and not environment.policy_entities:

@@ -34,6 +34,7 @@ from kalm.envs.base import ActionSpec
 __all__ = [
     "TransitionTable",
     "MixedSampler",
+    "TrajectorySampler",
     "load_real",
     "load_imagined_sources",
     "filter_imagined",
@@ -148,6 +149,8 @@ class TransitionTable:
     next_actions: np.ndarray  # like actions
     terminals: np.ndarray     # float32 (N,)
     goal_ids: np.ndarray      # int64 (N,): row of the goal's embedding
+    steps: np.ndarray | None = None          # int64 (N,): the transition's step in its episode
+    returns_to_go: np.ndarray | None = None  # float32 (N,): its reward plus the episode's later ones
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -168,7 +171,8 @@ class TransitionTable:
         a_dtype = np.int64 if discrete else np.float32
         a_tail: tuple[int, ...] = () if discrete else (action.size,)  # type: ignore[union-attr]
         cols: dict[str, list[np.ndarray]] = {k: [] for k in (
-            "states", "actions", "rewards", "next_states", "next_actions", "terminals", "goal_ids")}
+            "states", "actions", "rewards", "next_states", "next_actions", "terminals", "goal_ids",
+            "steps", "returns_to_go")}
         for ep, g in zip(episodes, goal_ids):
             t = ep.length
             if t == 0:
@@ -190,7 +194,10 @@ class TransitionTable:
                 term[-1] = 1.0
             cols["states"].append(ep.observations[:t])
             cols["actions"].append(acts)
-            cols["rewards"].append(ep.rewards if reward == "dense" else ep.rewards_sparse)
+            rew = np.asarray(ep.rewards if reward == "dense" else ep.rewards_sparse, np.float64)
+            cols["rewards"].append(rew)
+            cols["steps"].append(np.arange(t, dtype=np.int64))
+            cols["returns_to_go"].append(np.cumsum(rew[::-1])[::-1])
             cols["next_states"].append(nxt)
             cols["next_actions"].append(np.concatenate([acts[1:], np.zeros((1, *a_tail), a_dtype)]))
             cols["terminals"].append(term)
@@ -199,7 +206,7 @@ class TransitionTable:
             return cls(np.zeros((0, state_dim), np.float32), np.zeros((0, *a_tail), a_dtype),
                        np.zeros(0, np.float32), np.zeros((0, state_dim), np.float32),
                        np.zeros((0, *a_tail), a_dtype), np.zeros(0, np.float32),
-                       np.zeros(0, np.int64))
+                       np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         return cls(
             states=np.concatenate(cols["states"]).astype(np.float32),
             actions=np.concatenate(cols["actions"]).astype(a_dtype),
@@ -208,7 +215,15 @@ class TransitionTable:
             next_actions=np.concatenate(cols["next_actions"]).astype(a_dtype),
             terminals=np.concatenate(cols["terminals"]).astype(np.float32),
             goal_ids=np.concatenate(cols["goal_ids"]),
+            steps=np.concatenate(cols["steps"]),
+            returns_to_go=np.concatenate(cols["returns_to_go"]).astype(np.float32),
         )
+
+    def episode_returns(self) -> np.ndarray:
+        """Each episode's return (its first transition's return to go)."""
+        if self.steps is None or self.returns_to_go is None:
+            raise ValueError("this table was built without episode steps")
+        return self.returns_to_go[self.steps == 0]
 
 
 class MixedSampler:
@@ -287,3 +302,72 @@ class MixedSampler:
             next_observations=a["next_observations"], next_actions=a["next_actions"],
             terminals=a["terminals"], intervals=np.ones_like(a["terminals"]), transitions=[],
         )
+
+
+class TrajectorySampler(MixedSampler):
+    """Mini-batches of episode windows for a Decision Transformer: each row is the ``context``
+    steps ending at a uniformly drawn transition (the same real:imagined share of rows as
+    :class:`MixedSampler`), padded at the front within its episode, as d3rlpy's
+    ``BasicTrajectorySlicer`` cuts them: observations ``[state | z]``, actions, rewards, returns
+    to go, terminals, timesteps (1-based; 0 on padding) and masks (1 on real steps)."""
+
+    def __init__(self, real: TransitionTable, imagined: TransitionTable | None,
+                 goal_vectors: np.ndarray, imagined_ratio: float = 0.5, seed: int = 0,
+                 context: int = 10) -> None:
+        super().__init__(real, imagined, goal_vectors, imagined_ratio, seed)
+        if context < 1:
+            raise ValueError(f"context must be at least 1; got {context}")
+        for t in (self.real, self.imagined):
+            if t is not None and (t.steps is None or t.returns_to_go is None):
+                raise ValueError("a Decision Transformer needs tables built by "
+                                 "TransitionTable.from_episodes (episode steps)")
+        self.context = int(context)
+
+    def _windows(self, table: TransitionTable, ends: np.ndarray) -> dict[str, np.ndarray]:
+        L = self.context
+        offs = np.arange(-L + 1, 1)                         # (L,): oldest first
+        idx = ends[:, None] + offs[None, :]                 # (B, L) rows of the table
+        start = ends - table.steps[ends]                    # each window's episode start
+        valid = idx >= start[:, None]
+        idx = np.where(valid, idx, ends[:, None])           # padding reads a real row, then zeroed
+        m = valid.astype(np.float32)
+        z = self.goal_vectors[table.goal_ids[idx]]
+        obs = np.concatenate([table.states[idx], z], axis=2) * m[..., None]
+        acts = table.actions[idx].astype(np.float32)
+        acts = (acts * m) if table.discrete else acts * m[..., None]
+        if table.discrete:
+            acts = acts[..., None]
+        return {
+            "observations": obs.astype(np.float32),
+            "actions": acts.astype(np.float32),
+            "rewards": (table.rewards[idx] * m)[..., None].astype(np.float32),
+            "returns_to_go": (table.returns_to_go[idx] * m)[..., None].astype(np.float32),
+            "terminals": (table.terminals[idx] * m)[..., None].astype(np.float32),
+            "timesteps": ((table.steps[idx] + 1) * m).astype(np.float32),
+            "masks": m,
+        }
+
+    def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
+        """One batch of windows as arrays (``(B, context, ...)``; ``imagined``: bool per row)."""
+        n_im = self._n_imagined(batch_size)
+        parts = []
+        if batch_size - n_im:
+            parts.append((self.real, self.rng.integers(0, len(self.real), batch_size - n_im), False))
+        if n_im:
+            assert self.imagined is not None
+            parts.append((self.imagined, self.rng.integers(0, len(self.imagined), n_im), True))
+        self.last_imagined = n_im
+        wins = [self._windows(t, i) for t, i, _ in parts]
+        out = {k: np.concatenate([w[k] for w in wins]) for k in wins[0]}
+        out["imagined"] = np.concatenate([np.full(len(i), im) for _, i, im in parts])
+        return out
+
+    def sample(self, batch_size: int):
+        """One batch as a d3rlpy ``TrajectoryMiniBatch``."""
+        from d3rlpy.dataset import TrajectoryMiniBatch
+
+        a = self.sample_arrays(batch_size)
+        return TrajectoryMiniBatch(
+            observations=a["observations"], actions=a["actions"], rewards=a["rewards"],
+            returns_to_go=a["returns_to_go"], terminals=a["terminals"],
+            timesteps=a["timesteps"], masks=a["masks"], length=self.context)

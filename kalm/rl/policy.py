@@ -84,10 +84,22 @@ class TrainedPolicy:
     """A d3rlpy policy acting on ``concat(state, embed(goal text))``."""
 
     def __init__(self, algo, embedder, name: str = "trained", state_dim: int | None = None,
-                 env: str = "clevr") -> None:
+                 env: str = "clevr", target_return: float | None = None,
+                 reward: str = "dense") -> None:
         from kalm.envs import get_env
 
         self.algo = algo
+        # a Decision Transformer acts from the episode so far: the return it is asked for, the
+        # reward label of its training data (computed from the states, as the data's were)
+        self.sequence = hasattr(algo, "as_stateful_wrapper")
+        if self.sequence and target_return is None:
+            raise ValueError("a Decision Transformer policy needs the target return it was "
+                             "trained for (policy.json target_return)")
+        self.target_return = None if target_return is None else float(target_return)
+        self.reward = reward
+        self._wrapper = None
+        self._goal = None
+        self._prev: np.ndarray | None = None
         self.embedder = embedder
         self.name = name
         self.env = env
@@ -143,7 +155,8 @@ class TrainedPolicy:
         else:
             run = folder.parent if folder.name == "policy" else folder
             name = f"{meta['algo']}:{run.name}"
-        return cls(algo, emb, name=name, state_dim=state_dim, env=env)
+        return cls(algo, emb, name=name, state_dim=state_dim, env=env,
+                   target_return=meta.get("target_return"), reward=cfg.reward)
 
     def goal_vector(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
@@ -152,6 +165,30 @@ class TrainedPolicy:
         if not text:
             text = self.environment.describe(goal)
         self._z = self.goal_vector(text)
+        if self.sequence:
+            from d3rlpy.algos import GreedyTransformerActionSampler
+
+            if self._wrapper is None:
+                self._wrapper = self.algo.as_stateful_wrapper(
+                    self.target_return, GreedyTransformerActionSampler())
+            self._wrapper.reset()
+            self._goal, self._prev = goal, None
+
+    def _sequence_act(self, s: np.ndarray) -> int | np.ndarray:
+        """A Decision Transformer's action: the reward of the step that led to ``s`` (from the
+        states, 0 at the episode's start) joins the window of past steps."""
+        r = 0.0
+        if self._prev is not None:
+            dense, sparse = self.environment.reward_labels(
+                self._goal, np.stack([self._prev, s]).astype(np.float64))
+            r = float((dense if self.reward == "dense" else sparse)[0])
+        self._prev = s
+        x = np.concatenate([s, self._z]).astype(np.float32)
+        a = self._wrapper.predict(x, r)
+        spec = self.action_spec
+        if spec.discrete:
+            return int(np.asarray(a).reshape(-1)[0])
+        return np.clip(np.asarray(a, np.float32).reshape(spec.size), spec.low, spec.high)
 
     def _actions(self, x: np.ndarray) -> np.ndarray:
         """The greedy actions for observation rows ``x``: int64 (B,) or float32 (B, k), clipped."""
@@ -165,12 +202,18 @@ class TrainedPolicy:
         if self._z is None:
             raise RuntimeError("call reset(goal, obs, text) before act(obs)")
         s = np.asarray(obs, dtype=np.float32).reshape(-1)[: self.state_dim]
+        if self.sequence:
+            return self._sequence_act(s)
         x = np.concatenate([s, self._z])[None, :].astype(np.float32)
         a = self._actions(x)
         return int(a[0]) if self.action_spec.discrete else a[0]
 
     def act_batch(self, obs: np.ndarray, texts: list[str]) -> np.ndarray:
-        """Greedy actions for many (state, text) pairs at once."""
+        """Greedy actions for many (state, text) pairs at once (not for a Decision Transformer,
+        which acts from an episode's history: use reset and act)."""
+        if self.sequence:
+            raise ValueError(f"{self.name} is a Decision Transformer: it acts from the episode "
+                             "so far, one episode at a time (reset, then act)")
         z = self.embedder.embed(texts)
         s = np.asarray(obs, dtype=np.float32)[:, : self.state_dim]
         a = self._actions(np.concatenate([s, z], axis=1))

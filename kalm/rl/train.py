@@ -107,7 +107,16 @@ def prepare_data(cfg: TrainConfig, embedder=None,
     real_table = TransitionTable.from_episodes(real_eps, [index[ep.text] for ep in real_eps], **table)
     im_table = (TransitionTable.from_episodes(im_eps, [index[ep.text] for ep in im_eps], **table)
                 if im_eps else None)
-    sampler = MixedSampler(real_table, im_table, Z, cfg.imagined_ratio, seed=cfg.seed)
+    from kalm.rl.config import ALGOS
+
+    sequence = ALGOS[cfg.algo].sequence
+    if sequence:
+        from kalm.rl.data import TrajectorySampler
+
+        sampler = TrajectorySampler(real_table, im_table, Z, cfg.imagined_ratio, seed=cfg.seed,
+                                    context=cfg.context_size)
+    else:
+        sampler = MixedSampler(real_table, im_table, Z, cfg.imagined_ratio, seed=cfg.seed)
     info = {
         "real": {"path": str(cfg.real), "sha1": file_fingerprint(cfg.real),
                  "episodes": len(real_eps), "transitions": len(real_table)},
@@ -120,7 +129,22 @@ def prepare_data(cfg: TrainConfig, embedder=None,
         "reward": cfg.reward,
         "filter": cfg.filter,
     }
+    if sequence:
+        # the return a Decision Transformer is asked for when it acts: the median return of the
+        # real episodes that end in success (all real episodes when none does)
+        info["target_return"] = dt_target_return(real_table)
     return TrainData(sampler, info, emb)
+
+
+def dt_target_return(table) -> float:
+    """The median return of ``table``'s episodes that end in success (a terminal transition);
+    of all its episodes when none does."""
+    returns = table.episode_returns()
+    ends = np.flatnonzero(table.terminals > 0)
+    if len(ends):
+        starts = ends - table.steps[ends]
+        returns = table.returns_to_go[starts]
+    return float(np.median(returns)) if len(returns) else 0.0
 
 
 def _check_env(cfg: TrainConfig, data_env: str, what: str) -> None:
@@ -147,8 +171,12 @@ def _save_checkpoint(run: RunDir, algo, sampler, step: int, epoch_rows: int) -> 
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_training_state(algo, tmp / "state.pt", {"step": step})
-    write_json_atomic(tmp / "trainer.json", {"step": step, "metric_rows": epoch_rows,
-                                             "sampler_rng": sampler.rng.bit_generator.state})
+    trainer = {"step": step, "metric_rows": epoch_rows,
+               "sampler_rng": sampler.rng.bit_generator.state}
+    tokens = getattr(algo.impl, "_tokens", None)  # a Decision Transformer's learning-rate clock
+    if tokens is not None:
+        trainer["dt_tokens"] = int(tokens)
+    write_json_atomic(tmp / "trainer.json", trainer)
     replace_dir(tmp, run.path / "checkpoint")
 
 
@@ -176,6 +204,7 @@ def _save_policy(run: RunDir, algo, cfg: TrainConfig, data: TrainData, step: int
         **({} if env.action.discrete else {"action_low": env.action.low,
                                            "action_high": env.action.high}),
         "goal_dim": data.info["goal_dim"], "embedder": cfg.embedder, "step": step,
+        **({"target_return": data.info["target_return"]} if "target_return" in data.info else {}),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
     }
@@ -206,7 +235,9 @@ def _evaluate(algo, data: TrainData, cfg: TrainConfig) -> float:
     env = get_env(cfg.env)
     names = list(env.suites) if "all" in cfg.eval_suite.split(",") else cfg.eval_suite.split(",")
     items = [it for n in names for it in env.suite_items(n, cfg.seed)]
-    res = evaluate(TrainedPolicy(algo, data.embedder, env=env.name), items,
+    res = evaluate(TrainedPolicy(algo, data.embedder, env=env.name,
+                                 target_return=data.info.get("target_return"),
+                                 reward=cfg.reward), items,
                    episodes=cfg.eval_episodes, seed=cfg.seed, env=env)
     rates = [m["success_rate"] for m in res.categories.values()]
     return float(np.mean(rates))
@@ -284,6 +315,8 @@ def train_policy(
             step, rows = int(tr["step"]), int(tr.get("metric_rows", 0))
             assert step == int(st["step"])
             data.sampler.rng.bit_generator.state = tr["sampler_rng"]
+            if "dt_tokens" in tr and hasattr(algo.impl, "_tokens"):
+                algo.impl._tokens = int(tr["dt_tokens"])
             algo.set_grad_step(step)
         if step >= cfg.steps and (run.path / "policy" / "policy.json").exists():
             msg = f"already trained to step {step}; raise --steps to train on"
