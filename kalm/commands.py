@@ -144,6 +144,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise CLIError("--limit must be at least 1")
     if args.videos < 0:
         raise CLIError("--videos must be 0 or more")
+    if args.replan < 0:
+        raise CLIError("--replan must be 0 or more")
     if not Path(args.model).exists():
         raise CLIError(f"model folder {args.model} not found; ground one with "
                        "`python -m kalm ground --data PATH --out runs/NAME`")
@@ -156,7 +158,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     ds, _ = imagine(model, items, per_goal=args.per_goal, seed=args.seed, out=Path(args.out),
                     batch_size=args.batch_size, max_steps=args.max_steps,
                     explain=not args.no_explain, progress=not (args.json or args.quiet),
-                    overwrite=args.overwrite, source=source)
+                    overwrite=args.overwrite, source=source, replan=args.replan)
     if args.videos:
         from kalm.imagine.render import render_examples
 
@@ -338,6 +340,11 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                     help="cap on rollout length (default: the goal's horizon, 50; move goals 1)")
     im.add_argument("--no-explain", action="store_true",
                     help="skip the LM's explanations (no cycle consistency; faster)")
+    im.add_argument("--replan", type=int, default=0,
+                    help="physical decoding: when a generated step leaves the workbench, puts "
+                         "balls inside each other or pushes a ball through another (geometry "
+                         "of the states, never the simulator), try the LM's next best action, up "
+                         "to N times a step (0: plain greedy)")
     im.add_argument("--videos", type=int, default=0,
                     help="MP4s (imagined beside simulator) of the first K rollouts per category")
     im.add_argument("--overwrite", action="store_true",

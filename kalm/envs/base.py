@@ -423,6 +423,15 @@ class Environment(ABC):
         """The thresholds ``check_rollout`` uses, by name (recorded beside imagination results)."""
         return {}
 
+    def implausible_steps(self, observations: np.ndarray, next_observations: np.ndarray,
+                          actions: np.ndarray) -> np.ndarray | None:
+        """``(B,)`` bool: which generated transitions ``s -> s'`` (under ``actions``) break a
+        rule of this world that the states alone show (leaving the workspace, bodies inside each
+        other, a body passing through another), for decoding that keeps imagined rollouts
+        physical. Geometry only: never the simulator. None: this environment states no such
+        rule (decoding then never re-plans)."""
+        return None
+
     # ----------------------------------------------------------------- helpers
     def require_stage(self, stage: str) -> None:
         """Raise ValueError saying that ``stage`` is not built for this environment yet."""

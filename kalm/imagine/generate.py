@@ -103,6 +103,10 @@ class ImagineConfig:
     """Cap on a rollout's length (None: the goal's horizon, 50; move goals always 1)."""
     explain: bool = True
     """Ask the LM to explain each rollout (cycle consistency); costs about one more generation."""
+    replan: int = 0
+    """Physical decoding: tries per generated step that the environment calls implausible (off
+    the workbench, balls inside each other or passing through one; geometry of the states, never
+    the simulator), each with the LM's next best action (0 = plain greedy decoding)."""
 
     def validate(self) -> "ImagineConfig":
         if self.per_goal < 1:
@@ -113,6 +117,8 @@ class ImagineConfig:
             raise ValueError(f"max_steps must be at least 1 (or None); got {self.max_steps}")
         if self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer; got {self.seed}")
+        if self.replan < 0:
+            raise ValueError(f"replan must be 0 or more; got {self.replan}")
         return self
 
 
@@ -200,8 +206,10 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
 
     starts = np.stack([p["s0"] for p in plan]).astype(np.float32)
     t0 = time.perf_counter()
+    stats: dict = {}
     rolls = generate_rollouts(model, [p["item"].text for p in plan], starts,
-                              [p["item"].goal for p in plan], max_steps=cfg.max_steps)
+                              [p["item"].goal for p in plan], max_steps=cfg.max_steps,
+                              replan=cfg.replan, stats=stats)
     t1 = time.perf_counter()
     # Cut each rollout at its first success (generation already stops there).
     cut = []
@@ -226,7 +234,8 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
                   "validity": v.to_dict()},
         ))
     t3 = time.perf_counter()
-    return episodes, {"generate_s": t1 - t0, "explain_s": t2 - t1, "check_s": t3 - t2}
+    return episodes, {"generate_s": t1 - t0, "explain_s": t2 - t1, "check_s": t3 - t2,
+                      "physical": stats}
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,24 +316,29 @@ def imagine(
     progress: bool | Callable[[int, int], None] = True,
     overwrite: bool = False,
     source: dict | None = None,
+    replan: int = 0,
 ) -> tuple[Dataset, list[RolloutValidity]]:
     """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
 
     See the module docstring for the protocol and the run folder. ``progress``: True for a tqdm
     bar, or a callback ``(rollouts done, total)``. ``source``: extra JSON recorded in
     ``config.json`` (where the model and goals came from). Returns the dataset (also saved as
-    ``imagined.npz``) and one ``RolloutValidity`` per rollout, in rollout order.
+    ``imagined.npz``) and one ``RolloutValidity`` per rollout, in rollout order. ``replan``:
+    physical decoding (``ImagineConfig.replan``).
     """
     cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
-                        max_steps=max_steps, explain=explain).validate()
+                        max_steps=max_steps, explain=explain, replan=replan).validate()
     items = list(items)
     if not items:
         raise ImagineError("no goals to imagine rollouts for")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ImagineError(f"{out} is a file; --out must be a run folder")
+    imagine_cfg = asdict(cfg)
+    if not cfg.replan:  # runs made before the option keep their fingerprint
+        imagine_cfg.pop("replan")
     fingerprint_src = {
-        "imagine": asdict(cfg),
+        "imagine": imagine_cfg,
         "goals": [it.to_dict() for it in items],
         "model_fingerprint": model_fingerprint(model),
     }
@@ -351,6 +365,7 @@ def imagine(
     env_meta = {} if env.name == "clevr" else {"env": env.name}
     episodes: list[Episode] = []
     generated, gen_s, explain_s, check_s = 0, 0.0, 0.0, 0.0
+    physical: dict[str, int] = {}
     bar = None
     if progress is True:
         from tqdm.auto import tqdm
@@ -377,6 +392,8 @@ def imagine(
                 gen_s += times["generate_s"]
                 explain_s += times["explain_s"]
                 check_s += times["check_s"]
+                for k, v in times["physical"].items():
+                    physical[k] = physical.get(k, 0) + int(v)
                 vs = [RolloutValidity.from_dict(e.info["validity"]) for e in new]
                 rates = validity_rates(vs)
                 run.log_metrics({
@@ -424,6 +441,10 @@ def imagine(
             round(generated / (gen_s + explain_s + check_s), 3) if generated else None
         ),
     }
+    if cfg.replan:
+        # physical decoding this sitting: generated steps found implausible, alternative
+        # actions tried, steps still implausible after every try
+        generation["physical"] = {"replan": cfg.replan, **physical}
     write_json_atomic(out / "summary.json", _summary(env, episodes, validities, generation, config))
     run.status("done", step=total, total=total, message=f"{total} rollouts imagined")
     return dataset, validities

@@ -405,6 +405,14 @@ class FastDecoder:
         self.mask = self.mask.index_select(0, index)
         self.pos = self.pos.index_select(0, index)
 
+    def rewind(self, n: int) -> None:
+        """Forget the last ``n`` fed positions of every row (a re-planned step feeds anew)."""
+        if not 0 <= n <= self.length:
+            raise ValueError(f"cannot rewind {n} of {self.length} positions")
+        self.mask[:, self.length - n: self.length] = False
+        self.length -= n
+        self.pos = self.pos - n
+
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
     def start(self, embeds: torch.Tensor, mask: torch.Tensor, capacity: int = 0) -> torch.Tensor:

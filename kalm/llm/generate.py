@@ -23,7 +23,7 @@ from kalm.llm.sequences import collate, dynamics_sequence, explain_prompt, rollo
 
 _BUILD_LOCK = threading.Lock()
 
-__all__ = ["Rollout", "generate_rollouts", "warm_up", "decoder", "resolve_precision", "explain_rollouts",
+__all__ = ["Rollout", "generate_rollouts", "physical_replan_available", "warm_up", "decoder", "resolve_precision", "explain_rollouts",
            "predict_next_states", "next_actions", "ActionSession"]
 
 
@@ -80,6 +80,13 @@ class _Stepper:
                             logits_to_keep=1, **{self.kw: self.cache})
         self.cache = _cache_of(out)
         return out.hidden_states[-1][:, -1]
+
+    def rewind(self, n: int) -> None:
+        """Forget the last ``n`` fed positions of every row."""
+        if n:
+            self.cache.crop(-n)  # a negative size: drop that many positions
+            self.mask = self.mask[:, :-n]
+            self.pos = self.pos - n
 
     def select(self, index) -> None:
         index = torch.as_tensor(index, dtype=torch.long)
@@ -205,6 +212,8 @@ def generate_rollouts(
     bf16: bool = False,
     on_step: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     precision: str | None = None,
+    replan: int = 0,
+    stats: dict | None = None,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
@@ -215,7 +224,13 @@ def generate_rollouts(
     rollouts so far: ``observations`` (n, t + 2, obs_dim) from s_0, ``actions`` (n, t + 1) (or
     (n, t + 1, k)) and ``done`` (n,) bool (a finished rollout's later entries repeat its last
     ones), so a viewer can draw them live. ``precision``: the decoding path
-    (``resolve_precision``; default int8 on this CPU).
+    (``resolve_precision``; default int8 on this CPU). ``replan``: physical decoding, tries
+    per step whose generated transition the environment calls implausible (its
+    ``implausible_steps``: off the workbench, bodies inside each other or passing through one;
+    geometry only, never the simulator): the LM's next best action is generated instead (0 =
+    plain greedy; models without discrete action scores, or environments without such rules,
+    never re-plan). ``stats``: a dict that receives the counts (``implausible_steps``,
+    ``replans``, ``unfixed_steps``).
 
     The prompt of each distinct text is computed once and shared by the rows that use it, and
     finished rows leave the batch, so the cost follows the positions actually generated.
@@ -231,10 +246,13 @@ def generate_rollouts(
         horizons.append(base if not max_steps else (1 if base == 1 else int(max_steps)))
     if n == 0:
         return []
+    if replan and not physical_replan_available(model):
+        replan = 0
+    stats = {} if stats is None else stats
     W = int(getattr(model, "window", 0) or 0)
     if not W or max(horizons) <= W:
         obs, acts, met = _generate(model, env, list(texts), initial_obs, goals, horizons,
-                                   initial_obs, bf16, on_step, precision)
+                                   initial_obs, bf16, on_step, precision, replan, stats)
     else:  # window by window, each prompted afresh from its first state
         obs = [[initial_obs[i]] for i in range(n)]
         acts: list[list] = [[] for _ in range(n)]
@@ -258,7 +276,8 @@ def generate_rollouts(
 
             sub_o, sub_a, sub_met = _generate(
                 model, env, [texts[i] for i in active], np.stack([obs[i][-1] for i in active]),
-                [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision)
+                [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision,
+                replan, stats)
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
@@ -273,10 +292,61 @@ def generate_rollouts(
                     bool(met[i])) for i in range(n)]
 
 
+def physical_replan_available(model: GroundedLM) -> bool:
+    """Whether decoding can re-plan for ``model``: discrete actions scored by the codec, and an
+    environment that states which generated transitions are implausible."""
+    env = _env_of(model)
+    return (model.codec.action_kind == "discrete" and hasattr(model.codec, "action_logits")
+            and type(env).implausible_steps is not _base_implausible())
+
+
+def _base_implausible():
+    from kalm.envs.base import Environment
+
+    return Environment.implausible_steps
+
+
+@torch.no_grad()
+def _replan(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, finished: np.ndarray,
+            tries: int, stats: dict):
+    """Re-plan the rows whose generated step is implausible (``Environment.implausible_steps``:
+    geometry of the states, never the simulator): their pushed action is ruled out, the LM's next
+    best one is fed instead (every row's action position is fed anew; the rows that keep their
+    action get the same result) and its next state generated, up to ``tries`` times. A row still
+    implausible after that keeps its last try (the validity checks then flag it)."""
+    logits = None
+    for k in range(tries + 1):
+        bad = env.implausible_steps(obs.numpy(), nxt.numpy(), a.numpy())
+        if bad is None:
+            return a, h, nxt
+        bad = np.asarray(bad, dtype=bool) & ~finished
+        if k == 0:
+            stats["implausible_steps"] = stats.get("implausible_steps", 0) + int(bad.sum())
+        if not bad.any():
+            break
+        if k == tries:
+            stats["unfixed_steps"] = stats.get("unfixed_steps", 0) + int(bad.sum())
+            break
+        if logits is None:
+            logits = model.codec.action_logits(h_state, obs).float().clone()
+        idx = torch.as_tensor(np.flatnonzero(bad), dtype=torch.long)
+        logits[idx, a[idx]] = float("-inf")
+        a = a.clone()
+        a[idx] = logits[idx].argmax(-1)
+        stats["replans"] = stats.get("replans", 0) + len(idx)
+        dec.rewind(1)
+        h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
+        nxt = model.codec.next_state(h, obs, a)
+    return a, h, nxt
+
+
 def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray, goals: list,
-              horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision):
+              horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
+              replan: int = 0, stats: dict | None = None):
     """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
-    against ``start_obs`` (the episode's s_0, which a later window does not start from)."""
+    against ``start_obs`` (the episode's s_0, which a later window does not start from).
+    ``replan``: tries per implausible step (``_replan``; 0 = none)."""
+    stats = {} if stats is None else stats
     n = len(texts)
     dec = decoder(model, precision)
     # Distinct prompts once, then fanned out to their rows.
@@ -298,8 +368,12 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
         done = np.zeros(n, dtype=bool)
         for t in range(max(horizons)):
             a = model.codec.predict_action(h, obs)
+            h_state = h
             h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
             nxt = model.codec.next_state(h, obs, a)
+            if replan:
+                a, h, nxt = _replan(model, env, dec, h_state, obs, a, h, nxt, done[rows], replan,
+                                    stats)
             a_np, nxt_np = a.numpy(), nxt.numpy()
             keep = []
             for j, i in enumerate(rows):

@@ -167,6 +167,14 @@ class ClevrEnvironment(Environment):
         return {"realistic_tolerance": v.REALISTIC_TOLERANCE, "workbench_margin": v.WORKBENCH_MARGIN,
                 "overlap_distance": v.OVERLAP_DISTANCE, "absurd_coord": v.ABSURD_COORD}
 
+    def implausible_steps(self, observations: np.ndarray, next_observations: np.ndarray,
+                          actions: np.ndarray) -> np.ndarray:
+        """Off the workbench, balls inside each other, or the pushed ball through a still one
+        (``kalm.envs.clevr.validity.implausible_transitions``)."""
+        from kalm.envs.clevr.validity import implausible_transitions
+
+        return implausible_transitions(observations, next_observations, actions)
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:

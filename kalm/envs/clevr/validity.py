@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from kalm.envs.clevr.model import BALL_RADIUS, WORKBENCH
-from kalm.envs.clevr.sim import N_BALLS, OBS_DIM, ClevrRobotEnv
+from kalm.envs.clevr.sim import N_BALLS, N_DIRECTIONS, OBS_DIM, ClevrRobotEnv
 from kalm.envs.clevr.goals.parser import goals_equivalent, parse_goal_text
 from kalm.envs.clevr.goals.spec import Goal, Move, describes
 from kalm.imagine.validity import RolloutValidity
@@ -24,6 +24,8 @@ __all__ = [
     "OVERLAP_DISTANCE",
     "ABSURD_COORD",
     "check_rollout",
+    "implausible_transitions",
+    "STILL_DISTANCE",
     "replay_rollout",
     "goal_met_at",
     "per_ball_errors",
@@ -87,6 +89,43 @@ def _overlapping(states: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.linalg.norm(xy[:, i] - xy[:, j], axis=-1)
         return np.any(d < OVERLAP_DISTANCE, axis=-1)
+
+
+# A ball that moved less than this in a transition stayed where it was (a clean push moves the
+# pushed ball 0.14-0.15; balls it does not touch stay within about 0.001).
+STILL_DISTANCE = 0.03
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from points ``p`` (..., 2) to the segments ``a -> b`` (..., 2)."""
+    ab = b - a
+    L2 = np.sum(ab * ab, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.clip(np.where(L2 > 1e-12, np.sum((p - a) * ab, axis=-1) / L2, 0.0), 0.0, 1.0)
+    return np.linalg.norm(p - (a + u[..., None] * ab), axis=-1)
+
+
+def implausible_transitions(obs: np.ndarray, next_obs: np.ndarray,
+                            actions: np.ndarray) -> np.ndarray:
+    """``(B,)`` bool: generated transitions that no push can make, from geometry alone: the next
+    state is absurd, leaves the workbench or has balls inside each other, or the pushed ball went
+    through a ball that stayed where it was (in the simulator that ball stops it or is pushed).
+    No transition of the real data is flagged (``bench/physical_decoding.py`` measures it)."""
+    s = np.asarray(obs, dtype=np.float64).reshape(-1, N_BALLS, 2)
+    n = np.asarray(next_obs, dtype=np.float64).reshape(-1, N_BALLS, 2)
+    flat = n.reshape(len(n), -1)
+    bad = _absurd(flat)
+    ok = ~bad
+    bad[ok] = _out_of_workbench(flat[ok]) | _overlapping(flat[ok])
+    ball = np.asarray(actions, dtype=np.int64).reshape(-1) // N_DIRECTIONS
+    rows = np.arange(len(s))
+    a, b = s[rows, ball], n[rows, ball]                           # the pushed ball's path
+    with np.errstate(invalid="ignore"):
+        still = np.linalg.norm(n - s, axis=-1) < STILL_DISTANCE  # (B, 5)
+        d = _segment_distance(s, a[:, None], b[:, None])          # (B, 5)
+        through = still & (d < OVERLAP_DISTANCE)
+    through[rows, ball] = False
+    return bad | np.any(through, axis=-1)
 
 
 def replay_rollout(env: ClevrRobotEnv, start_obs: np.ndarray, actions: Sequence[int]) -> np.ndarray:
