@@ -54,7 +54,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         real_episodes=args.real_episodes,
         ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
         train_args=shlex.split(args.train_args) if args.train_args is not None else None,
-        env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume)
+        env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume,
+        dt_steps=args.dt_steps)
     res = reproduce(cfg, args.out, stages=stages)
     if res:
         print(f"results in {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.json'}")
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="imagined-data volume: preset (cpu: 400 rephrase, 2,000 easy, 110 hard "
                          "rollouts) or paper (the paper's 5,600 / 72,400 / 1,680, for a bigger "
                          "machine); the oracle gets as many expert episodes per suite")
+    rp.add_argument("--dt-steps", type=int, default=None,
+                    help="gradient steps of the Decision Transformer baseline on the real data, "
+                         "one per seed (cpu: 5000; 0 skips it)")
     rp.add_argument("--train-args", default=None,
                     help="extra `train` options for every policy, in one string")
     rp.set_defaults(func=cmd_reproduce)

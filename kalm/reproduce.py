@@ -213,6 +213,8 @@ class ReproduceConfig:
         if self.imagine_seed == self.eval_seed:
             raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
                                  "must not be the evaluation's)")
+        if self.dt_steps < 0:
+            raise ReproduceError(f"--dt-steps must be 0 or more; got {self.dt_steps}")
         if self.volume not in VOLUMES:
             raise ReproduceError(f"--volume must be one of {', '.join(VOLUMES)}; got "
                                  f"{self.volume!r}")

@@ -62,8 +62,10 @@ class GroundConfig(JsonConfig):
     is scored by where it lands the ball; the MLP stays as a residual) or 'pointer' (the same with
     the weights a softmax over the balls and "no ball"; not yet trained at the full preset)."""
     dynamics_head: str = "physics"
-    """'mlp' (every ball's change from the hidden state) or 'physics' (one per-ball network that
-    also sees the state and which ball is pushed which way; used where the action is known)."""
+    """'mlp' (every ball's change from the hidden state), 'physics' (one per-ball network that
+    also sees the state and which ball is pushed which way; used where the action is known) or
+    'contact' (the same, each ball also reading every other ball's place relative to it and to the
+    push, so a pushed ball can stop at, or shove, the ball in its way; CLEVR-Robot)."""
     explain_balls: bool = True
     """Explanation prompts end with one position per ball of the final state (colour-word
     embedding + displacement and offsets), so the explanation can name the destination ball."""
@@ -135,8 +137,9 @@ class GroundConfig(JsonConfig):
             raise ValueError(f"action_head must be 'mlp', 'geometric' or 'pointer'; got {self.action_head!r}")
         if self.summary_features not in ("plain", "mover"):
             raise ValueError(f"summary_features must be 'plain' or 'mover'; got {self.summary_features!r}")
-        if self.dynamics_head not in ("mlp", "physics"):
-            raise ValueError(f"dynamics_head must be 'mlp' or 'physics'; got {self.dynamics_head!r}")
+        if self.dynamics_head not in ("mlp", "physics", "contact"):
+            raise ValueError(f"dynamics_head must be 'mlp', 'physics' or 'contact'; got "
+                             f"{self.dynamics_head!r}")
         if self.lm_layers < 0:
             raise ValueError(f"lm_layers must be >= 0 (0 = all layers); got {self.lm_layers}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -66,7 +66,7 @@ _PUSH = 0.145
 _PUSH_DIRECTIONS = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0),
                     (0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
 ACTION_HEADS = ("mlp", "geometric", "pointer")
-DYNAMICS_HEADS = ("mlp", "physics")
+DYNAMICS_HEADS = ("mlp", "physics", "contact")
 
 
 def state_features(obs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -222,6 +222,52 @@ class PhysicsHead(nn.Module):
         return self.net(f).flatten(1)
 
 
+class ContactHead(PhysicsHead):
+    """The physics head with contacts: each ball's features also sum, over every other ball, a
+    small network of where that ball lies relative to it along and across the push (and which of
+    the two is pushed). The pushed ball then sees the ball in its way (and stops at it or shoves
+    it, as the simulator does); with the per-ball features alone it could not, and moved a full
+    push through it (10% of the aim expert's pushes are blocked: error 0.077 there, 0.017 else)."""
+
+    PAIR = 32
+
+    def __init__(self, hidden_size: int, width: int) -> None:
+        super().__init__(hidden_size, width)
+        self.pair = _mlp(8, 64, self.PAIR)
+        self.net = _mlp(self.CTX + 10 + self.PAIR, width, 2)
+        off = ~torch.eye(N_BALLS, dtype=torch.bool)
+        self.register_buffer("others", off.float(), persistent=False)
+
+    def forward(self, h: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
+                std: torch.Tensor) -> torch.Tensor:
+        n = obs.shape[0]
+        p = obs.float().reshape(n, N_BALLS, 2)
+        a = action.clamp_min(0)
+        b, u = a // N_DIRS, self.dirs[a % N_DIRS]  # (N,), (N, 2)
+        pb = p[torch.arange(n, device=obs.device), b]
+        rel = (p - pb.unsqueeze(1)) * _REL_SCALE  # (N, 5, 2)
+        uu = u.unsqueeze(1).expand(-1, N_BALLS, -1)
+        along = (rel * uu).sum(-1, keepdim=True)
+        perp = (rel[..., :1] * uu[..., 1:] - rel[..., 1:] * uu[..., :1])
+        pushed = F.one_hot(b, N_BALLS).float().unsqueeze(-1)
+        pn = ((obs.float() - mean) / std).reshape(n, N_BALLS, 2)
+        ctx = self.ctx(h.float()).unsqueeze(1).expand(-1, N_BALLS, -1)
+        # pairs (i, j): j's offset from i, along and across the push, its length, who is pushed
+        d = (p.unsqueeze(1) - p.unsqueeze(2)) * _REL_SCALE  # (N, i, j, 2) = p_j - p_i
+        u4 = u.view(n, 1, 1, 2)
+        d_along = (d * u4).sum(-1, keepdim=True)
+        d_perp = d[..., :1] * u4[..., 1:] - d[..., 1:] * u4[..., :1]
+        E = (N_BALLS, N_BALLS)
+        pf = torch.cat([d_along, d_perp, d.norm(dim=-1, keepdim=True),
+                        pushed.unsqueeze(2).expand(-1, *E, -1),   # i pushed
+                        pushed.unsqueeze(1).expand(-1, *E, -1),   # j pushed
+                        along.unsqueeze(2).expand(-1, *E, -1), perp.unsqueeze(2).expand(-1, *E, -1),
+                        (d.norm(dim=-1, keepdim=True) < 0.6 * _REL_SCALE).float()], -1)  # 8
+        g = (self.pair(pf) * self.others.view(1, *E, 1)).sum(2)  # (N, 5, PAIR)
+        f = torch.cat([ctx, pushed, uu, rel, rel.norm(dim=-1, keepdim=True), along, perp, pn, g], -1)
+        return self.net(f).flatten(1)
+
+
 class NumericCodec(CodecStats, nn.Module):
     """Projections of states/actions into the LM's embedding space, and the numeric heads.
 
@@ -286,7 +332,8 @@ class NumericCodec(CodecStats, nn.Module):
                                          _mlp(hidden_size, codec_hidden, N_ACTIONS))
         self.geometric = (GeometricActionHead(hidden_size, codec_hidden, pointer=action_head == "pointer")
                           if action_head in ("geometric", "pointer") else None)
-        self.physics = PhysicsHead(hidden_size, codec_hidden) if dynamics_head == "physics" else None
+        self.physics = ({"physics": PhysicsHead, "contact": ContactHead}[dynamics_head](
+            hidden_size, codec_hidden) if dynamics_head in ("physics", "contact") else None)
         self.summary_in = None
         if self.explain_balls:
             self.summary_in = _mlp(SUMMARY_DIM + (4 if summary_features == "mover" else 0),
