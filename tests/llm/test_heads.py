@@ -152,3 +152,33 @@ def test_configs_saved_before_the_structured_heads_load_with_the_plain_ones():
         "mlp", "mlp", False, "plain")
     with pytest.raises(ValueError, match="dynamics_head"):
         GroundConfig(dynamics_head="newton").validate()
+
+
+def test_contact_head_lets_the_pushed_ball_see_the_ball_in_its_way():
+    """The per-ball physics head predicts the pushed ball's move from that ball alone; the contact
+    head also reads the other balls, so a ball in its path changes its predicted move."""
+    from kalm.envs.clevr.codec import ContactHead
+
+    torch.manual_seed(0)
+    right = int(np.argmax(PUSH_DIRECTIONS @ np.array([1.0, 0.0])))
+    free = torch.tensor([[0.0, 0.0, -0.5, 0.5, 0.5, 0.5, -0.5, -0.2, 0.5, -0.2]])
+    blocked = free.clone()
+    blocked[0, 2:4] = torch.tensor([0.27, 0.0])  # blue right in red's way
+    h, m, s = torch.randn(1, H), torch.zeros(10), torch.ones(10)
+    a = torch.tensor([right])  # push red (ball 0) right
+    phys, cont = PhysicsHead(H, 32), ContactHead(H, 32)
+    torch.testing.assert_close(phys(h, free, a, m, s)[0, :2], phys(h, blocked, a, m, s)[0, :2])
+    assert not torch.allclose(cont(h, free, a, m, s)[0, :2], cont(h, blocked, a, m, s)[0, :2])
+    # a codec and a grounded model with it: every loss falls
+    codec = NumericCodec(H, codec_hidden=32, dynamics_head="contact")
+    assert isinstance(codec.physics, ContactHead)
+    lm, tok = tiny_lm()
+    model = build_model(GroundConfig(dynamics_head="contact"), lm, tok)
+    obs = np.random.default_rng(4).uniform(-0.5, 0.5, size=(4, 10)).astype(np.float32)
+    batch = collate([rollout_sequence("put red left of blue", obs, [3, 17, 25]),
+                     dynamics_sequence(obs[0], 3, obs[1]),
+                     explain_sequence("put red left of blue", obs, [3, 17, 25], summary=True)],
+                    tok, 1)
+    assert_every_loss_falls(model, batch)
+    with pytest.raises(ValueError, match="dynamics_head"):
+        GroundConfig(dynamics_head="magic").validate()
