@@ -43,9 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kalm.envs.clevr.model import WORKBENCH
 from kalm.llm.codec import CodecStats
 
-__all__ = ["make_codec", "NumericCodec", "GeometricActionHead", "PhysicsHead", "state_features", "ball_features",
+__all__ = ["make_codec", "NumericCodec", "GeometricActionHead", "PhysicsHead", "ContactHead",
+           "state_features", "ball_features",
            "summary_features", "PAIRS", "DIRECTION_WORDS", "ACTION_HEADS", "DYNAMICS_HEADS"]
 
 N_BALLS = 5
@@ -225,7 +227,7 @@ class PhysicsHead(nn.Module):
 class ContactHead(PhysicsHead):
     """The physics head with contacts: each ball's features also sum, over every other ball, a
     small network of where that ball lies relative to it along and across the push (and which of
-    the two is pushed). The pushed ball then sees the ball in its way (and stops at it or shoves
+    the two is pushed), and hold its room to each of the four walls. The pushed ball then sees the ball in its way (and stops at it or shoves
     it, as the simulator does); with the per-ball features alone it could not, and moved a full
     push through it (10% of the aim expert's pushes are blocked: error 0.077 there, 0.017 else)."""
 
@@ -234,7 +236,10 @@ class ContactHead(PhysicsHead):
     def __init__(self, hidden_size: int, width: int) -> None:
         super().__init__(hidden_size, width)
         self.pair = _mlp(8, 64, self.PAIR)
-        self.net = _mlp(self.CTX + 10 + self.PAIR, width, 2)
+        self.net = _mlp(self.CTX + 10 + self.PAIR + 4, width, 2)
+        x0, x1, y0, y1 = WORKBENCH
+        self.register_buffer("walls", torch.tensor([x0, x1, y0, y1], dtype=torch.float32),
+                             persistent=False)
         off = ~torch.eye(N_BALLS, dtype=torch.bool)
         self.register_buffer("others", off.float(), persistent=False)
 
@@ -264,7 +269,11 @@ class ContactHead(PhysicsHead):
                         along.unsqueeze(2).expand(-1, *E, -1), perp.unsqueeze(2).expand(-1, *E, -1),
                         (d.norm(dim=-1, keepdim=True) < 0.6 * _REL_SCALE).float()], -1)  # 8
         g = (self.pair(pf) * self.others.view(1, *E, 1)).sum(2)  # (N, 5, PAIR)
-        f = torch.cat([ctx, pushed, uu, rel, rel.norm(dim=-1, keepdim=True), along, perp, pn, g], -1)
+        w = self.walls
+        wall = torch.stack([p[..., 0] - w[0], w[1] - p[..., 0], p[..., 1] - w[2], w[3] - p[..., 1]],
+                           -1) * _REL_SCALE  # (N, 5, 4): room to each wall
+        f = torch.cat([ctx, pushed, uu, rel, rel.norm(dim=-1, keepdim=True), along, perp, pn, g,
+                       wall], -1)
         return self.net(f).flatten(1)
 
 
