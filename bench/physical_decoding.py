@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def rule_on_real(data: str, random_episodes: int, seed: int) -> None:
     from kalm.data.episodes import load_dataset
-    from kalm.envs.clevr.sim import ClevrRobotEnv
+    from kalm.envs.clevr.sim import random_push_transitions
     from kalm.envs.clevr.validity import implausible_transitions
 
     ds = load_dataset(data)
@@ -39,18 +39,8 @@ def rule_on_real(data: str, random_episodes: int, seed: int) -> None:
     flagged = implausible_transitions(S, N, A)
     print(f"{data}: {len(A)} transitions, flagged {int(flagged.sum())} "
           f"({100 * flagged.mean():.2f}%)")
-    env, rng = ClevrRobotEnv(), np.random.default_rng(seed)
-    S, N, A = [], [], []
-    for _ in range(random_episodes):
-        obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
-        for _ in range(15):
-            a = int(rng.integers(40))
-            env.push(a)
-            S.append(obs)
-            obs = env.get_obs()
-            N.append(obs)
-            A.append(a)
-    flagged = implausible_transitions(np.array(S), np.array(N), np.array(A))
+    S, N, A = random_push_transitions(random_episodes * 15, seed)
+    flagged = implausible_transitions(S, N, A)
     print(f"random pushes: {len(A)} transitions, flagged {int(flagged.sum())} "
           f"({100 * flagged.mean():.2f}%)")
 

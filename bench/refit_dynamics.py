@@ -84,19 +84,9 @@ def main() -> None:
     N = torch.from_numpy(np.concatenate([e.observations[1:] for e in train])).float()
     A = torch.from_numpy(np.concatenate([e.actions for e in train])).long()
     if a.random_pushes:
-        from kalm.envs.clevr.sim import ClevrRobotEnv
+        from kalm.envs.clevr.sim import random_push_transitions
 
-        env, rng = ClevrRobotEnv(), np.random.default_rng(a.seed + 1)
-        rs, rn, ra = [], [], []
-        while len(ra) < a.random_pushes:
-            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
-            for _ in range(15):
-                act = int(rng.integers(40))
-                env.push(act)
-                rs.append(obs)
-                obs = env.get_obs()
-                rn.append(obs)
-                ra.append(act)
+        rs, rn, ra = random_push_transitions(a.random_pushes, a.seed + 1)
         S = torch.cat([S, torch.tensor(np.array(rs), dtype=torch.float32)])
         N = torch.cat([N, torch.tensor(np.array(rn), dtype=torch.float32)])
         A = torch.cat([A, torch.tensor(ra, dtype=torch.long)])

@@ -260,8 +260,8 @@ class MixedSampler:
             n += 1
         return n
 
-    def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
-        """One batch as arrays (``observations`` ..., plus ``imagined``: bool per row)."""
+    def _draw(self, batch_size: int) -> list[tuple[TransitionTable, np.ndarray, bool]]:
+        """(table, row indices, imagined?) of one batch: the real rows, then the imagined ones."""
         n_im = self._n_imagined(batch_size)
         parts = []
         if batch_size - n_im:
@@ -269,6 +269,12 @@ class MixedSampler:
         if n_im:
             assert self.imagined is not None
             parts.append((self.imagined, self.rng.integers(0, len(self.imagined), n_im), True))
+        self.last_imagined = n_im
+        return parts
+
+    def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
+        """One batch as arrays (``observations`` ..., plus ``imagined``: bool per row)."""
+        parts = self._draw(batch_size)
         z = self.goal_vectors
 
         def cat(name: str) -> np.ndarray:
@@ -277,7 +283,6 @@ class MixedSampler:
         goal = z[cat("goal_ids")]
         term = cat("terminals")
         next_goal = goal * (1.0 - term)[:, None]  # d3rlpy: a terminal's next observation is zeros
-        self.last_imagined = n_im
         acts, next_acts = cat("actions").astype(np.float32), cat("next_actions").astype(np.float32)
         if self.real.discrete:  # d3rlpy: discrete actions as a (B, 1) column
             acts, next_acts = acts[:, None], next_acts[:, None]
@@ -349,14 +354,7 @@ class TrajectorySampler(MixedSampler):
 
     def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
         """One batch of windows as arrays (``(B, context, ...)``; ``imagined``: bool per row)."""
-        n_im = self._n_imagined(batch_size)
-        parts = []
-        if batch_size - n_im:
-            parts.append((self.real, self.rng.integers(0, len(self.real), batch_size - n_im), False))
-        if n_im:
-            assert self.imagined is not None
-            parts.append((self.imagined, self.rng.integers(0, len(self.imagined), n_im), True))
-        self.last_imagined = n_im
+        parts = self._draw(batch_size)
         wins = [self._windows(t, i) for t, i, _ in parts]
         out = {k: np.concatenate([w[k] for w in wins]) for k in wins[0]}
         out["imagined"] = np.concatenate([np.full(len(i), im) for _, i, im in parts])

@@ -122,20 +122,6 @@ def test_supports_only_the_llama_layout():
 # ------------------------------------------------------------------ through GroundedLM
 
 
-@pytest.fixture(scope="module")
-def grounded():
-    lm, tok = tiny_lm(layers=2)
-    cfg = GroundConfig(model="tiny", adapter="lora", action_head="geometric",
-                       dynamics_head="physics", explain_balls=True, prompt_style="short")
-    model = build_model(cfg, lm, tok)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        for name, p in model.lm.named_parameters():
-            if "lora_B" in name:  # a trained-looking adapter: merging it must matter
-                p.data.normal_(0, 0.05)
-    return model.eval()
-
-
 def _starts(n, seed=0):
     return np.random.default_rng(seed).uniform(-0.4, 0.4, (n, 10)).astype(np.float32)
 

@@ -1,21 +1,47 @@
-"""The shipped policies in assets/policies load from their files and act in the harness."""
+"""The shipped CLEVR-Robot policies in assets/policies load from their files, read goals with the
+shipped grounded LM, act in the harness, and come with the reproduction that made them."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from kalm.evaluate import evaluate
 from kalm.goals.suites import suite_items
-from kalm.policy import make_policy
+from kalm.rl.policy import TrainedPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
+FOLDER = ROOT / "assets" / "policies"
+NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt"]
 
 
-@pytest.mark.parametrize("name", ["kalm", "kalm_filtered", "real_only"])
-def test_shipped_policy_loads_and_is_evaluable(name):
-    folder = ROOT / "assets" / "policies" / name
+@pytest.fixture(scope="module")
+def embedder():
+    """The policies' goal embedder, loaded once for the module (it reads the grounded LM)."""
+    from kalm.rl.embed import make_embedder
+
+    meta = json.loads((FOLDER / "kalm" / "policy" / "policy.json").read_text())
+    return make_embedder(meta["embedder"], disk_cache=False)
+
+
+def test_the_shipped_policies_come_from_one_reproduction_with_the_shipped_grounded_lm():
+    res = json.loads((FOLDER / "reproduce_results.json").read_text())
+    assert res["config"]["grounded"] == "assets/grounded/clevr"
+    assert {"kalm", "kalm_filtered", "real_only", "oracle", "dt", "random", "llm"} <= set(res["methods"])
+    for name in NAMES:
+        meta = json.loads((FOLDER / name / "policy" / "policy.json").read_text())
+        assert meta["embedder"] == "lm:assets/grounded/clevr", name
+        assert meta["config"]["seed"] == 0
+    assert json.loads((FOLDER / "dt" / "policy" / "policy.json").read_text())["algo"] == "discrete_dt"
+    size = sum(p.stat().st_size for n in NAMES for p in (FOLDER / n).rglob("*") if p.is_file())
+    assert size < 20e6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_policy_loads_and_is_evaluable(name, embedder):
+    folder = FOLDER / name
     assert (folder / "policy" / "policy.safetensors").is_file()
-    policy = make_policy(str(folder))
+    policy = TrainedPolicy.load(folder, embedder=embedder)
     res = evaluate(policy, suite_items("easy", 0), episodes=4, seed=0)
     assert res.categories["easy"]["episodes"] == 4
     assert all(0 <= a < 40 for e in res.episodes for a in e.actions)

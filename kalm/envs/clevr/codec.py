@@ -206,8 +206,11 @@ class PhysicsHead(nn.Module):
         d = torch.tensor(_PUSH_DIRECTIONS)
         self.register_buffer("dirs", d / d.norm(dim=-1, keepdim=True), persistent=False)
 
-    def forward(self, h: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
-                std: torch.Tensor) -> torch.Tensor:
+    def ball_features(self, h: torch.Tensor, obs: torch.Tensor, action: torch.Tensor,
+                      mean: torch.Tensor, std: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each ball's input (``f``: (N, 5, CTX + 10)) and the pieces it is made of: ball
+        centres ``p``, push direction ``u`` (N, 2), ``pushed`` flags, ``along`` / ``perp`` (each
+        ball's offset from the pushed ball along and across the push)."""
         n = obs.shape[0]
         p = obs.float().reshape(n, N_BALLS, 2)
         a = action.clamp_min(0)
@@ -221,7 +224,11 @@ class PhysicsHead(nn.Module):
         pn = ((obs.float() - mean) / std).reshape(n, N_BALLS, 2)
         ctx = self.ctx(h.float()).unsqueeze(1).expand(-1, N_BALLS, -1)
         f = torch.cat([ctx, pushed, uu, rel, rel.norm(dim=-1, keepdim=True), along, perp, pn], -1)
-        return self.net(f).flatten(1)
+        return {"f": f, "p": p, "u": u, "pushed": pushed, "along": along, "perp": perp}
+
+    def forward(self, h: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
+                std: torch.Tensor) -> torch.Tensor:
+        return self.net(self.ball_features(h, obs, action, mean, std)["f"]).flatten(1)
 
 
 class ContactHead(PhysicsHead):
@@ -245,18 +252,9 @@ class ContactHead(PhysicsHead):
 
     def forward(self, h: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, mean: torch.Tensor,
                 std: torch.Tensor) -> torch.Tensor:
-        n = obs.shape[0]
-        p = obs.float().reshape(n, N_BALLS, 2)
-        a = action.clamp_min(0)
-        b, u = a // N_DIRS, self.dirs[a % N_DIRS]  # (N,), (N, 2)
-        pb = p[torch.arange(n, device=obs.device), b]
-        rel = (p - pb.unsqueeze(1)) * _REL_SCALE  # (N, 5, 2)
-        uu = u.unsqueeze(1).expand(-1, N_BALLS, -1)
-        along = (rel * uu).sum(-1, keepdim=True)
-        perp = (rel[..., :1] * uu[..., 1:] - rel[..., 1:] * uu[..., :1])
-        pushed = F.one_hot(b, N_BALLS).float().unsqueeze(-1)
-        pn = ((obs.float() - mean) / std).reshape(n, N_BALLS, 2)
-        ctx = self.ctx(h.float()).unsqueeze(1).expand(-1, N_BALLS, -1)
+        x = self.ball_features(h, obs, action, mean, std)
+        p, u, pushed, along, perp = x["p"], x["u"], x["pushed"], x["along"], x["perp"]
+        n = p.shape[0]
         # pairs (i, j): j's offset from i, along and across the push, its length, who is pushed
         d = (p.unsqueeze(1) - p.unsqueeze(2)) * _REL_SCALE  # (N, i, j, 2) = p_j - p_i
         u4 = u.view(n, 1, 1, 2)
@@ -272,9 +270,7 @@ class ContactHead(PhysicsHead):
         w = self.walls
         wall = torch.stack([p[..., 0] - w[0], w[1] - p[..., 0], p[..., 1] - w[2], w[3] - p[..., 1]],
                            -1) * _REL_SCALE  # (N, 5, 4): room to each wall
-        f = torch.cat([ctx, pushed, uu, rel, rel.norm(dim=-1, keepdim=True), along, perp, pn, g,
-                       wall], -1)
-        return self.net(f).flatten(1)
+        return self.net(torch.cat([x["f"], g, wall], -1)).flatten(1)
 
 
 class NumericCodec(CodecStats, nn.Module):

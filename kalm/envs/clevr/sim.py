@@ -28,6 +28,7 @@ __all__ = [
     "decode_action",
     "encode_action",
     "sample_initial_obs",
+    "random_push_transitions",
     "InitialStateError",
 ]
 
@@ -299,3 +300,22 @@ class ClevrRobotEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+def random_push_transitions(n: int, seed: int = 0, per_reset: int = 15,
+                            env: ClevrRobotEnv | None = None) -> tuple[np.ndarray, ...]:
+    """``n`` random pushes, ``per_reset`` after each seeded reset: states ``(n, 10)``, next states
+    ``(n, 10)`` and actions ``(n,)`` (walls, contacts and balls shoved into others included)."""
+    env = env or ClevrRobotEnv()
+    rng = np.random.default_rng(seed)
+    S, N, A = [], [], []
+    while len(A) < n:
+        obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
+        for _ in range(min(per_reset, n - len(A))):
+            a = int(rng.integers(N_ACTIONS))
+            env.push(a)
+            S.append(obs)
+            obs = env.get_obs()
+            N.append(obs)
+            A.append(a)
+    return np.array(S), np.array(N), np.array(A, dtype=np.int64)
