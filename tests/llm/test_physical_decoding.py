@@ -4,7 +4,6 @@ overlaps, and never a real push."""
 
 import numpy as np
 import pytest
-import torch
 
 from kalm.envs import get_env
 from kalm.envs.clevr.sim import (PUSH_DIRECTIONS, ClevrRobotEnv, encode_action,
