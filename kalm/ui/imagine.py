@@ -250,7 +250,7 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
                          "base_seed": int(base), "reset_seed": reset_seed,
                          "s0": np.asarray(s0, dtype=np.float32)})
         episodes, times = _run_batch(model, environment, env, plan, cfg)
-        timings = {k: round(v, 3) for k, v in times.items()}
+        timings = {k: round(v, 3) for k, v in times.items() if isinstance(v, float)}
         out = []
         for item, ep in zip(items, episodes):
             v = RolloutValidity.from_dict(ep.info["validity"])
