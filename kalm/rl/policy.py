@@ -166,11 +166,13 @@ class TrainedPolicy:
             text = self.environment.describe(goal)
         self._z = self.goal_vector(text)
         if self.sequence:
-            from d3rlpy.algos import GreedyTransformerActionSampler
+            from d3rlpy.algos import (GreedyTransformerActionSampler,
+                                      IdentityTransformerActionSampler)
 
-            if self._wrapper is None:
-                self._wrapper = self.algo.as_stateful_wrapper(
-                    self.target_return, GreedyTransformerActionSampler())
+            if self._wrapper is None:  # greedy: the argmax push, or the regressed action
+                sampler = (GreedyTransformerActionSampler() if self.action_spec.discrete
+                           else IdentityTransformerActionSampler())
+                self._wrapper = self.algo.as_stateful_wrapper(self.target_return, sampler)
             self._wrapper.reset()
             self._goal, self._prev = goal, None
 
