@@ -47,8 +47,10 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     assert res["env"] == "metaworld" and res["algos"] == list(ALGOS)
     assert res["config"]["env"] == "metaworld"
     keys = [f"{m}-{a}" for a in ALGOS for m in METHODS]
-    assert list(res["methods"]) == keys + ["random", "llm"]
-    for key in (*keys, "random", "llm"):
+    # the tiny preset also trains the continuous Decision Transformer on the real data
+    assert list(res["methods"]) == keys + ["dt", "random", "llm"]
+    assert res["methods"]["dt"]["algo_name"] == "dt"
+    for key in (*keys, "dt", "random", "llm"):
         m = res["methods"][key]
         for cat in CATEGORIES:
             assert m["categories"][cat] is not None, (key, cat)
@@ -66,7 +68,7 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert list(stages) == list(STAGES)
     assert all(stages[n]["state"] == "done" for n in STAGES)
-    assert set(stages["train"]["units"]) == {f"{k}-s0" for k in keys}
+    assert set(stages["train"]["units"]) == {f"{k}-s0" for k in keys} | {"dt-s0"}
     assert stages["collect"]["settings"]["env"] == "metaworld"
     for key in keys:  # the policies are Meta-World's (continuous actions, 91-d states)
         meta = json.loads((out / "train" / f"{key}-s0" / "policy" / "policy.json").read_text())
