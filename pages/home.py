@@ -77,22 +77,24 @@ def page_link(page: str, label: str, icon: str) -> None:
         st.caption(f"{label}: open it from the sidebar.")
 
 
-def run_demo(model_dir: Path) -> None:
+def run_demo(model_dir: Path, slot) -> None:
     """Wait for the model (loaded once per server, in the background: the Imagine page shares
-    it), imagine the demo goal, show the rollout, its checks and video, then the explanation."""
+    it), imagine the demo goal, show the rollout, its checks and video, then the explanation.
+
+    ``slot``: the demo's placeholder. What it shows while it waits and imagines is one element
+    at a time, so that the last demo (a container, its video playing) is gone at once."""
     from kalm.envs import get_env
     from kalm.ui.imagine import explain_rollout, imagine_rollout, throttled
 
     t0 = time.perf_counter()
     st.session_state.pop("home_demo", None)
     res = preload.grounded(model_dir)
-    slot = st.empty()
+    slot.info("The LM is imagining the rollout…")
     try:
         model = preload.wait(res, lambda s: slot.info(
             f":material/hourglass_top: Loading {res.label}… {s:.0f} s (once per server)"))
     except Exception as e:  # missing base LM, corrupt weights: a message, not a traceback
-        slot.empty()
-        st.error(f"Could not load the grounded model `{display_path(model_dir)}`: {e}")
+        slot.error(f"Could not load the grounded model `{display_path(model_dir)}`: {e}")
         return
     t1 = time.perf_counter()
     slot.info("The LM is imagining the rollout…")
@@ -101,15 +103,14 @@ def run_demo(model_dir: Path) -> None:
             model, home_ui.DEMO_TEXT, home_ui.DEMO_SEED, goal=get_env(model.env_name).goal_from_dict(home_ui.DEMO_GOAL),
             max_steps=home_ui.DEMO_MAX_STEPS, category=home_ui.DEMO_CATEGORY,
             on_step=throttled(lambda t, o, a: slot.info(
-                f"The LM is imagining the rollout… step {t + 1}")))
+                f"The LM is imagining the rollout… step {t + 1}"), 0.3))
     except Exception as e:
-        slot.empty()
-        st.error(f"The demo could not imagine its rollout: {e}")
+        slot.error(f"The demo could not imagine its rollout: {e}")
         return
-    slot.empty()
     demo = {"result": result, "clicked": t0, "load_s": t1 - t0}
     st.session_state["home_demo"] = demo
-    validity_slot, explanation_slot = show_demo(demo, explaining=True)
+    with slot.container():
+        validity_slot, explanation_slot = show_demo(demo, explaining=True)
     try:
         demo["result"] = explain_rollout(model, result)
     except Exception as e:
@@ -224,10 +225,10 @@ if problem:
                "assets/data/aim4k.npz --out runs/NAME` and use it on the Imagine page.")
 clicked = st.button("Imagine a novel goal", type="primary", icon=":material/auto_awesome:",
                     key="home_demo_go", disabled=problem is not None)
-if clicked and problem is None:
-    run_demo(model_dir)  # shows the demo as it goes
-elif st.session_state.get("home_demo") is not None:
-    show_demo(st.session_state["home_demo"])
+# The demo's place; it is filled at the end of the script, so that while the LM imagines, the
+# rest of the page is already drawn (not left stale, fading, redrawn by the browser on the CPU
+# the LM needs).
+demo_area = st.empty()
 links = st.columns(2)
 with links[0]:
     page_link("pages/imagine.py", "More goals, seeds and batches on the Imagine page",
@@ -279,3 +280,9 @@ with tabs[5]:
                 f"`{home_ui.runs_folder_label()}`.")
     for message in runs.problems:
         st.warning(message)
+
+if clicked and problem is None:
+    run_demo(model_dir, demo_area)  # shows the demo as it goes
+elif st.session_state.get("home_demo") is not None:
+    with demo_area.container():
+        show_demo(st.session_state["home_demo"])

@@ -99,11 +99,12 @@ def _goal_from_dict(d: dict, env: str):
     return get_env(env).goal_from_dict(d)
 
 
-def load_model(folder: Path):
+def load_model(folder: Path, slot=None):
     """The model (from the process-wide registry: loaded once, in the background when the server
-    started), or None after showing why it cannot be loaded. While it loads, says so."""
+    started), or None after showing why it cannot be loaded. While it loads, says so in ``slot``
+    (a placeholder; a new one here when None)."""
     res = preload.grounded(folder)
-    slot = st.empty()
+    slot = st.empty() if slot is None else slot
     try:
         return preload.wait(res, lambda s: slot.info(
             f":material/hourglass_top: Loading {res.label}… {s:.0f} s (once per server)"))
@@ -239,8 +240,8 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
             st.json(r.goal)
     T = r.steps
     left, right = st.columns(2)
-    # A new rollout's video is rendered last (it takes longest), so plots and checks show
-    # first; once rendered (cached) it is drawn in place, so that reruns do not restart it.
+    # A new rollout's checks show first, then its video (rendered here), then the plots; once
+    # rendered (cached) the video is drawn in place, so that reruns do not restart it.
     video_id = hash((r.observations.tobytes(), r.actions.tobytes()))
     rendered = st.session_state.setdefault("im_rendered", set())
     video_slot = left.empty()
@@ -253,10 +254,7 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
         step = st.slider("Step (synced with this frame and the plots)", 0, T, 0,
                          key=f"{key}_step_{T}") if T else 0
         frame_slot = st.empty()
-    if r.env != CLEVR:
-        _generic_figures(r, key, step)
-    else:
-        _clevr_figures(r, key, step, T)
+    figures = st.container()  # filled after the checks and the video (they matter first)
     validity_slot, explanation_slot = st.empty(), st.empty()
     with validity_slot.container():
         show_validity(r)
@@ -278,6 +276,11 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
             if n > 1 and step < T:
                 nxt += f" (frame of step {min(shown * n, T)})"
         frame_slot.image(frame, caption=f"step {step} / {T} · {nxt}", width="stretch")
+    with figures:
+        if r.env != CLEVR:
+            _generic_figures(r, key, step)
+        else:
+            _clevr_figures(r, key, step, T)
     if explain_with is not None:  # last: the rollout, its checks and video are on screen
         st.session_state["im_shown_at"] = time.perf_counter()
         try:
@@ -333,40 +336,49 @@ def _clevr_figures(r, key: str, step: int, T: int) -> None:
                        "how far each ball lands from where the physics puts it.")
 
 
-def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR):
+def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR,
+                 live=None):
     """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
-    the last push); returns it checked, without the explanation (or None after an error)."""
-    live = st.empty()
+    the last push) into ``live`` (a placeholder; a new one here when None); returns it checked,
+    without the explanation (or None after an error).
+
+    Each live frame is one element (an image and its caption), so that drawing it into a
+    placeholder that held a container (the last result) replaces that container at once."""
+    live = st.empty() if live is None else live
 
     def draw(t: int, observations, actions) -> None:
-        with live.container():
-            st.markdown(f"**The LM is imagining… step {t + 1}** · last push: "
-                        f"{action_label(actions[-1])}")
-            st.image(topview_image(observations), width=420,
-                     caption="Top view of the imagined states so far (○ start, ● now).")
+        live.image(topview_image(observations), width=420,
+                   caption=f"The LM is imagining… step {t + 1} · last push: "
+                           f"{action_label(actions[-1])}. Top view of the imagined states so "
+                           "far (○ start, ● now).")
 
     if env != CLEVR:
         environment = get_env(env)
 
         def draw(t: int, observations, actions) -> None:  # noqa: F811
-            with live.container():
-                st.markdown(f"**The LM is imagining… step {t + 1}** · last action: "
-                            f"{environment.action_label(actions[-1])}")
-                st.image(environment.topview_image(observations), width=420,
-                         caption="The imagined x-y paths so far, seen from above (gripper and "
-                                 "objects).")
+            live.image(environment.topview_image(observations), width=420,
+                       caption=f"The LM is imagining… step {t + 1} · last action: "
+                               f"{environment.action_label(actions[-1])}. The imagined x-y paths "
+                               "so far, seen from above (gripper and objects).")
 
     try:
-        with st.spinner("The LM is imagining…"):
-            r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
-                                on_step=throttled(draw))
+        # no spinner: the live view says it, and its animation would cost the browser CPU
+        r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
+                            on_step=throttled(draw, LIVE_EVERY))
     except Exception as e:
-        live.empty()
-        st.error(f"Imagination failed: {e}")
+        live.error(f"Imagination failed: {e}")
         return None
-    live.caption(f"Imagined {r.steps} steps in {r.timings.get('generate_s', 0):.1f} s, drawn "
-                 "live as the LM wrote them.")
+    live.caption(live_note(r))
     return r
+
+
+LIVE_EVERY = 0.25
+"""Seconds between two live frames (each costs the browser a redraw, on the CPU the LM needs)."""
+
+
+def live_note(r) -> str:
+    return (f"Imagined {r.steps} steps in {r.timings.get('generate_s', 0):.1f} s, drawn live as "
+            "the LM wrote them.")
 
 
 # ----------------------------------------------------------------------------- page
@@ -402,13 +414,15 @@ model_status(model_dir)
 mode = st.radio("Mode", MODES, horizontal=True, key="im_mode")
 
 if mode == MODES[0]:
-    options = [NO_PICK] + [f"{s}:{i}" for s in SUITES for i in range(len(_suite(s, env_name)))]
+    # the suites' texts read once a run (a cached call per option would cost 0.3 s a rerun)
+    texts = {s: [d["text"] for d in _suite(s, env_name)] for s in SUITES}
+    options = [NO_PICK] + [f"{s}:{i}" for s in SUITES for i in range(len(texts[s]))]
 
     def _fmt(o: str) -> str:
         if o == NO_PICK:
             return o
         s, i = o.split(":", 1)
-        return f"{s} · {_suite(s, env_name)[int(i)]['text']}"
+        return f"{s} · {texts[s][int(i)]}"
 
     st.selectbox("Pick a goal from a suite (optional)", options, key=K("im_pick"),
                  format_func=_fmt, on_change=_pick_suite_goal,
@@ -448,25 +462,40 @@ if mode == MODES[0]:
                           help="Cycle consistency: does its explanation name the same goal?")
     explain_with = None
     result_key = K("im_result")
-    if st.button("Imagine", type="primary", key=K("im_go")):
+    clicked = st.button("Imagine", type="primary", key=K("im_go"))
+    # One placeholder holds the model's wait, the live view (single elements) and then the
+    # result (a container): a click replaces the last result at once. (A container written
+    # into it would inherit the last result's elements, stale, until the run ends: its video
+    # and charts would keep the browser busy redrawing them beside every live step, on the CPU
+    # the LM needs.)
+    area = st.empty()
+    problem = note = None
+    if clicked:
         t0 = time.perf_counter()
         try:
             clean, _ = check_goal_text(text, env_name)
         except GoalTextProblem as e:
-            st.error(str(e))
+            problem = str(e)
+            area.error(problem)
         else:
-            model = load_model(model_dir)
+            model = load_model(model_dir, area)
             if model is not None:
                 st.session_state.pop(result_key, None)
-                r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name)
+                r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name, area)
                 if r is not None:
                     st.session_state[result_key] = r
                     st.session_state["im_clicked_at"] = t0
                     explain_with = model if explain else None
+                    note = live_note(r)
     result = st.session_state.get(result_key)
     if result is not None:
-        st.divider()
-        show_rollout(result, K("im_one"), explain_with=explain_with, result_key=result_key)
+        with area.container():
+            if problem:
+                st.error(problem)
+            if note:
+                st.caption(note)
+            st.divider()
+            show_rollout(result, K("im_one"), explain_with=explain_with, result_key=result_key)
         t0 = st.session_state.pop("im_clicked_at", None)
         if t0 is not None:
             shown = st.session_state.pop("im_shown_at", None) or time.perf_counter()
