@@ -41,6 +41,31 @@ def test_one_click_imagines_and_shows_video_and_validity(tiny_demo):
     assert len(elements(at, "video")) == 1
 
 
+def _top_level_index(at, predicate) -> int:
+    """The index, in the page's main column, of the first top-level block holding an element
+    for which ``predicate`` holds."""
+    def has(node) -> bool:
+        return predicate(node) or any(has(c) for c in getattr(node, "children", {}).values())
+
+    return next(i for i, node in sorted(at.main.children.items()) if has(node))
+
+
+def test_the_demo_is_shown_in_its_place_though_the_script_fills_it_last(tiny_demo):
+    at = run_ok(page("home"))
+    at.button(key="home_demo_go").click()
+    run_ok(at)
+    video = _top_level_index(at, lambda n: getattr(n, "type", None) == "video")
+    button = _top_level_index(at, lambda n: getattr(n, "key", None) == "home_demo_go")
+    runs = _top_level_index(at, lambda n: getattr(n, "type", None) == "header"
+                            and getattr(n, "value", "") == "Local runs")
+    assert button < video < runs
+    # a second click replaces the first demo (one video, in the same place)
+    at.button(key="home_demo_go").click()
+    run_ok(at)
+    assert len(elements(at, "video")) == 1
+    assert _top_level_index(at, lambda n: getattr(n, "type", None) == "video") == video
+
+
 def test_demo_model_that_cannot_load_gives_a_message(tiny_demo, monkeypatch):
     broken = tiny_demo / "tiny-ground" / "model"
     (broken / "codec.safetensors").write_bytes(b"not weights")

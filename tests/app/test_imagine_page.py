@@ -132,3 +132,37 @@ def test_batch_of_typed_goals_skips_unparseable_lines(runs_dir):
     at.button(key="imb_go").click()
     run_ok(at)
     assert at.error and "No goal to imagine" in at.error[0].value
+
+
+def _top_level_index(at, predicate) -> int:
+    def has(node) -> bool:
+        return predicate(node) or any(has(c) for c in getattr(node, "children", {}).values())
+
+    return next(i for i, node in sorted(at.main.children.items()) if has(node))
+
+
+def test_the_live_view_and_the_result_share_one_place_right_below_the_button(runs_dir,
+                                                                              monkeypatch):
+    """The live frames are drawn into the placeholder that holds the result, as single elements
+    (so a click drops the last result at once), and the result then fills that same place."""
+    import kalm.ui.imagine as imagine_ui
+
+    placed = []
+
+    def unthrottled(draw, every=0.15):
+        return lambda t, observations, actions, done: draw(t, observations, actions)
+
+    monkeypatch.setattr(imagine_ui, "throttled", unthrottled)
+    at = tiny_page()
+    at.text_input(key="im_text").set_value("Put the red ball to the left of the blue ball")
+    for seed in (5, 6):
+        at.number_input(key="im_seed").set_value(seed)
+        at.button(key="im_go").click()
+        run_ok(at)
+        assert not at.error, [e.value for e in at.error]
+        assert len(elements(at, "video")) == 1
+        button = _top_level_index(at, lambda n: getattr(n, "key", None) == "im_go")
+        placed.append(_top_level_index(at, lambda n: getattr(n, "type", None) == "video")
+                      - button)
+    assert placed == [1, 1]
+    assert any("drawn live as the LM wrote them" in c.value for c in at.caption)
