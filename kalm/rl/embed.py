@@ -164,6 +164,18 @@ class SentenceEmbedder:
         return _normalise(v)
 
 
+_SHARED_MODELS = None
+
+
+def share_grounded_models(provider) -> None:
+    """Let ``lm:`` embedders take their grounded model from ``provider(folder)`` instead of
+    loading their own copy (the app passes its once-per-server preloaded models:
+    ``kalm.ui.preload``). ``provider`` returns None for a folder it does not hold; None turns
+    sharing off."""
+    global _SHARED_MODELS
+    _SHARED_MODELS = provider
+
+
 class LMEmbedder:
     """A grounded LM's last hidden state at the end of its rollout prompt (see the module doc)."""
 
@@ -209,9 +221,12 @@ class LMEmbedder:
 
     def _load(self):
         if self._model is None:
-            from kalm.llm.train import load_grounded
+            shared = _SHARED_MODELS(self.folder) if _SHARED_MODELS is not None else None
+            if shared is None:
+                from kalm.llm.train import load_grounded
 
-            self._model = load_grounded(self.folder)
+                shared = load_grounded(self.folder)
+            self._model = shared
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -16,7 +16,9 @@ registry (module state, shared by every session of the server):
                    encoder (one tiny side-by-side video is rendered and thrown away).
 ``embedder``       the default goal-text embedder (``kalm.rl.embed``, MiniLM), used by trained
                    policies on the Compare page; started after the grounded model (two CPU cores
-                   are better spent on the model first).
+                   are better spent on the model first). Policies whose goal features come from
+                   a grounded LM (``lm:DIR``) take that model from this registry when it holds
+                   it (``shared_grounded``), not a second copy.
 
 A page asks ``grounded(path)`` / ``get(name)`` for the ``Future`` and, while it is not done,
 ``wait(future, on_wait)`` calls ``on_wait(seconds_so_far)`` a few times a second, so it can say
@@ -49,6 +51,7 @@ __all__ = [
     "status",
     "wait",
     "load_counts",
+    "shared_grounded",
     "reset",
     "PRELOAD_ENV",
 ]
@@ -216,6 +219,22 @@ def embedder(after: Future | None = None) -> Resource:
     return _submit("embedder", "the goal-text embedder (MiniLM)", _load_embedder, after=after)
 
 
+def shared_grounded(folder: str | Path):
+    """The registry's grounded model of ``folder`` when it holds one (waiting for it while it
+    loads), else None: what ``lm:`` goal embedders use instead of loading a copy
+    (``kalm.rl.embed.share_grounded_models``; ``start`` sets it)."""
+    try:
+        r = get(grounded_key(folder))
+    except OSError:
+        return None
+    if r is None or r.state == "failed":
+        return None
+    try:
+        return wait(r)
+    except Exception:  # noqa: BLE001 - the embedder then loads its own, and says why if it fails
+        return None
+
+
 def start(model: str | Path | None = DEFAULT_GROUNDED, render: bool = True,
           embed: bool = True) -> None:
     """Preload, in background threads: the grounded model ``model`` (when it is a grounded model
@@ -228,6 +247,9 @@ def start(model: str | Path | None = DEFAULT_GROUNDED, render: bool = True,
         if _STARTED:
             return
         _STARTED = True
+        from kalm.rl.embed import share_grounded_models
+
+        share_grounded_models(shared_grounded)
         first = None
         if model is not None and (Path(model) / "grounded.json").is_file():
             first = grounded(model).future

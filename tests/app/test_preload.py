@@ -170,3 +170,19 @@ def test_throttled_draws_the_first_and_last_steps_and_at_most_every_interval():
 def test_topview_image_is_an_rgb_array():
     img = plots.topview_image(np.random.default_rng(0).uniform(-0.3, 0.3, (4, 10)))
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+
+
+def test_lm_goal_embedder_uses_the_preloaded_model_not_a_copy(preloading, monkeypatch):
+    from kalm.rl import embed
+
+    folder, loads = preloading
+    monkeypatch.setattr(embed, "_SHARED_MODELS", None)
+    preload.start(model=folder / "model", render=False, embed=False)
+    model = preload.wait(preload.grounded(folder))
+    emb = embed.make_embedder(f"lm:{folder}", disk_cache=False)
+    vecs = emb.embed([GOAL, "Put the blue ball to the left of the red ball"])
+    assert vecs.shape == (2, emb.dim) and np.isfinite(vecs).all()
+    assert emb.inner._model is model
+    assert len(loads) == 1
+    # a folder the registry does not hold: the embedder loads its own
+    assert preload.shared_grounded(folder / "nonexistent") is None
