@@ -143,7 +143,11 @@ def imagine_click(cdp: CDP, seed: int) -> dict:
         done = poll(finished, 300, "the checks and a playable video")
     except AssertionError as e:
         raise AssertionError(f"{e}; video {cdp.js(VIDEO)}, page: {cdp.js(TEXT)[-1500:]}") from None
-    explained = poll(lambda: "to the LM's explanation" in cdp.js(TEXT), 300, "the explanation")
+    # this rollout's explanation (inside the result, which the click cleared; the caption
+    # "... to the LM's explanation" below it stays from the last click until the run ends)
+    explained = poll(lambda: "The LM explains its rollout" in cdp.js(TEXT)
+                     and "The LM is explaining its rollout" not in cdp.js(TEXT), 300,
+                     "the explanation")
     text = cdp.js(TEXT)
     steps = next((ln.split(" steps")[0].split("Imagined ")[-1] for ln in text.splitlines()
                   if ln.startswith("Imagined ") and "drawn live" in ln), "?")

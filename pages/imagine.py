@@ -240,8 +240,9 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
             st.json(r.goal)
     T = r.steps
     left, right = st.columns(2)
-    # A new rollout's checks show first, then its video (rendered here), then the plots; once
-    # rendered (cached) the video is drawn in place, so that reruns do not restart it.
+    # A new rollout's checks show first, then its video (rendered here), then the LM's
+    # explanation when it was asked for, then the plots (in their place above the checks);
+    # once rendered (cached) the video is drawn in place, so that reruns do not restart it.
     video_id = hash((r.observations.tobytes(), r.actions.tobytes()))
     rendered = st.session_state.setdefault("im_rendered", set())
     video_slot = left.empty()
@@ -276,11 +277,15 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
             if n > 1 and step < T:
                 nxt += f" (frame of step {min(shown * n, T)})"
         frame_slot.image(frame, caption=f"step {step} / {T} · {nxt}", width="stretch")
-    with figures:
-        if r.env != CLEVR:
-            _generic_figures(r, key, step)
-        else:
-            _clevr_figures(r, key, step, T)
+    def draw_figures() -> None:
+        with figures:
+            if r.env != CLEVR:
+                _generic_figures(r, key, step)
+            else:
+                _clevr_figures(r, key, step, T)
+
+    if explain_with is None:
+        draw_figures()
     if explain_with is not None:  # last: the rollout, its checks and video are on screen
         st.session_state["im_shown_at"] = time.perf_counter()
         try:
@@ -288,6 +293,7 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
         except Exception as e:
             with explanation_slot.container():
                 st.error(f"The LM could not explain its rollout: {e}")
+            draw_figures()
             return r
         if result_key:
             st.session_state[result_key] = r
@@ -295,6 +301,10 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
             show_validity(r)
         with explanation_slot.container():
             show_explanation(r)
+        # The plots come last, in their place above: drawing four charts takes the browser
+        # longer than the explanation takes the LM, and done before it they delayed both the
+        # video's first frame and the explanation (measured: bench/app_latency.py).
+        draw_figures()
     return r
 
 

@@ -104,11 +104,19 @@ def test_the_explanation_runs_after_the_rollout_checks_and_video(runs_dir, monke
         seen["result"] = st.session_state.get("im_result") is r
         return real(model, r)
 
-    monkeypatch.setattr(imagine_ui, "explain_rollout", explain)
+    order = []
+    real_topview = plots.topview_figure
+    monkeypatch.setattr(plots, "topview_figure", lambda *a, **k: order.append("plots")
+                        or real_topview(*a, **k))
+    monkeypatch.setattr(imagine_ui, "explain_rollout",
+                        lambda model, r: order.append("explain") or explain(model, r))
     at = _imagine_click(3)
     assert not at.error, [e.value for e in at.error]
     # when the LM was asked, the checked rollout was already kept and its video rendered
     assert seen == {"validity": True, "explanation": None, "video": True, "result": True}
+    # the plots are drawn after the explanation (they would slow the video and it)
+    assert order == ["explain", "plots"], order
+    assert len(elements(at, "plotly_chart")) == 4
     r = at.session_state["im_result"]
     assert r.explanation is not None and r.validity.cycle_consistent is not None
     assert any("The LM explains" in m.value for m in at.markdown)
