@@ -373,8 +373,9 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = C
 
     try:
         # no spinner: the live view says it, and its animation would cost the browser CPU
+        # (not the last step: the checked rollout replaces the live view at once)
         r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
-                            on_step=throttled(draw, LIVE_EVERY))
+                            on_step=throttled(draw, LIVE_EVERY, final=False))
     except Exception as e:
         live.error(f"Imagination failed: {e}")
         return None

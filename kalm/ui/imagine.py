@@ -308,16 +308,17 @@ def imagine_one(model, text: str, seed: int, goal: Any | dict | None = None,
                               max_steps, explain)[0]
 
 
-def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float = 0.15
-              ) -> Callable[[int, np.ndarray, np.ndarray, bool], None]:
+def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float = 0.15,
+              final: bool = True) -> Callable[[int, np.ndarray, np.ndarray, bool], None]:
     """An ``on_step`` for ``imagine_rollout`` that calls ``draw(t, observations, actions)`` on the
-    first step, on the last one, and otherwise at most once every ``every`` seconds (a redraw that
-    costs more than a generated step would slow generation down)."""
+    first step, on the last one (unless not ``final``: when the finished rollout replaces the
+    drawing at once), and otherwise at most once every ``every`` seconds (a redraw that costs
+    more than a generated step would slow generation down)."""
     last = [-float("inf")]
 
     def on_step(t: int, observations: np.ndarray, actions: np.ndarray, done: bool) -> None:
         now = time.perf_counter()
-        if t == 0 or done or now - last[0] >= every:
+        if t == 0 or (done and final) or (not done and now - last[0] >= every):
             draw(t, observations, actions)
             last[0] = time.perf_counter()
 

@@ -149,7 +149,7 @@ def test_the_live_view_and_the_result_share_one_place_right_below_the_button(run
 
     placed = []
 
-    def unthrottled(draw, every=0.15):
+    def unthrottled(draw, every=0.15, final=True):
         return lambda t, observations, actions, done: draw(t, observations, actions)
 
     monkeypatch.setattr(imagine_ui, "throttled", unthrottled)

@@ -65,7 +65,7 @@ def test_imagine_page_uses_the_background_load_and_draws_the_rollout_live(preloa
     real_draw = plots.topview_image
     monkeypatch.setattr(plots, "topview_image", lambda o, *a, **k: drawn.append(len(o))
                         or real_draw(o, *a, **k))
-    monkeypatch.setattr(imagine_ui, "throttled", lambda draw, every=0.15: _unthrottled(draw))
+    monkeypatch.setattr(imagine_ui, "throttled", lambda draw, every=0.15, final=True: _unthrottled(draw))
     preload.wait(preload.grounded(folder))
     at = run_ok(page("imagine"))
     assert at.selectbox(key="im_model").value == TINY
@@ -173,6 +173,11 @@ def test_throttled_draws_the_first_and_last_steps_and_at_most_every_interval():
     for t in range(5):
         cb(t, np.zeros((t + 2, 10)), np.zeros(t + 1), t == 4)
     assert calls == [0, 4]
+    calls.clear()
+    cb = imagine_ui.throttled(lambda t, o, a: calls.append(t), every=0, final=False)
+    for t in range(5):
+        cb(t, np.zeros((t + 2, 10)), np.zeros(t + 1), t == 4)
+    assert calls == [0, 1, 2, 3]  # the page replaces the drawing with the finished rollout
 
 
 def test_topview_image_is_an_rgb_array():
