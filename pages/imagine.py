@@ -130,6 +130,7 @@ def model_status(folder: Path) -> None:
     res = preload.grounded(folder, retry=False) if preload.enabled() else preload.get(
         preload.grounded_key(folder))
     if res is None:
+        st.empty()  # the line's place, so that what follows keeps its place once it is loaded
         return
     if res.state == "loading":
         _model_loading(res.name)
