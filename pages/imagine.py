@@ -384,8 +384,9 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = C
     return r
 
 
+# Seconds between two live frames (each costs the browser a redraw, on the CPU the LM needs).
+# (A comment, not a docstring: Streamlit would draw a bare string on the page.)
 LIVE_EVERY = 0.25
-"""Seconds between two live frames (each costs the browser a redraw, on the CPU the LM needs)."""
 
 
 def live_note(r) -> str:

@@ -168,3 +168,10 @@ def test_the_live_view_and_the_result_share_one_place_right_below_the_button(run
     (b1, v1), (b2, v2) = placed
     assert v1 == b1 + 1 and (b2, v2) == (b1, v1), placed
     assert any("drawn live as the LM wrote them" in c.value for c in at.caption)
+
+
+def test_no_stray_text_above_the_title(runs_dir):
+    """Streamlit draws a bare module-level string: the page's first element is its title."""
+    at = run_ok(page("imagine"))
+    first = at.main.children[min(at.main.children)]
+    assert getattr(first, "type", None) == "title", first
