@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DEFAULT_FPS", "MACRO_BLOCK_SIZE", "Mp4Encoder", "VideoFrames", "mp4_bytes",
-           "pad_to_multiple", "side_by_side", "write_gif", "write_mp4"]
+           "label_panes", "pad_to_multiple", "side_by_side", "write_gif", "write_mp4"]
 
 DEFAULT_FPS = 10.0
 
@@ -248,11 +248,25 @@ def _fit_height(frame: np.ndarray, height: int, label: str | None) -> np.ndarray
     return _draw_label(frame, label) if label else frame
 
 
+def label_panes(frame: np.ndarray, labels: Sequence[str | None]) -> np.ndarray:
+    """A frame of ``len(labels)`` equal panes side by side with each pane labelled as
+    ``side_by_side`` labels its frames (``None``: no label); labelled in place, returned."""
+    pane = frame.shape[1] // max(1, len(labels))
+    for i, text in enumerate(labels):
+        if text:
+            _blend_label(frame[:, i * pane:(i + 1) * pane], text)
+    return frame
+
+
 def _draw_label(frame: np.ndarray, text: str) -> np.ndarray:
     """``frame`` with ``text`` in white on a dark box in its top-left corner."""
+    return _blend_label(np.array(frame, dtype=np.uint8, copy=True), text)
+
+
+def _blend_label(out: np.ndarray, text: str) -> np.ndarray:
+    """Blend the label into ``out`` (a uint8 frame or a view of one) in place."""
     rgb, alpha = _label_overlay(text)
-    h, w = min(alpha.shape[0], frame.shape[0]), min(alpha.shape[1], frame.shape[1])
-    out = np.array(frame, dtype=np.uint8, copy=True)
+    h, w = min(alpha.shape[0], out.shape[0]), min(alpha.shape[1], out.shape[1])
     a = alpha[:h, :w]
     out[:h, :w] = (out[:h, :w] * (1.0 - a) + rgb[:h, :w] * a + 0.5).astype(np.uint8)
     return out

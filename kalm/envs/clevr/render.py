@@ -57,6 +57,7 @@ __all__ = [
     "SceneRenderer",
     "episode_frames",
     "episode_frame_count",
+    "episode_shots",
     "iter_episode_frames",
     "shared_renderer",
     "side_by_side",
@@ -178,6 +179,41 @@ class SceneRenderer:
         if self._discs is not None:
             self._discs.add_to(self._renderer.scene, data)
         return self._renderer.render()
+
+    def render_panes(self, shots: Sequence) -> np.ndarray:
+        """Several scenes side by side, drawn in one pass: shot ``i`` into the ``i``-th of
+        ``len(shots)`` equal columns of this renderer's frame, read back once (one readback of
+        the whole frame costs much less than one per pane with the software renderer).
+
+        A shot is a simulator state (an ``MjData``, drawn as it is, the pusher too) or
+        ``(observation, pusher point or None)`` (balls at rest, as ``render_obs``). Returns the
+        ``(H, W, 3)`` uint8 frame; the width must divide evenly.
+        """
+        n = len(shots)
+        if n < 1 or self.width % n:
+            raise ValueError(f"cannot split a frame {self.width} wide into {n} equal panes")
+        r = self._renderer
+        if r is None:
+            raise RuntimeError("render_panes cannot be called after close")
+        pane = self.width // n
+        if r._gl_context:
+            r._gl_context.make_current()
+        for i, shot in enumerate(shots):
+            if isinstance(shot, mujoco.MjData):
+                data = shot
+            else:
+                obs, pusher_xy = shot
+                data = self.sim.data
+                self.sim.set_obs(obs, pusher_xy=_PUSHER_HIDDEN if pusher_xy is None else pusher_xy)
+            r.update_scene(data, camera=self.camera)
+            if self._discs is not None:
+                self._discs.add_to(r.scene, data)
+            mujoco.mjr_render(mujoco.MjrRect(i * pane, 0, pane, self.height), r.scene,
+                              r._mjr_context)
+        out = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(out, None, mujoco.MjrRect(0, 0, self.width, self.height),
+                              r._mjr_context)
+        return np.ascontiguousarray(out[::-1])
 
     def render_obs(self, obs: np.ndarray, pusher_xy: np.ndarray | None = None) -> np.ndarray:
         """Render the balls at the centres in ``obs`` (10 floats), at rest.
@@ -441,12 +477,22 @@ def iter_episode_frames(
     these iterators can take turns on one renderer (the panes of a side-by-side video, drawn frame
     by frame while an encoder takes the finished ones). Hold the renderer while iterating.
     """
+    shots = episode_shots(observations, actions, mode=mode, substep_frames=substep_frames,
+                          sim=renderer.sim)
+    return (_draw_shot(renderer, shot) for shot in shots)
+
+
+def episode_shots(observations: Sequence[np.ndarray] | np.ndarray, actions: Sequence[int] | np.ndarray,
+                  *, mode: str = "simulate", substep_frames: int = 4,
+                  sim: ClevrRobotEnv | None = None) -> list:
+    """What each frame of ``episode_frames`` shows, before it is drawn: a copy of the simulator's
+    state (``mode="simulate"``: the physics runs here, in ``sim``, a scratch simulator) or
+    ``(observation, pusher point or None)``; for ``SceneRenderer.render_panes``."""
     obs, acts = _episode_inputs(observations, actions, mode, substep_frames)
     if mode == "simulate":
-        shots = _simulated_shots(renderer.sim, obs, acts, substep_frames)
-    else:
-        shots = _state_shots(obs, acts, substep_frames)
-    return (_draw_shot(renderer, shot) for shot in shots)
+        return _simulated_shots(sim if sim is not None else ClevrRobotEnv(), obs, acts,
+                                substep_frames)
+    return _state_shots(obs, acts, substep_frames)
 
 
 def _episode_inputs(observations, actions, mode: str, substep_frames: int) -> tuple[np.ndarray, list[int]]:
