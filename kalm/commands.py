@@ -146,6 +146,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise CLIError("--videos must be 0 or more")
     if args.replan < 0:
         raise CLIError("--replan must be 0 or more")
+    if args.guide < 0:
+        raise CLIError("--guide must be 0 or more")
     if not Path(args.model).exists():
         raise CLIError(f"model folder {args.model} not found; ground one with "
                        "`python -m kalm ground --data PATH --out runs/NAME`")
@@ -158,7 +160,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     ds, _ = imagine(model, items, per_goal=args.per_goal, seed=args.seed, out=Path(args.out),
                     batch_size=args.batch_size, max_steps=args.max_steps,
                     explain=not args.no_explain, progress=not (args.json or args.quiet),
-                    overwrite=args.overwrite, source=source, replan=args.replan)
+                    overwrite=args.overwrite, source=source, replan=args.replan,
+                    guide=args.guide)
     if args.videos:
         from kalm.imagine.render import render_examples
 
@@ -345,6 +348,11 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                          "balls inside each other or pushes a ball through another (geometry "
                          "of the states, never the simulator), try the LM's next best action, up "
                          "to N times a step (0: plain greedy)")
+    im.add_argument("--guide", type=int, default=0,
+                    help="goal-guided decoding: at each step take, of the LM's K likeliest "
+                         "actions, the one whose next state (as the LM predicts it) is closest to "
+                         "the goal by the goal's own rule, implausible ones ruled out (never the "
+                         "simulator; 0: plain greedy; supersedes --replan)")
     im.add_argument("--videos", type=int, default=0,
                     help="MP4s (imagined beside simulator) of the first K rollouts per category")
     im.add_argument("--overwrite", action="store_true",

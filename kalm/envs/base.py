@@ -432,6 +432,14 @@ class Environment(ABC):
         rule (decoding then never re-plans)."""
         return None
 
+    def goal_progress(self, goal: Any, obs: np.ndarray,
+                      start_obs: np.ndarray | None = None) -> float | None:
+        """How close state ``obs`` is to meeting ``goal`` (higher is closer; any scale), from the
+        state alone, for goal-guided decoding (``kalm.llm.generate``, ``guide``), which ranks the
+        LM's likeliest actions by this measure of the state the LM itself predicts after each.
+        None: this environment states no such measure (decoding then stays greedy)."""
+        return None
+
     # ----------------------------------------------------------------- helpers
     def require_stage(self, stage: str) -> None:
         """Raise ValueError saying that ``stage`` is not built for this environment yet."""

@@ -107,6 +107,11 @@ class ImagineConfig:
     """Physical decoding: tries per generated step that the environment calls implausible (off
     the workbench, balls inside each other or passing through one; geometry of the states, never
     the simulator), each with the LM's next best action (0 = plain greedy decoding)."""
+    guide: int = 0
+    """Goal-guided decoding: each step takes, of the LM's ``guide`` likeliest actions, the one
+    whose next state (as the LM predicts it) is closest to the goal by the goal's own rule,
+    implausible ones ruled out (``kalm.llm.generate``; 0 = greedy; supersedes ``replan``). The
+    simulator is never called; the goal spec is, as for stopping at success."""
 
     def validate(self) -> "ImagineConfig":
         if self.per_goal < 1:
@@ -119,6 +124,8 @@ class ImagineConfig:
             raise ValueError(f"seed must be a non-negative integer; got {self.seed}")
         if self.replan < 0:
             raise ValueError(f"replan must be 0 or more; got {self.replan}")
+        if self.guide < 0:
+            raise ValueError(f"guide must be 0 or more; got {self.guide}")
         return self
 
 
@@ -209,7 +216,7 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
     stats: dict = {}
     rolls = generate_rollouts(model, [p["item"].text for p in plan], starts,
                               [p["item"].goal for p in plan], max_steps=cfg.max_steps,
-                              replan=cfg.replan, stats=stats)
+                              replan=cfg.replan, stats=stats, guide=cfg.guide)
     t1 = time.perf_counter()
     # Cut each rollout at its first success (generation already stops there).
     cut = []
@@ -317,6 +324,7 @@ def imagine(
     overwrite: bool = False,
     source: dict | None = None,
     replan: int = 0,
+    guide: int = 0,
 ) -> tuple[Dataset, list[RolloutValidity]]:
     """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
 
@@ -324,10 +332,12 @@ def imagine(
     bar, or a callback ``(rollouts done, total)``. ``source``: extra JSON recorded in
     ``config.json`` (where the model and goals came from). Returns the dataset (also saved as
     ``imagined.npz``) and one ``RolloutValidity`` per rollout, in rollout order. ``replan``:
-    physical decoding (``ImagineConfig.replan``).
+    physical decoding (``ImagineConfig.replan``); ``guide``: goal-guided decoding
+    (``ImagineConfig.guide``).
     """
     cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
-                        max_steps=max_steps, explain=explain, replan=replan).validate()
+                        max_steps=max_steps, explain=explain, replan=replan,
+                        guide=guide).validate()
     items = list(items)
     if not items:
         raise ImagineError("no goals to imagine rollouts for")
@@ -335,8 +345,9 @@ def imagine(
     if out.exists() and not out.is_dir():
         raise ImagineError(f"{out} is a file; --out must be a run folder")
     imagine_cfg = asdict(cfg)
-    if not cfg.replan:  # runs made before the option keep their fingerprint
-        imagine_cfg.pop("replan")
+    for option in ("replan", "guide"):  # runs made before the options keep their fingerprint
+        if not imagine_cfg[option]:
+            imagine_cfg.pop(option)
     fingerprint_src = {
         "imagine": imagine_cfg,
         "goals": [it.to_dict() for it in items],
@@ -445,6 +456,12 @@ def imagine(
         # physical decoding this sitting: generated steps found implausible, alternative
         # actions tried, steps still implausible after every try
         generation["physical"] = {"replan": cfg.replan, **physical}
+    if cfg.guide:
+        # goal-guided decoding this sitting: steps decided among the LM's likeliest actions,
+        # and those where another than the greedy one was taken
+        generation["guided"] = {"guide": cfg.guide,
+                                **{k: v for k, v in physical.items()
+                                   if k in ("guided_steps", "changed_steps")}}
     write_json_atomic(out / "summary.json", _summary(env, episodes, validities, generation, config))
     run.status("done", step=total, total=total, message=f"{total} rollouts imagined")
     return dataset, validities

@@ -23,7 +23,7 @@ from kalm.llm.sequences import collate, dynamics_sequence, explain_prompt, rollo
 
 _BUILD_LOCK = threading.Lock()
 
-__all__ = ["Rollout", "generate_rollouts", "physical_replan_available", "warm_up", "decoder", "resolve_precision", "explain_rollouts",
+__all__ = ["Rollout", "generate_rollouts", "guided_decoding_available", "physical_replan_available", "warm_up", "decoder", "resolve_precision", "explain_rollouts",
            "predict_next_states", "next_actions", "ActionSession"]
 
 
@@ -214,6 +214,7 @@ def generate_rollouts(
     precision: str | None = None,
     replan: int = 0,
     stats: dict | None = None,
+    guide: int = 0,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
@@ -230,7 +231,12 @@ def generate_rollouts(
     geometry only, never the simulator): the LM's next best action is generated instead (0 =
     plain greedy; models without discrete action scores, or environments without such rules,
     never re-plan). ``stats``: a dict that receives the counts (``implausible_steps``,
-    ``replans``, ``unfixed_steps``).
+    ``replans``, ``unfixed_steps``; with ``guide``, ``guided_steps`` and ``changed_steps``).
+    ``guide``: goal-guided decoding (``_guide``): each step takes, of the LM's ``guide`` likeliest
+    actions, the one whose next state, as the LM itself predicts it, the environment's
+    ``goal_progress`` puts closest to the goal, implausible ones ruled out (0 or 1 = greedy; it
+    supersedes ``replan``; rows without a goal, environments without a progress measure and
+    models without discrete action scores stay greedy). The simulator is never called.
 
     The prompt of each distinct text is computed once and shared by the rows that use it, and
     finished rows leave the batch, so the cost follows the positions actually generated.
@@ -248,11 +254,15 @@ def generate_rollouts(
         return []
     if replan and not physical_replan_available(model):
         replan = 0
+    if guide > 1 and not guided_decoding_available(model):
+        guide = 0
+    replan = 0 if guide > 1 else replan
+    guide = guide if guide > 1 else 0
     stats = {} if stats is None else stats
     W = int(getattr(model, "window", 0) or 0)
     if not W or max(horizons) <= W:
         obs, acts, met = _generate(model, env, list(texts), initial_obs, goals, horizons,
-                                   initial_obs, bf16, on_step, precision, replan, stats)
+                                   initial_obs, bf16, on_step, precision, replan, stats, guide)
     else:  # window by window, each prompted afresh from its first state
         obs = [[initial_obs[i]] for i in range(n)]
         acts: list[list] = [[] for _ in range(n)]
@@ -277,7 +287,7 @@ def generate_rollouts(
             sub_o, sub_a, sub_met = _generate(
                 model, env, [texts[i] for i in active], np.stack([obs[i][-1] for i in active]),
                 [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision,
-                replan, stats)
+                replan, stats, guide)
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
@@ -304,6 +314,65 @@ def _base_implausible():
     from kalm.envs.base import Environment
 
     return Environment.implausible_steps
+
+
+def guided_decoding_available(model: GroundedLM) -> bool:
+    """Whether ``guide`` can act for this model: discrete action scores, and an environment
+    that measures progress toward a goal from a state."""
+    from kalm.envs.base import Environment
+
+    env = _env_of(model)
+    return (model.codec.action_kind == "discrete" and hasattr(model.codec, "action_logits")
+            and type(env).goal_progress is not Environment.goal_progress)
+
+
+@torch.no_grad()
+def _guide(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, rows: np.ndarray, goals: list,
+           start_obs: np.ndarray, finished: np.ndarray, k: int, stats: dict):
+    """Goal-guided decoding of one step: the greedy action ``a`` (already fed, ``nxt`` its
+    predicted next state) and the LM's next ``k - 1`` likeliest actions are each fed in turn and
+    their next states predicted by the LM; each row takes the one whose predicted state the
+    environment's ``goal_progress`` ranks highest, an implausible one (``implausible_steps``)
+    never, the LM's order breaking ties (a row whose candidates are all implausible keeps its
+    greedy one). The cache ends holding the chosen actions. Geometry and the goal's rule only:
+    the simulator is never called."""
+    logits = model.codec.action_logits(h_state, obs).float().clone()
+    n = len(rows)
+    logits[torch.arange(n), a] = float("-inf")
+    k = min(k, logits.shape[-1] + 1)
+    others = logits.topk(k - 1, dim=-1).indices  # (n, k - 1), after the greedy action
+    obs_np = obs.numpy()
+    best_val = np.full(n, -np.inf)
+    best_a, best_j = a.clone(), np.zeros(n, dtype=np.int64)
+    last = 0
+    for j in range(k):
+        if j:
+            a_j = others[:, j - 1]
+            dec.rewind(1)
+            h_j = dec.feed(model.codec.embed_actions(a_j).unsqueeze(1).to(h.dtype))
+            nxt_j = model.codec.next_state(h_j, obs, a_j)
+            last = j
+        else:
+            a_j, nxt_j = a, nxt
+        nxt_np = nxt_j.numpy()
+        bad = env.implausible_steps(obs_np, nxt_np, a_j.numpy())
+        bad = np.zeros(n, dtype=bool) if bad is None else np.asarray(bad, dtype=bool)
+        for r in range(n):
+            if finished[r] or bad[r] or goals[rows[r]] is None:
+                continue
+            v = env.goal_progress(goals[rows[r]], nxt_np[r], start_obs[rows[r]])
+            if v is not None and v > best_val[r] + 1e-9:
+                best_val[r], best_a[r], best_j[r] = v, a_j[r], j
+    live = ~np.asarray(finished, dtype=bool)
+    stats["guided_steps"] = stats.get("guided_steps", 0) + int(live.sum())
+    stats["changed_steps"] = stats.get("changed_steps", 0) + int(((best_j > 0) & live).sum())
+    if last == 0 or bool(torch.equal(best_a, others[:, last - 1])):
+        if last == 0:
+            return a, h, nxt
+        return best_a, h_j, nxt_j
+    dec.rewind(1)
+    h = dec.feed(model.codec.embed_actions(best_a).unsqueeze(1).to(h.dtype))
+    return best_a, h, model.codec.next_state(h, obs, best_a)
 
 
 @torch.no_grad()
@@ -342,7 +411,7 @@ def _replan(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, finished: np.n
 
 def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray, goals: list,
               horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
-              replan: int = 0, stats: dict | None = None):
+              replan: int = 0, stats: dict | None = None, guide: int = 0):
     """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
     against ``start_obs`` (the episode's s_0, which a later window does not start from).
     ``replan``: tries per implausible step (``_replan``; 0 = none)."""
@@ -371,7 +440,10 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
             h_state = h
             h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
             nxt = model.codec.next_state(h, obs, a)
-            if replan:
+            if guide:
+                a, h, nxt = _guide(model, env, dec, h_state, obs, a, h, nxt, rows, goals,
+                                   start_obs, done[rows], guide, stats)
+            elif replan:
                 a, h, nxt = _replan(model, env, dec, h_state, obs, a, h, nxt, done[rows], replan,
                                     stats)
             a_np, nxt_np = a.numpy(), nxt.numpy()

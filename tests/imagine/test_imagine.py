@@ -177,3 +177,20 @@ def test_cli_imagine_errors_are_one_line(tmp_path):
     rc, out, err = _cli(["imagine", "--model", str(tmp_path / "empty"), "--suite", "easy",
                          "--per-goal", "1", "--out", str(tmp_path / "im")])
     assert rc == 2 and "not a grounded model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_imagine_guided_records_its_decoding(model_folder, tmp_path):
+    out_dir = tmp_path / "im_guided"
+    rc, out, err = _cli(["imagine", "--model", str(model_folder), "--suite", "rephrase", "--limit",
+                         "2", "--per-goal", "1", "--seed", "0", "--out", str(out_dir),
+                         "--max-steps", "3", "--json", "--no-explain", "--guide", "4"])
+    assert rc == 0, err
+    generation = json.loads((out_dir / "summary.json").read_text())["generation"]
+    guided = generation["guided"]
+    assert guided["guide"] == 4 and 2 <= guided["guided_steps"] <= 6
+    assert 0 <= guided["changed_steps"] <= guided["guided_steps"]
+    config = json.loads((out_dir / "config.json").read_text())
+    assert "guide" in json.dumps(config)
+    rc, _, err = _cli(["imagine", "--model", str(model_folder), "--suite", "easy", "--guide", "-1",
+                       "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "--guide" in err

@@ -175,6 +175,14 @@ class ClevrEnvironment(Environment):
 
         return implausible_transitions(observations, next_observations, actions)
 
+    def goal_progress(self, goal: Any, obs: np.ndarray,
+                      start_obs: np.ndarray | None = None) -> float:
+        """``kalm.envs.clevr.goals.spec.goal_progress``: minus the distances the goal's rule
+        still has to close, a large bonus once it holds."""
+        from kalm.envs.clevr.goals.spec import goal_progress
+
+        return goal_progress(goal, obs, start_obs)
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:

@@ -266,6 +266,35 @@ class All:
 Goal = Union[Relation, Move, Line, Gather, All]
 
 
+# What meeting the goal is worth in ``goal_progress``: more than any distance on the workbench.
+PROGRESS_MET_BONUS = 100.0
+
+
+def goal_progress(goal: Goal, obs: np.ndarray, start_obs: np.ndarray | None = None) -> float:
+    """How close ``obs`` is to meeting ``goal``, higher is closer: minus what the dense reward's
+    shaping still has to close (a relation's distance from ``src`` to its target point, a line's
+    or a gathering's potential; for an ``all`` goal, the sum over its relations not yet met; for
+    a move, the ball's displacement along the direction), plus ``PROGRESS_MET_BONUS`` once the
+    goal holds. From the state alone (an imagined state too); ``start_obs`` for move goals."""
+    obs = np.asarray(obs, dtype=np.float64)
+    if not np.all(np.isfinite(obs)):
+        return -np.inf
+    if isinstance(goal, Relation):
+        value = -goal.target_distance(obs)
+    elif isinstance(goal, All):
+        value = -sum(0.0 if g.holds(obs) else g.target_distance(obs) for g in goal.goals)
+    elif isinstance(goal, (Line, Gather)):
+        value = -goal.potential(obs)
+    elif isinstance(goal, Move):
+        if start_obs is None:
+            raise GoalSpecError("a move goal is judged against the state before the push")
+        disp = ball_xy(obs, goal.ball) - ball_xy(np.asarray(start_obs, dtype=np.float64), goal.ball)
+        value = float(np.dot(disp, DIRECTION_VECTORS[goal.dir]))
+    else:
+        raise GoalSpecError(f"no progress measure for a goal of kind {getattr(goal, 'kind', goal)!r}")
+    return float(value) + (PROGRESS_MET_BONUS if goal.holds(obs, start_obs) else 0.0)
+
+
 def sparse_reward(goal: Goal, obs: np.ndarray, start_obs: np.ndarray) -> float:
     """1 on success, else 0 (the sparse alternative for every kind)."""
     return 1.0 if goal.holds(obs, start_obs) else 0.0
@@ -282,7 +311,7 @@ def goal_reward(
     return float(goal.dense_reward(prev_obs, obs, start_obs))
 
 
-__all__ += ["sparse_reward", "goal_reward"]
+__all__ += ["sparse_reward", "goal_reward", "goal_progress", "PROGRESS_MET_BONUS"]
 
 
 def goal_horizon(goal: Goal) -> int:
