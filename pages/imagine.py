@@ -29,6 +29,8 @@ from kalm.ui.imagine import (  # noqa: E402
     explain_rollout,
     explanation_agrees,
     folder_env,
+    guide_choices,
+    guide_label,
     imagine_batch,
     imagine_rollout,
     rollout_figures,
@@ -233,6 +235,7 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
     st.subheader(f"“{r.text}”")
     tm = r.timings
     meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
+            f"{guide_label(r.guide, r.env)} · "
             f"LM {tm.get('generate_s', 0):.1f} s · explanation {tm.get('explain_s', 0):.1f} s · "
             f"checks {tm.get('check_s', 0) + tm.get('replay_s', 0):.1f} s")
     st.caption(meta)
@@ -347,8 +350,23 @@ def _clevr_figures(r, key: str, step: int, T: int) -> None:
                        "how far each ball lands from where the physics puts it.")
 
 
+def guide_picker(env: str, key: str) -> int:
+    """The decoding choice: greedy (as published) or goal-guided with some K (where the
+    environment measures progress toward a goal); 0 = greedy."""
+    choices = guide_choices(env)
+    if len(choices) < 2:
+        return 0
+    return int(st.selectbox(
+        "Decoding", choices, key=key, format_func=lambda k: guide_label(k, env),
+        help="Greedy: the LM's likeliest action at every step, as the paper decodes. Goal-guided: "
+             "of the LM's K likeliest actions, the one whose next state, as the LM itself "
+             "predicts it, is closest to the goal by the goal's own rule; actions whose "
+             "predicted step leaves the workbench or puts a ball through another are ruled out. "
+             "The simulator is never consulted: the checks below still judge the rollout."))
+
+
 def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR,
-                 live=None):
+                 live=None, guide: int = 0):
     """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
     the last push) into ``live`` (a placeholder; a new one here when None); returns it checked,
     without the explanation (or None after an error).
@@ -376,7 +394,7 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = C
         # no spinner: the live view says it, and its animation would cost the browser CPU
         # (not the last step: the checked rollout replaces the live view at once)
         r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
-                            on_step=throttled(draw, LIVE_EVERY, final=False))
+                            on_step=throttled(draw, LIVE_EVERY, final=False), guide=guide)
     except Exception as e:
         live.error(f"Imagination failed: {e}")
         return None
@@ -473,6 +491,7 @@ if mode == MODES[0]:
                                          "or after this many steps.")
     explain = c3.checkbox("Ask the LM to explain its rollout", True, key=K("im_explain"),
                           help="Cycle consistency: does its explanation name the same goal?")
+    guide = guide_picker(env_name, K("im_guide"))
     explain_with = None
     result_key = K("im_result")
     clicked = st.button("Imagine", type="primary", key=K("im_go"))
@@ -494,7 +513,8 @@ if mode == MODES[0]:
             model = load_model(model_dir, area)
             if model is not None:
                 st.session_state.pop(result_key, None)
-                r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name, area)
+                r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name, area,
+                                 guide=guide)
                 if r is not None:
                     st.session_state[result_key] = r
                     st.session_state["im_clicked_at"] = t0
@@ -558,6 +578,7 @@ else:
         max_steps = c2.number_input("Max steps", 1, 2 * environment.horizon, environment.horizon,
                                     key=K("imb_max_steps"))
     explain = c3.checkbox("Ask the LM to explain each rollout", True, key=K("imb_explain"))
+    batch_guide = guide_picker(env_name, K("imb_guide"))
     batch_key = K("imb_result")
     if st.button(f"Imagine {len(items)} rollout(s)", type="primary", key=K("imb_go")):
         if not items:
@@ -569,7 +590,8 @@ else:
                 try:
                     st.session_state[batch_key] = imagine_batch(
                         model, items, int(seed), max_steps=int(max_steps), explain=explain,
-                        progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"))
+                        progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"),
+                        guide=batch_guide)
                     bar.empty()
                 except Exception as e:
                     bar.empty()

@@ -56,6 +56,8 @@ __all__ = [
     "explain_rollout",
     "throttled",
     "imagine_batch",
+    "guide_choices",
+    "guide_label",
     "validity_checks",
     "batch_rows",
     "per_ball_step_errors",
@@ -111,6 +113,8 @@ class ImaginedRollout:
     scene_goal: dict | None = None
     """The goal of the seeded reset ``s_0`` came from, where it is not ``goal`` (Meta-World: the
     task drawn for a text naming none); videos and replays start from it."""
+    guide: int = 0
+    """Goal-guided decoding's K (``kalm.llm.generate``); 0: greedy, as published."""
 
     @property
     def steps(self) -> int:
@@ -206,7 +210,7 @@ def _open_loop(sim: Any, goal: Any, reset_seed: int, actions: np.ndarray) -> np.
 def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: int,
             obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
             explanation: str | None, timings: dict, environment: Any = None,
-            scene_goal: dict | None = None) -> ImaginedRollout:
+            scene_goal: dict | None = None, guide: int = 0) -> ImaginedRollout:
     t0 = time.perf_counter()
     environment = environment if environment is not None else get_env(ENV)
     obs = np.asarray(obs, dtype=np.float32)
@@ -223,7 +227,38 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
     timings = {**timings, "replay_s": round(time.perf_counter() - t0, 3)}
     return ImaginedRollout(text, category, goal, int(reset_seed), obs, acts, replay, errors,
                            validity, explanation, timings, env=environment.name,
-                           scene_goal=scene_goal)
+                           scene_goal=scene_goal, guide=guide)
+
+
+GUIDE_CHOICES = (0, 4, 8, 16, 40)
+
+
+def guide_choices(env: str = ENV) -> tuple[int, ...]:
+    """The goal-guided decoding settings the app offers for an environment: 0 (greedy, as
+    published) and some K; just (0,) where the environment has no progress measure."""
+    from kalm.envs.base import Environment
+
+    environment = get_env(env)
+    if type(environment).goal_progress is Environment.goal_progress:
+        return (0,)
+    n = environment.action.size if environment.action.discrete else 0
+    return tuple(k for k in GUIDE_CHOICES if k <= max(n, 1))
+
+
+def guide_label(k: int, env: str = ENV) -> str:
+    if not k:
+        return "greedy (as published)"
+    environment = get_env(env)
+    if environment.action.discrete and k >= environment.action.size:
+        return f"goal-guided: every action ({k})"
+    return f"goal-guided: best of the LM's {k} likeliest"
+
+
+def _effective_guide(model, guide: int) -> int:
+    """The ``guide`` generation applies for ``model`` (0 where it stays greedy)."""
+    from kalm.llm.generate import guided_decoding_available
+
+    return int(guide) if guide > 1 and guided_decoding_available(model) else 0
 
 
 def _scene_goal(sim: Any) -> dict | None:
@@ -233,13 +268,13 @@ def _scene_goal(sim: Any) -> dict | None:
 
 
 def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
-                   explain: bool) -> list[ImaginedRollout]:
+                   explain: bool, guide: int = 0) -> list[ImaginedRollout]:
     """The CLI's batch code (``kalm.imagine.generate``) on goal items, in memory."""
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import ImagineConfig, _run_batch
 
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
-                        explain=explain).validate()
+                        explain=explain, guide=guide).validate()
     environment = get_env(model_env(model))
     env = _sim(environment.name)
     try:
@@ -256,7 +291,7 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
             v = RolloutValidity.from_dict(ep.info["validity"])
             out.append(_finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
                                ep.observations, ep.actions, v, v.explanation, timings,
-                               environment))
+                               environment, guide=_effective_guide(model, guide)))
         return out
     finally:
         env.close()
@@ -327,14 +362,15 @@ def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float 
 
 def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                     max_steps: int | None = None, category: str = "custom",
-                    on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None
-                    ) -> ImaginedRollout:
+                    on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None,
+                    guide: int = 0) -> ImaginedRollout:
     """``imagine_one`` without the explanation: the rollout and its checks, as soon as they exist.
 
     ``on_step(t, observations (t + 2, 10), actions (t + 1,), done)`` is called after each generated
     step (``kalm.llm.generate.generate_rollouts``'s callback, for this one rollout). The result's
     ``explanation`` is None and its validity has no cycle consistency: ``explain_rollout`` adds
-    them. Raises ``GoalTextProblem`` for an empty or overlong text.
+    them. ``guide``: goal-guided decoding's K (``kalm.llm.generate``; a text without a goal
+    spec stays greedy). Raises ``GoalTextProblem`` for an empty or overlong text.
     """
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import first_success
@@ -361,8 +397,9 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                 s0, reset_seed = initial_state(env, goal, int(seed))
             s0 = np.asarray(s0, dtype=np.float32)
             t0 = time.perf_counter()
+            guide = _effective_guide(model, guide) if goal is not None else 0
             r = generate_rollouts(model, [clean], s0[None], [goal], max_steps=max_steps,
-                                  on_step=cb)[0]
+                                  on_step=cb, guide=guide)[0]
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
             if goal is not None:  # cut at the first success (generation already stops there)
@@ -374,7 +411,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
             timings = {"generate_s": round(t1 - t0, 3),
                        "check_s": round(time.perf_counter() - t1, 3)}
             return _finish(env, clean, category, None if goal is None else goal.to_dict(),
-                           reset_seed, obs, acts, validity, None, timings, environment, scene)
+                           reset_seed, obs, acts, validity, None, timings, environment, scene,
+                           guide=guide)
         finally:
             env.close()
 
@@ -408,9 +446,11 @@ def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
 
 def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | None = None,
                   explain: bool = True, batch_size: int = 8,
-                  progress: Callable[[int, int], None] | None = None) -> list[ImaginedRollout]:
+                  progress: Callable[[int, int], None] | None = None,
+                  guide: int = 0) -> list[ImaginedRollout]:
     """One rollout per goal item, item ``i`` from ``rollout_base_seed(seed, i, 0)`` (as the CLI's
-    ``--per-goal`` rollout 0), generated ``batch_size`` at a time."""
+    ``--per-goal`` rollout 0), generated ``batch_size`` at a time; ``guide``: goal-guided
+    decoding's K (0: greedy)."""
     from kalm.imagine.generate import rollout_base_seed
 
     items = list(items)
@@ -419,7 +459,7 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
         chunk = items[start: start + batch_size]
         seeds = [rollout_base_seed(seed, start + j, 0) for j in range(len(chunk))]
         with _LOCK:
-            out += _imagine_items(model, chunk, seeds, max_steps, explain)
+            out += _imagine_items(model, chunk, seeds, max_steps, explain, guide)
         if progress is not None:
             progress(len(out), len(items))
     return out

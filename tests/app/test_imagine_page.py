@@ -175,3 +175,22 @@ def test_no_stray_text_above_the_title(runs_dir):
     at = run_ok(page("imagine"))
     first = at.main.children[min(at.main.children)]
     assert getattr(first, "type", None) == "title", first
+
+
+def test_goal_guided_decoding_is_offered_and_recorded(runs_dir):
+    at = tiny_page(2)
+    box = at.selectbox(key="im_guide")
+    assert box.value == 0 and box.options[-1] == "goal-guided: every action (40)"  # greedy first
+    at.text_input(key="im_text").set_value("Put the red ball to the left of the blue ball")
+    box.set_value(8)
+    at.button(key="im_go").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    r = at.session_state["im_result"]
+    assert r.guide == 8 and 1 <= r.steps <= 2
+    assert any("goal-guided: best of the LM's 8 likeliest" in c.value for c in at.caption)
+    # a text that parses to no goal has nothing to guide by: greedy
+    at.text_input(key="im_text").set_value("do a little dance")
+    at.button(key="im_go").click()
+    run_ok(at)
+    assert at.session_state["im_result"].guide == 0

@@ -31,6 +31,8 @@ def test_metaworld_model_offers_its_suites_with_the_wall_variants(mw_runs_dir):
     run_ok(at)
     assert at.text_input(key="im_text_metaworld").value == wall.text
     assert '"reach-wall"' in at.json[0].value
+    # no progress measure stated for Meta-World: no decoding choice, greedy
+    assert "im_guide_metaworld" not in {b.key for b in at.selectbox}
 
 
 def test_metaworld_free_text_is_parsed_by_the_environment(mw_runs_dir):
