@@ -55,7 +55,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
         train_args=shlex.split(args.train_args) if args.train_args is not None else None,
         env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume,
-        dt_steps=args.dt_steps)
+        dt_steps=args.dt_steps, imagine_guide=args.imagine_guide)
     res = reproduce(cfg, args.out, stages=stages)
     if res:
         print(f"results in {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.json'}")
@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dt-steps", type=int, default=None,
                     help="gradient steps of the Decision Transformer baseline on the real data, "
                          "one per seed (cpu: 5000; 0 skips it)")
+    rp.add_argument("--imagine-guide", type=int, default=None,
+                    help="goal-guided decoding in the imagine stage (imagine --guide K: of the "
+                         "LM's K likeliest actions, the one whose predicted next state is closest "
+                         "to the goal; default 0 = greedy, as published)")
     rp.add_argument("--train-args", default=None,
                     help="extra `train` options for every policy, in one string")
     rp.set_defaults(func=cmd_reproduce)

@@ -142,6 +142,9 @@ class ReproduceConfig:
     imagine_batch: int = 32
     imagine_max_steps: int = 0
     """Cap on imagined rollout length (0 = the goal's horizon, 50)."""
+    imagine_guide: int = 0
+    """Goal-guided decoding of the imagine stage (``imagine --guide K``; 0 = greedy, as
+    published)."""
     explain: bool = False
     """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
     # --- oracle data
@@ -208,8 +211,9 @@ class ReproduceConfig:
         for name in ("real_episodes", "steps", "steps_per_epoch", "episodes", "imagine_batch"):
             if getattr(self, name) < 1:
                 raise ReproduceError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.llm_episodes < 0 or self.imagine_max_steps < 0:
-            raise ReproduceError("llm_episodes and imagine_max_steps must be 0 or more")
+        if self.llm_episodes < 0 or self.imagine_max_steps < 0 or self.imagine_guide < 0:
+            raise ReproduceError("llm_episodes, imagine_max_steps and imagine_guide must be 0 or "
+                                 "more")
         if self.imagine_seed == self.eval_seed:
             raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
                                  "must not be the evaluation's)")
@@ -639,6 +643,8 @@ class _Pipeline:
                     "goals": c.imagine_goals, "per_goal": c.imagine_per_goal,
                     "batch": c.imagine_batch, "max_steps": c.imagine_max_steps,
                     "explain": c.explain, "ground": self.book.stage("ground").get("settings")}
+        if c.imagine_guide:  # runs made before the option keep their settings
+            settings["guide"] = c.imagine_guide
         self.begin("imagine", self.settings(settings))
         self.require("ground")
         for suite in NOVEL:
@@ -650,6 +656,8 @@ class _Pipeline:
                         "--batch-size", str(c.imagine_batch), "--quiet"]
                 if c.imagine_max_steps:
                     argv += ["--max-steps", str(c.imagine_max_steps)]
+                if c.imagine_guide:
+                    argv += ["--guide", str(c.imagine_guide)]
                 if not c.explain:
                     argv.append("--no-explain")
                 self.cli(argv, self.logs / f"imagine-{suite}.log")
@@ -1179,8 +1187,10 @@ def _env_results_markdown(res: dict[str, Any]) -> list[str]:
         + (f" ({cfg['llm_episodes']} for the LLM as policy, once"
            + (f", prompt of the last {cfg['llm_context']} steps" if cfg.get("llm_context") else "")
            + ")" if cfg["llm_episodes"] else "")
-        + f"; imagined initial states seeded with {cfg['imagine_seed']}. Grounded model: "
-        f"`{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
+        + f"; imagined initial states seeded with {cfg['imagine_seed']}"
+        + (f", imagined with goal-guided decoding (`--guide {cfg['imagine_guide']}`)"
+           if cfg.get("imagine_guide") else "")
+        + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
         "",
         _volume_line(res),
         "",

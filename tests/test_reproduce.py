@@ -98,6 +98,11 @@ def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, ti
     # another setting of a finished stage is refused with a one-line error
     assert main(argv + ["--steps", "50"]) == 2
     assert "other settings" in capsys.readouterr().err
+    # goal-guided imagination is a setting of the imagine stage (greedy runs keep theirs)
+    assert "guide" not in stages["imagine"]["settings"]
+    assert main(argv + ["--imagine-guide", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "imagine stage" in err and "guide" in err
 
 
 def test_tiny_preset_needs_a_model_and_bad_options_are_refused(tmp_path, capsys):
@@ -112,6 +117,10 @@ def test_tiny_preset_needs_a_model_and_bad_options_are_refused(tmp_path, capsys)
         make_config("cpu", seeds=[])
     cfg = make_config("cpu", grounded="assets/grounded/clevr")
     assert cfg.imagine_seed != cfg.eval_seed and cfg.filter == "match,realistic"
+    assert cfg.imagine_guide == 0  # greedy, as published
+    assert make_config("cpu", imagine_guide=16).imagine_guide == 16
+    with pytest.raises(ReproduceError, match="imagine_guide"):
+        make_config("cpu", imagine_guide=-1)
 
 
 def test_success_is_averaged_over_seeds_with_the_standard_error_across_them():
