@@ -150,6 +150,11 @@ if s.summary:
     if cfg:
         bits.append(f"per goal {cfg.get('per_goal')}, seed {cfg.get('seed')}, "
                     f"max steps {cfg.get('max_steps')}")
+        guide = cfg.get("guide") or (gen.get("guided") or {}).get("guide")
+        replan = cfg.get("replan")
+        bits.append(f"goal-guided decoding (K = {guide})" if guide else
+                    f"greedy decoding, re-planned up to {replan} times a step" if replan else
+                    "greedy decoding")
     if bits:
         st.caption(" · ".join(bits))
     with st.expander("summary.json"):

@@ -18,6 +18,7 @@ def test_report_shows_categories_histograms_filters_and_worst_rollouts(runs_dir)
     assert at.title[0].value == "Validity"
     assert at.selectbox(key="val_set").value == SET
     assert not at.error and not at.warning, [w.value for w in at.warning]
+    assert any("greedy decoding" in c.value for c in at.caption)  # how the set was decoded
     cats = at.dataframe[0].value
     assert list(cats.index) == ["easy", "rephrase", "all"]
     wanted = {"match", "realistic transitions", "replay success", "cycle consistent"}
@@ -107,3 +108,12 @@ def test_typed_folder_outside_allowed_roots_is_refused(runs_dir, tmp_path):
     run_ok(at)
     assert not at.error and at.dataframe[0].value.loc["all", "rollouts"] == 4
     json.loads((runs_dir / "imagine-tiny" / "summary.json").read_text())
+
+
+def test_a_goal_guided_set_says_so(runs_dir):
+    summary = runs_dir / "imagine-tiny" / "summary.json"
+    d = json.loads(summary.read_text())
+    d["config"]["guide"] = 16
+    summary.write_text(json.dumps(d))
+    at = run_ok(page("validity"))
+    assert any("goal-guided decoding (K = 16)" in c.value for c in at.caption)
