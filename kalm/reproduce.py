@@ -1169,6 +1169,15 @@ def _embedder_label(cfg: dict[str, Any]) -> str:
     return str(cfg.get("embedder"))
 
 
+def _imagined_with(cfg: dict[str, Any]) -> str:
+    """The header's end: the imagined initial states, the decoding, the grounded model."""
+    return (f"; imagined initial states seeded with {cfg['imagine_seed']}"
+            + (f", imagined with goal-guided decoding (`--imagine-guide {cfg['imagine_guide']}`: "
+               "of the LM's likeliest actions, the one whose predicted state is closest to the "
+               "goal; not the paper's greedy decoding)" if cfg.get("imagine_guide") else "")
+            + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.")
+
+
 def _env_results_markdown(res: dict[str, Any]) -> list[str]:
     """The lines of results.md above its data tables for an environment other than CLEVR (the
     paper's figures there are per category)."""
@@ -1187,10 +1196,7 @@ def _env_results_markdown(res: dict[str, Any]) -> list[str]:
         + (f" ({cfg['llm_episodes']} for the LLM as policy, once"
            + (f", prompt of the last {cfg['llm_context']} steps" if cfg.get("llm_context") else "")
            + ")" if cfg["llm_episodes"] else "")
-        + f"; imagined initial states seeded with {cfg['imagine_seed']}"
-        + (f", imagined with goal-guided decoding (`--guide {cfg['imagine_guide']}`)"
-           if cfg.get("imagine_guide") else "")
-        + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
+        + _imagined_with(cfg),
         "",
         _volume_line(res),
         "",
@@ -1236,8 +1242,7 @@ def results_markdown(res: dict[str, Any]) -> str:
         f"`{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, {cfg['episodes']} episodes per "
         f"category for every policy"
         + (f" ({cfg['llm_episodes']} for the LLM as policy, once)" if cfg["llm_episodes"] else "")
-        + f"; imagined initial states seeded with {cfg['imagine_seed']}. Grounded model: "
-        f"`{cfg['grounded'] or 'grounded here (OUT/ground)'}`.",
+        + _imagined_with(cfg),
         "",
         _volume_line(res),
         "",

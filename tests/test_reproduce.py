@@ -178,3 +178,12 @@ def test_oracle_episodes_match_the_imagined_volume_and_the_paper_volume_option()
         == ["discrete_cql"]
     with pytest.raises(ReproduceError, match="volume"):
         make_config("cpu", volume="huge")
+
+
+def test_results_say_when_imagination_was_goal_guided():
+    from kalm.reproduce import _imagined_with
+
+    base = {"imagine_seed": 1000, "grounded": "assets/grounded/clevr"}
+    assert "goal-guided" not in _imagined_with(base)
+    guided = _imagined_with({**base, "imagine_guide": 16})
+    assert "`--imagine-guide 16`" in guided and "not the paper's greedy decoding" in guided
