@@ -12,7 +12,7 @@ from kalm.rl.policy import TrainedPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "assets" / "policies"
-NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt"]
+NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt", "kalm_guided"]
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +45,11 @@ def test_shipped_policy_loads_and_is_evaluable(name, embedder):
     res = evaluate(policy, suite_items("easy", 0), episodes=4, seed=0)
     assert res.categories["easy"]["episodes"] == 4
     assert all(0 <= a < 40 for e in res.episodes for a in e.actions)
+
+
+def test_the_guided_kalm_policy_comes_from_the_guided_reproduction():
+    res = json.loads((FOLDER / "reproduce_results_guided.json").read_text())
+    assert res["config"]["imagine_guide"] == 16 and res["config"]["grounded"] == "assets/grounded/clevr"
+    data = json.loads((FOLDER / "kalm_guided" / "data.json").read_text())
+    assert all("rep18g/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    assert "goal-guided" in (FOLDER / "reproduce_results_guided.md").read_text()
