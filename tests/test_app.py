@@ -137,10 +137,11 @@ def test_home_lists_jobs_policies_and_imagined_sets(monkeypatch, tmp_path):
     assert list(policies["policy"]) == ["runs/train-b", *shipped_policies]
     assert list(policies["algorithm"])[0] == "cql" and list(policies["state"])[0] == "done"
     sets = frame(at, "imagined set")
-    shipped_sets = ["assets/imagined/easy", "assets/imagined/rephrase"]
+    shipped_sets = ["assets/imagined/easy", "assets/imagined/rephrase",
+                    "assets/imagined/rephrase_guided"]
     assert list(sets["imagined set"]) == ["runs/imagine-c", *shipped_sets]
     assert list(sets["match %"])[0] == 50.0 and list(sets["fully valid %"])[0] == 25.0
-    assert [m.value for m in at.metric][2:] == ["3", "7", "1"]
+    assert [m.value for m in at.metric][2:] == ["4", "7", "1"]
 
 
 def test_home_demo_without_the_shipped_model_says_so(monkeypatch, tmp_path):

@@ -43,7 +43,8 @@ def test_discovery_finds_datasets_models_and_imagined_sets(runs_dir):
     assert (tiny.path / "grounded.json").is_file()
     shipped = sorted(f"assets/imagined/{p.name}" for p in (paths.ASSETS_DIR / "imagined").iterdir()
                      if p.is_dir())
-    assert shipped == ["assets/imagined/easy", "assets/imagined/rephrase"]
+    assert shipped == ["assets/imagined/easy", "assets/imagined/rephrase",
+                       "assets/imagined/rephrase_guided"]
     assert [f.label for f in paths.find_imagined_sets()] == ["runs/imagine-tiny", *shipped]
 
 
