@@ -194,3 +194,21 @@ def test_goal_guided_decoding_is_offered_and_recorded(runs_dir):
     at.button(key="im_go").click()
     run_ok(at)
     assert at.session_state["im_result"].guide == 0
+
+
+def test_batch_mode_imagines_goal_guided_when_asked(runs_dir):
+    at = run_ok(page("imagine"))
+    at.selectbox(key="im_model").set_value(TINY)
+    at.radio(key="im_mode").set_value("Batch of goals")
+    run_ok(at)
+    at.selectbox(key="imb_suite").set_value("rephrase")
+    run_ok(at)
+    at.number_input(key="imb_n_rephrase").set_value(2)
+    at.number_input(key="imb_max_steps").set_value(2)
+    at.checkbox(key="imb_explain").uncheck()
+    at.selectbox(key="imb_guide").set_value(4)
+    at.button(key="imb_go").click()
+    run_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    batch = at.session_state["imb_result"]
+    assert len(batch) == 2 and all(r.guide == 4 for r in batch)
