@@ -95,18 +95,25 @@ def test_suite_pick_fills_the_goal_text(runs_dir):
     assert f'"{item.goal.kind}"' in at.json[0].value
 
 
-def test_batch_mode_tabulates_validity_and_shows_a_chosen_rollout(runs_dir):
+def batch_click(suite: str, guide: int = 0):
+    """Batch mode with the tiny model: the first 2 goals of ``suite``, 2 steps, no
+    explanations, decoded with ``guide``, after one click."""
     at = run_ok(page("imagine"))
     at.selectbox(key="im_model").set_value(TINY)
     at.radio(key="im_mode").set_value("Batch of goals")
     run_ok(at)
-    at.selectbox(key="imb_suite").set_value("easy")
+    at.selectbox(key="imb_suite").set_value(suite)
     run_ok(at)
-    at.number_input(key="imb_n_easy").set_value(2)
+    at.number_input(key=f"imb_n_{suite}").set_value(2)
     at.number_input(key="imb_max_steps").set_value(2)
     at.checkbox(key="imb_explain").uncheck()
+    at.selectbox(key="imb_guide").set_value(guide)
     at.button(key="imb_go").click()
-    run_ok(at)
+    return run_ok(at)
+
+
+def test_batch_mode_tabulates_validity_and_shows_a_chosen_rollout(runs_dir):
+    at = batch_click("easy")
     assert not at.error, [e.value for e in at.error]
     assert {"Match", "Realistic transitions", "Replay success",
             "True explanation"} <= set(metric_labels(at))
@@ -197,18 +204,7 @@ def test_goal_guided_decoding_is_offered_and_recorded(runs_dir):
 
 
 def test_batch_mode_imagines_goal_guided_when_asked(runs_dir):
-    at = run_ok(page("imagine"))
-    at.selectbox(key="im_model").set_value(TINY)
-    at.radio(key="im_mode").set_value("Batch of goals")
-    run_ok(at)
-    at.selectbox(key="imb_suite").set_value("rephrase")
-    run_ok(at)
-    at.number_input(key="imb_n_rephrase").set_value(2)
-    at.number_input(key="imb_max_steps").set_value(2)
-    at.checkbox(key="imb_explain").uncheck()
-    at.selectbox(key="imb_guide").set_value(4)
-    at.button(key="imb_go").click()
-    run_ok(at)
+    at = batch_click("rephrase", guide=4)
     assert not at.error, [e.value for e in at.error]
     batch = at.session_state["imb_result"]
     assert len(batch) == 2 and all(r.guide == 4 for r in batch)
