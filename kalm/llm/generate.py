@@ -366,9 +366,9 @@ def _guide(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, rows: np.ndarra
     live = ~np.asarray(finished, dtype=bool)
     stats["guided_steps"] = stats.get("guided_steps", 0) + int(live.sum())
     stats["changed_steps"] = stats.get("changed_steps", 0) + int(((best_j > 0) & live).sum())
-    if last == 0 or bool(torch.equal(best_a, others[:, last - 1])):
-        if last == 0:
-            return a, h, nxt
+    if last == 0:  # only the greedy action was fed (k == 1)
+        return a, h, nxt
+    if torch.equal(best_a, others[:, last - 1]):  # the cache already holds the choice
         return best_a, h_j, nxt_j
     dec.rewind(1)
     h = dec.feed(model.codec.embed_actions(best_a).unsqueeze(1).to(h.dtype))
