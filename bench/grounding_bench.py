@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--precision", default=None, choices=["reference", "fp32", "int8"],
                    help="decoding path (default: the library's, int8 on this CPU)")
     p.add_argument("--json", default=None)
+    p.add_argument("--explain-constrained", action="store_true",
+                   help="also score explanations decoded among the true accounts of each rollout")
     args = p.parse_args()
     if args.precision:
         import os
@@ -68,6 +70,10 @@ def main() -> None:
         val = [ds[i] for i in idx[: args.val]]
         out["explanation"] = explanation_accuracy(model, val)
         print("explanation", {k: v for k, v in out["explanation"].items() if k != "examples"}, flush=True)
+        if args.explain_constrained:
+            out["explanation_constrained"] = explanation_accuracy(model, val, constrained=True)
+            print("explanation constrained",
+                  {k: v for k, v in out["explanation_constrained"].items() if k != "examples"}, flush=True)
         out["next_action"] = next_action_accuracy(model, val)
         print("next action", out["next_action"], flush=True)
         out["dynamics"] = dynamics_error(model, val)

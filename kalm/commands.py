@@ -148,6 +148,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise CLIError("--replan must be 0 or more")
     if args.guide < 0:
         raise CLIError("--guide must be 0 or more")
+    if args.explain_constrained and args.no_explain:
+        raise CLIError("--explain-constrained shapes the explanations; --no-explain skips them")
     if not Path(args.model).exists():
         raise CLIError(f"model folder {args.model} not found; ground one with "
                        "`python -m kalm ground --data PATH --out runs/NAME`")
@@ -161,7 +163,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, max_steps=args.max_steps,
                     explain=not args.no_explain, progress=not (args.json or args.quiet),
                     overwrite=args.overwrite, source=source, replan=args.replan,
-                    guide=args.guide)
+                    guide=args.guide, explain_constrained=args.explain_constrained)
     if args.videos:
         from kalm.imagine.render import render_examples
 
@@ -353,6 +355,10 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                          "actions, the one whose next state (as the LM predicts it) is closest to "
                          "the goal by the goal's own rule, implausible ones ruled out (never the "
                          "simulator; 0: plain greedy; supersedes --replan)")
+    im.add_argument("--explain-constrained", action="store_true",
+                    help="keep each explanation to the goals the rollout's generated states made "
+                         "true (training phrasings only; the LM picks among them, token by "
+                         "token); default: free greedy text, as published")
     im.add_argument("--videos", type=int, default=0,
                     help="MP4s (imagined beside simulator) of the first K rollouts per category")
     im.add_argument("--overwrite", action="store_true",

@@ -440,6 +440,15 @@ class Environment(ABC):
         None: this environment states no such measure (decoding then stays greedy)."""
         return None
 
+    def explanation_candidates(self, observations: np.ndarray) -> list[str] | None:
+        """Texts of the goals that the rollout ``observations`` (s_0 ... s_T) made true, in the
+        goal language's *training* phrasings only, for explanations kept to true accounts
+        (``kalm.llm.generate.explain_rollouts(..., constrained=True)``): the LM's decoding is
+        restricted to these texts. From the states alone, never the simulator. An empty list:
+        the rollout made no goal true. None: this environment names no candidates (explanations
+        are then decoded freely)."""
+        return None
+
     # ----------------------------------------------------------------- helpers
     def require_stage(self, stage: str) -> None:
         """Raise ValueError saying that ``stage`` is not built for this environment yet."""

@@ -112,6 +112,10 @@ class ImagineConfig:
     whose next state (as the LM predicts it) is closest to the goal by the goal's own rule,
     implausible ones ruled out (``kalm.llm.generate``; 0 = greedy; supersedes ``replan``). The
     simulator is never called; the goal spec is, as for stopping at success."""
+    explain_constrained: bool = False
+    """Explanations kept to true accounts: decoding restricted to the training-phrasing texts of
+    the goals the rollout's own (generated) states made true, the LM choosing among them
+    (``explain_rollouts(..., constrained=True)``; False = free greedy text, as published)."""
 
     def validate(self) -> "ImagineConfig":
         if self.per_goal < 1:
@@ -224,7 +228,8 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
         met = first_success(env, p["item"].goal, r.observations, s0)
         T = len(r.actions) if met is None else met
         cut.append((r.observations[: T + 1], r.actions[:T]))
-    texts = (explain_rollouts(model, [o for o, _ in cut], [a for _, a in cut])
+    texts = (explain_rollouts(model, [o for o, _ in cut], [a for _, a in cut],
+                              constrained=cfg.explain_constrained)
              if cfg.explain else [None] * len(plan))
     t2 = time.perf_counter()
     episodes = []
@@ -325,6 +330,7 @@ def imagine(
     source: dict | None = None,
     replan: int = 0,
     guide: int = 0,
+    explain_constrained: bool = False,
 ) -> tuple[Dataset, list[RolloutValidity]]:
     """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
 
@@ -333,11 +339,12 @@ def imagine(
     ``config.json`` (where the model and goals came from). Returns the dataset (also saved as
     ``imagined.npz``) and one ``RolloutValidity`` per rollout, in rollout order. ``replan``:
     physical decoding (``ImagineConfig.replan``); ``guide``: goal-guided decoding
-    (``ImagineConfig.guide``).
+    (``ImagineConfig.guide``); ``explain_constrained``: explanations kept to true accounts
+    (``ImagineConfig.explain_constrained``).
     """
     cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
                         max_steps=max_steps, explain=explain, replan=replan,
-                        guide=guide).validate()
+                        guide=guide, explain_constrained=explain_constrained).validate()
     items = list(items)
     if not items:
         raise ImagineError("no goals to imagine rollouts for")
@@ -345,7 +352,7 @@ def imagine(
     if out.exists() and not out.is_dir():
         raise ImagineError(f"{out} is a file; --out must be a run folder")
     imagine_cfg = asdict(cfg)
-    for option in ("replan", "guide"):  # runs made before the options keep their fingerprint
+    for option in ("replan", "guide", "explain_constrained"):  # runs made before the options keep their fingerprint
         if not imagine_cfg[option]:
             imagine_cfg.pop(option)
     fingerprint_src = {
@@ -462,6 +469,9 @@ def imagine(
         generation["guided"] = {"guide": cfg.guide,
                                 **{k: v for k, v in physical.items()
                                    if k in ("guided_steps", "changed_steps")}}
+    if cfg.explain and cfg.explain_constrained:
+        # explanations decoded among the true accounts the generated states allow
+        generation["explanations"] = "constrained to the goals the rollout made true"
     write_json_atomic(out / "summary.json", _summary(env, episodes, validities, generation, config))
     run.status("done", step=total, total=total, message=f"{total} rollouts imagined")
     return dataset, validities

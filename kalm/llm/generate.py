@@ -24,7 +24,7 @@ from kalm.llm.sequences import collate, dynamics_sequence, explain_prompt, rollo
 _BUILD_LOCK = threading.Lock()
 
 __all__ = ["Rollout", "generate_rollouts", "guided_decoding_available", "physical_replan_available", "warm_up", "decoder", "resolve_precision", "explain_rollouts",
-           "predict_next_states", "next_actions", "ActionSession"]
+           "predict_next_states", "next_actions", "ActionSession", "explanation_constraint_available"]
 
 
 @dataclass
@@ -563,11 +563,59 @@ def predict_next_states(model: GroundedLM, obs: np.ndarray, actions: np.ndarray,
         return model.codec.next_state(h, torch.from_numpy(obs), a).numpy()
 
 
+def explanation_constraint_available(model: GroundedLM) -> bool:
+    """Whether the model's environment names the goals a rollout made true
+    (``Environment.explanation_candidates``), so that ``explain_rollouts(..., constrained=True)``
+    can keep the LM's explanation to them."""
+    env = _env_of(model)
+    return type(env).explanation_candidates is not _base_explanation_candidates()
+
+
+def _base_explanation_candidates():
+    from kalm.envs.base import Environment
+
+    return Environment.explanation_candidates
+
+
+_TOKEN_CACHE: dict[int, object] = {}
+
+
+def _candidate_trie(tok, texts: Sequence[str]) -> dict | None:
+    """A token trie of the explanation targets ``texts`` (tokenized as in training: " " + text,
+    then end of text). None when there are none. A node maps a token id to its child; the end
+    of text token leads to an empty node."""
+    if not texts:
+        return None
+    from kalm.llm.sequences import _Tokens
+
+    tokens = _TOKEN_CACHE.get(id(tok))
+    if tokens is None:
+        tokens = _TOKEN_CACHE[id(tok)] = _Tokens(tok)
+    eos = int(tok.eos_token_id)
+    root: dict = {}
+    for text in texts:
+        node = root
+        for t in list(tokens(" " + text.strip())) + [eos]:
+            node = node.setdefault(int(t), {})
+    return root
+
+
 @torch.no_grad()
 def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
                      actions: Sequence[np.ndarray], max_new_tokens: int = 40,
-                     bf16: bool = False, precision: str | None = None) -> list[str]:
-    """The LM's goal text for each rollout (greedy decoding until end of text or a new line)."""
+                     bf16: bool = False, precision: str | None = None,
+                     constrained: bool = False) -> list[str]:
+    """The LM's goal text for each rollout (greedy decoding until end of text or a new line).
+
+    ``constrained``: decoding keeps to the texts of the goals the rollout made true, by the
+    environment's own rules on the rollout's states (``Environment.explanation_candidates``: for
+    CLEVR-Robot every relation false at ``s_0`` and true at ``s_T``, in the training phrasings
+    only). Each token is still the LM's likeliest, but among those that continue one of these
+    texts, so the explanation is the LM's own choice among the true accounts of the rollout.
+    The simulator is never called: imagined rollouts are judged on the states the LM wrote.
+    A rollout that made no goal true, or an environment that names no candidates, is explained
+    freely, as without ``constrained``.
+    """
     model.eval()
     tok = model.tokenizer
     n = len(observations)
@@ -575,6 +623,14 @@ def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
         return []
     seqs = [explain_prompt(np.asarray(o), np.asarray(a), model.prompt_style, model.codec.explain_balls)
             for o, a in zip(observations, actions)]
+    tries: list[dict | None] = [None] * n
+    if constrained:
+        env = _env_of(model)
+        tries = [_candidate_trie(tok, env.explanation_candidates(np.asarray(o)) or ())
+                 for o in observations]
+        longest = [_depth(t) for t in tries if t is not None]
+        if longest:
+            max_new_tokens = max(max_new_tokens, max(longest))
     emb = model.lm.get_input_embeddings()
     stop_nl = _newline_ids(tok)
     with _autocast(bf16):
@@ -586,7 +642,15 @@ def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
         rows = np.arange(n)
         done = np.zeros(n, dtype=bool)
         for _ in range(max_new_tokens):
-            ids = dec.logits(h).argmax(-1)
+            logits = dec.logits(h)
+            ids = logits.argmax(-1)
+            for j, i in enumerate(rows):
+                node = tries[i]
+                if node is not None and not done[i]:
+                    allowed = list(node)
+                    pick = int(torch.argmax(logits[j, allowed]))
+                    ids[j] = allowed[pick]
+                    tries[i] = node[allowed[pick]]
             keep = []
             for j, i in enumerate(rows):
                 if done[i]:
@@ -609,6 +673,11 @@ def explain_rollouts(model: GroundedLM, observations: Sequence[np.ndarray],
             h = dec.feed(emb(ids).unsqueeze(1))
     texts = [tok.decode(o, skip_special_tokens=True).strip() for o in out]
     return [t.split("\n")[0].strip() for t in texts]
+
+
+def _depth(trie: dict) -> int:
+    """Tokens on the longest path of a candidate trie."""
+    return 1 + max((_depth(c) for c in trie.values()), default=-1)
 
 
 _NEWLINES: dict[int, frozenset] = {}

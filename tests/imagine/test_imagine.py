@@ -194,3 +194,31 @@ def test_cli_imagine_guided_records_its_decoding(model_folder, tmp_path):
     rc, _, err = _cli(["imagine", "--model", str(model_folder), "--suite", "easy", "--guide", "-1",
                        "--out", str(tmp_path / "bad")])
     assert rc == 2 and "--guide" in err
+
+
+def test_cli_imagine_constrained_explanations_are_true_accounts(model_folder, tmp_path):
+    out_dir = tmp_path / "im_ec"
+    rc, out, err = _cli(["imagine", "--model", str(model_folder), "--suite", "rephrase", "--limit",
+                         "3", "--per-goal", "1", "--seed", "0", "--out", str(out_dir),
+                         "--max-steps", "3", "--json", "--explain-constrained"])
+    assert rc == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert "constrained" in summary["generation"]["explanations"]
+    assert "explain_constrained" in json.dumps(json.loads((out_dir / "config.json").read_text()))
+    from kalm.envs import get_env
+
+    env = get_env("clevr")
+    ds = load_dataset(out_dir / "imagined.npz")
+    made_true = 0
+    for ep in ds:
+        v = ep.info["validity"]
+        cands = env.explanation_candidates(ep.observations)
+        # an untrained LM's explanation is one of the true accounts whenever the rollout made one
+        assert (v["explanation"] in cands) == bool(cands)
+        made_true += bool(cands)
+        if cands and not v["absurd_states"]:
+            assert v["explanation_true"] is True
+    assert made_true >= 1, "the check above must have met a rollout that made a relation true"
+    rc, _, err = _cli(["imagine", "--model", str(model_folder), "--suite", "easy", "--no-explain",
+                       "--explain-constrained", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "--explain-constrained" in err

@@ -183,6 +183,23 @@ class ClevrEnvironment(Environment):
 
         return goal_progress(goal, obs, start_obs)
 
+    def explanation_candidates(self, observations: np.ndarray) -> list[str]:
+        """Every relation false at ``s_0`` and true at ``s_T`` (``achieved_relations``), in both
+        of its forms ("red left of blue", "blue right of red"), each in every training phrasing
+        (the rephrase pool and the novel suites' wordings are never used)."""
+        from kalm.envs.clevr.goals.language import all_phrasings
+        from kalm.envs.clevr.goals.spec import Relation, achieved_relations
+
+        obs = np.asarray(observations, np.float64)
+        if len(obs) < 2 or not np.all(np.isfinite(obs[[0, -1]])):
+            return []
+        mirror = {"left": "right", "right": "left", "front": "behind", "behind": "front"}
+        texts: list[str] = []
+        for r in achieved_relations(obs[0], obs[-1]):
+            for form in (r, Relation(r.dst, r.src, mirror[r.dir])):
+                texts.extend(all_phrasings(form, "train"))
+        return texts
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:

@@ -50,7 +50,7 @@ def replay_actions(env: ClevrRobotEnv, goal, obs0: np.ndarray, actions: np.ndarr
 
 
 def explanation_accuracy(model: GroundedLM, episodes: Sequence, batch_size: int = 16,
-                         max_steps: int = 12) -> dict:
+                         max_steps: int = 12, constrained: bool = False) -> dict:
     """Fraction of rollouts whose explanation parses to a goal equivalent to the true one.
 
     Beside it: ``valid``, the fraction whose explanation is a true account of the rollout (it did
@@ -58,6 +58,8 @@ def explanation_accuracy(model: GroundedLM, episodes: Sequence, batch_size: int 
     goals how ambiguous the task is: ``ambiguous`` is the fraction of rollouts that made more than
     one relation true (their goal cannot be read off the states with certainty), and
     ``chance_among_valid`` the exact accuracy of naming one of those relations at random.
+    ``constrained``: explanations decoded among the true accounts
+    (``explain_rollouts(..., constrained=True)``).
     """
     eps = [e for e in episodes if e.success and len(e.actions) > 0]
     ok, valid, src, dst, d = 0, 0, 0, 0, 0
@@ -66,7 +68,8 @@ def explanation_accuracy(model: GroundedLM, episodes: Sequence, batch_size: int 
     for sl in _batches(len(eps), batch_size):
         chunk = eps[sl]
         obs = [e.observations[: max_steps + 1] for e in chunk]
-        texts = explain_rollouts(model, obs, [e.actions[:max_steps] for e in chunk])
+        texts = explain_rollouts(model, obs, [e.actions[:max_steps] for e in chunk],
+                                 constrained=constrained)
         for e, o, t in zip(chunk, obs, texts):
             true = goal_from_dict(e.goal)
             g = parse_goal_text(t)

@@ -135,6 +135,20 @@ class MetaWorldEnvironment(Environment):
                 "lift_margin": v.LIFT_MARGIN, "hold_distance": v.HOLD_DIST,
                 "absurd_coord": v.ABSURD_COORD}
 
+    def explanation_candidates(self, observations: np.ndarray) -> list[str]:
+        """The training phrasings of every data task whose success rule is false at ``s_0`` and
+        true at ``s_T`` (the novel tasks have no training phrasings: the LM never learned to
+        name them)."""
+        from kalm.envs.metaworld.language import TRAIN_PHRASES
+        from kalm.envs.metaworld.success import task_success
+
+        obs = np.asarray(observations, np.float64)
+        if len(obs) < 2 or not np.all(np.isfinite(obs[[0, -1]])):
+            return []
+        return [text for task in DATA_TASKS
+                if task_success(task, obs[-1]) and not task_success(task, obs[0])
+                for text in TRAIN_PHRASES[task]]
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:
