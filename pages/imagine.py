@@ -28,6 +28,8 @@ from kalm.ui.imagine import (  # noqa: E402
     check_goal_text,
     explain_rollout,
     explanation_agrees,
+    explanation_choices,
+    explanation_label,
     folder_env,
     guide_choices,
     guide_label,
@@ -186,6 +188,10 @@ def show_explanation(r, pending: bool = False) -> None:
         st.caption("Not asked (tick “Ask the LM to explain” to check cycle consistency).")
         return
     st.info(f"“{r.explanation or '(empty)'}”")
+    if getattr(r, "explain_constrained", False):
+        st.caption("Decoded among the goals the rollout made true (by the goal rules on its own "
+                   "states; training phrasings only): the LM chose which one, token by token. "
+                   "Where the rollout made none true, it wrote freely.")
     g = r.explanation_goal
     agrees = explanation_agrees(r)
     if g is None:
@@ -227,11 +233,13 @@ def _show_video(slot, r):
     return step_frames
 
 
-def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
+def show_rollout(r, key: str, explain_with=None, result_key: str | None = None,
+                 explain_constrained: bool = False):
     """Video, synced step view, plots, validity and explanation of one imagined rollout.
 
     ``explain_with``: a model that has still to explain ``r``: it does so once the rest is shown
-    (its result replaces ``st.session_state[result_key]``). Returns the rollout shown."""
+    (its result replaces ``st.session_state[result_key]``), among the goals the rollout made true
+    with ``explain_constrained``. Returns the rollout shown."""
     st.subheader(f"“{r.text}”")
     tm = r.timings
     meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
@@ -293,7 +301,7 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None):
     if explain_with is not None:  # last: the rollout, its checks and video are on screen
         st.session_state["im_shown_at"] = time.perf_counter()
         try:
-            r = explain_rollout(explain_with, r)
+            r = explain_rollout(explain_with, r, constrained=explain_constrained)
         except Exception as e:
             with explanation_slot.container():
                 st.error(f"The LM could not explain its rollout: {e}")
@@ -363,6 +371,21 @@ def guide_picker(env: str, key: str) -> int:
              "predicts it, is closest to the goal by the goal's own rule; actions whose "
              "predicted step leaves the workbench or puts a ball through another are ruled out. "
              "The simulator is never consulted: the checks below still judge the rollout."))
+
+
+def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
+    """The explanation's decoding: free text (as published) or among the goals the rollout made
+    true (where the environment names them)."""
+    choices = explanation_choices(env)
+    if len(choices) < 2:
+        return False
+    return bool(st.selectbox(
+        "Explanation", choices, key=key, format_func=explanation_label, disabled=disabled,
+        help="Free text: the LM writes its explanation greedily, as the paper decodes. Among the "
+             "goals the rollout made true: each token is still the LM's likeliest, but only among "
+             "those that continue a training phrasing of a goal that is false at s_0 and true at "
+             "the end of the rollout (the goal rules on the rollout's own states, never the "
+             "simulator), so the explanation is a true account and the LM picks which one."))
 
 
 def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR,
@@ -492,6 +515,7 @@ if mode == MODES[0]:
     explain = c3.checkbox("Ask the LM to explain its rollout", True, key=K("im_explain"),
                           help="Cycle consistency: does its explanation name the same goal?")
     guide = guide_picker(env_name, K("im_guide"))
+    explain_constrained = explanation_picker(env_name, K("im_explain_mode"), disabled=not explain)
     explain_with = None
     result_key = K("im_result")
     clicked = st.button("Imagine", type="primary", key=K("im_go"))
@@ -528,7 +552,8 @@ if mode == MODES[0]:
             if note:
                 st.caption(note)
             st.divider()
-            show_rollout(result, K("im_one"), explain_with=explain_with, result_key=result_key)
+            show_rollout(result, K("im_one"), explain_with=explain_with, result_key=result_key,
+                         explain_constrained=explain_constrained)
         t0 = st.session_state.pop("im_clicked_at", None)
         if t0 is not None:
             shown = st.session_state.pop("im_shown_at", None) or time.perf_counter()
@@ -579,6 +604,8 @@ else:
                                     key=K("imb_max_steps"))
     explain = c3.checkbox("Ask the LM to explain each rollout", True, key=K("imb_explain"))
     batch_guide = guide_picker(env_name, K("imb_guide"))
+    batch_explain_constrained = explanation_picker(env_name, K("imb_explain_mode"),
+                                                   disabled=not explain)
     batch_key = K("imb_result")
     if st.button(f"Imagine {len(items)} rollout(s)", type="primary", key=K("imb_go")):
         if not items:
@@ -591,7 +618,7 @@ else:
                     st.session_state[batch_key] = imagine_batch(
                         model, items, int(seed), max_steps=int(max_steps), explain=explain,
                         progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"),
-                        guide=batch_guide)
+                        guide=batch_guide, explain_constrained=batch_explain_constrained)
                     bar.empty()
                 except Exception as e:
                     bar.empty()

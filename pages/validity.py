@@ -155,6 +155,8 @@ if s.summary:
         bits.append(f"goal-guided decoding (K = {guide})" if guide else
                     f"greedy decoding, re-planned up to {replan} times a step" if replan else
                     "greedy decoding")
+        if cfg.get("explain_constrained") or gen.get("explanations"):
+            bits.append("explanations among the goals each rollout made true")
     if bits:
         st.caption(" · ".join(bits))
     with st.expander("summary.json"):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -57,6 +57,8 @@ __all__ = [
     "throttled",
     "imagine_batch",
     "guide_choices",
+    "explanation_choices",
+    "explanation_label",
     "guide_label",
     "validity_checks",
     "batch_rows",
@@ -115,6 +117,9 @@ class ImaginedRollout:
     task drawn for a text naming none); videos and replays start from it."""
     guide: int = 0
     """Goal-guided decoding's K (``kalm.llm.generate``); 0: greedy, as published."""
+    explain_constrained: bool = False
+    """The explanation was decoded among the goals the rollout made true (``explain_rollouts(...,
+    constrained=True)``); False: free text, as published."""
 
     @property
     def steps(self) -> int:
@@ -245,6 +250,22 @@ def guide_choices(env: str = ENV) -> tuple[int, ...]:
     return tuple(k for k in GUIDE_CHOICES if k <= max(n, 1))
 
 
+def explanation_choices(env: str = ENV) -> tuple[bool, ...]:
+    """The explanation decodings the app offers: free text (False, as published) and, where the
+    environment names the goals a rollout made true, kept to them (True)."""
+    from kalm.envs.base import Environment
+
+    environment = get_env(env)
+    if type(environment).explanation_candidates is Environment.explanation_candidates:
+        return (False,)
+    return (False, True)
+
+
+def explanation_label(constrained: bool) -> str:
+    return ("among the goals the rollout made true" if constrained
+            else "free text (as published)")
+
+
 def guide_label(k: int, env: str = ENV) -> str:
     if not k:
         return "greedy (as published)"
@@ -268,13 +289,15 @@ def _scene_goal(sim: Any) -> dict | None:
 
 
 def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
-                   explain: bool, guide: int = 0) -> list[ImaginedRollout]:
+                   explain: bool, guide: int = 0,
+                   explain_constrained: bool = False) -> list[ImaginedRollout]:
     """The CLI's batch code (``kalm.imagine.generate``) on goal items, in memory."""
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import ImagineConfig, _run_batch
 
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
-                        explain=explain, guide=guide).validate()
+                        explain=explain, guide=guide,
+                        explain_constrained=bool(explain and explain_constrained)).validate()
     environment = get_env(model_env(model))
     env = _sim(environment.name)
     try:
@@ -289,9 +312,10 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
         out = []
         for item, ep in zip(items, episodes):
             v = RolloutValidity.from_dict(ep.info["validity"])
-            out.append(_finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
-                               ep.observations, ep.actions, v, v.explanation, timings,
-                               environment, guide=_effective_guide(model, guide)))
+            r = _finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
+                        ep.observations, ep.actions, v, v.explanation, timings,
+                        environment, guide=_effective_guide(model, guide))
+            out.append(replace(r, explain_constrained=cfg.explain_constrained))
         return out
     finally:
         env.close()
@@ -417,16 +441,16 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
             env.close()
 
 
-def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
+def explain_rollout(model, r: ImaginedRollout, constrained: bool = False) -> ImaginedRollout:
     """``r`` with the LM's explanation of it and, for a rollout with a goal, its checks redone with
-    that explanation (cycle consistency, explanation true of the rollout)."""
-    from dataclasses import replace
-
+    that explanation (cycle consistency, explanation true of the rollout). ``constrained``: the
+    explanation is decoded among the goals the rollout made true (``explain_rollouts``)."""
     from kalm.llm.generate import explain_rollouts
 
     with _LOCK:
         t0 = time.perf_counter()
-        explanation = explain_rollouts(model, [r.observations], [r.actions])[0]
+        explanation = explain_rollouts(model, [r.observations], [r.actions],
+                                       constrained=constrained)[0]
         t1 = time.perf_counter()
         validity = r.validity
         if r.goal is not None:
@@ -441,16 +465,18 @@ def explain_rollout(model, r: ImaginedRollout) -> ImaginedRollout:
                 env.close()
     timings = {**r.timings, "explain_s": round(t1 - t0, 3),
                "check_s": round(r.timings.get("check_s", 0) + time.perf_counter() - t1, 3)}
-    return replace(r, validity=validity, explanation=explanation, timings=timings)
+    return replace(r, validity=validity, explanation=explanation, timings=timings,
+                   explain_constrained=bool(constrained))
 
 
 def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | None = None,
                   explain: bool = True, batch_size: int = 8,
                   progress: Callable[[int, int], None] | None = None,
-                  guide: int = 0) -> list[ImaginedRollout]:
+                  guide: int = 0, explain_constrained: bool = False) -> list[ImaginedRollout]:
     """One rollout per goal item, item ``i`` from ``rollout_base_seed(seed, i, 0)`` (as the CLI's
     ``--per-goal`` rollout 0), generated ``batch_size`` at a time; ``guide``: goal-guided
-    decoding's K (0: greedy)."""
+    decoding's K (0: greedy); ``explain_constrained``: explanations among the goals each rollout
+    made true."""
     from kalm.imagine.generate import rollout_base_seed
 
     items = list(items)
@@ -459,7 +485,8 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
         chunk = items[start: start + batch_size]
         seeds = [rollout_base_seed(seed, start + j, 0) for j in range(len(chunk))]
         with _LOCK:
-            out += _imagine_items(model, chunk, seeds, max_steps, explain, guide)
+            out += _imagine_items(model, chunk, seeds, max_steps, explain, guide,
+                                  explain_constrained)
         if progress is not None:
             progress(len(out), len(items))
     return out

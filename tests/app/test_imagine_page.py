@@ -208,3 +208,32 @@ def test_batch_mode_imagines_goal_guided_when_asked(runs_dir):
     assert not at.error, [e.value for e in at.error]
     batch = at.session_state["imb_result"]
     assert len(batch) == 2 and all(r.guide == 4 for r in batch)
+
+
+def test_explanations_among_true_goals_are_offered_and_recorded(runs_dir):
+    from kalm.envs import get_env
+
+    at = tiny_page(3)
+    box = at.selectbox(key="im_explain_mode")
+    assert box.value is False and box.options == ["free text (as published)",
+                                                  "among the goals the rollout made true"]
+    at.text_input(key="im_text").set_value("Put the red ball to the left of the blue ball")
+    box.set_value(True)
+    for seed in range(6):  # until the tiny LM's rollout makes some relation true
+        at.number_input(key="im_seed").set_value(seed)
+        at.button(key="im_go").click()
+        run_ok(at)
+        assert not at.error, [e.value for e in at.error]
+        r = at.session_state["im_result"]
+        assert r.explain_constrained
+        cands = get_env("clevr").explanation_candidates(r.observations)
+        if cands:
+            assert r.explanation in cands and r.validity.explanation_true
+            assert any("made true" in c.value for c in at.caption)
+            break
+    else:
+        raise AssertionError("no tiny rollout made a relation true: the check above never ran")
+    # unticking the explanation greys the choice out
+    at.checkbox(key="im_explain").uncheck()
+    run_ok(at)
+    assert at.selectbox(key="im_explain_mode").disabled
