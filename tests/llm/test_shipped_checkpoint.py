@@ -21,3 +21,43 @@ def test_shipped_grounded_checkpoint_loads_and_generates():
     # its dynamics: pushing red to the right moves red right by about a push length
     nxt = predict_next_states(model, s0, np.array([0]))[0]
     assert 0.05 < nxt[0] - s0[0, 0] < 0.3
+
+
+CONTACT = SHIPPED.parent / "clevr_contact"
+
+
+def test_contact_model_shares_the_shipped_lm_and_changes_only_the_physics_head():
+    import hashlib
+    import json
+
+    def md5(p):
+        return hashlib.md5(p.read_bytes()).hexdigest()
+
+    name = "adapter/adapter_model.safetensors"
+    assert md5(CONTACT / name) == md5(SHIPPED / name)
+    cfg, base = (json.loads((d / "config.json").read_text()) for d in (CONTACT, SHIPPED))
+    assert cfg["dynamics_head"] == "contact" and base["dynamics_head"] == "physics"
+    assert {k: v for k, v in cfg.items() if k not in ("dynamics_head", "env", "rollout_windows",
+                                                      "summary_features")} == \
+        {k: v for k, v in base.items() if k != "dynamics_head"}
+    refit = json.loads((CONTACT / "grounded.json").read_text())["refit_dynamics"]
+    assert refit["from"] == "assets/grounded/clevr" and refit["head"] == "contact"
+    assert "bench/refit_dynamics.py" in (CONTACT / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_contact_model_stops_a_pushed_ball_at_the_ball_in_its_way():
+    from kalm.envs.clevr import ClevrRobotEnv, encode_action
+    from kalm.llm.generate import predict_next_states
+    from kalm.llm.train import load_grounded
+
+    model = load_grounded(CONTACT)
+    # red with blue right beside it on its right, the others far off; red pushed right
+    s0 = np.array([[0.0, 0.0, 0.22, 0.0, -0.4, 0.5, 0.0, 0.5, 0.4, 0.5]], dtype=np.float32)
+    a = encode_action("red", 0)
+    sim = ClevrRobotEnv()
+    real = sim.simulate(s0[0].astype(np.float64), a)
+    nxt = predict_next_states(model, s0, np.array([a]))[0]
+    gap = np.linalg.norm(nxt[0:2] - nxt[2:4])
+    assert gap > 0.15, "red must not pass into blue"
+    assert np.abs(nxt - real).max() < 0.08
