@@ -12,7 +12,7 @@ from kalm.rl.policy import TrainedPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "assets" / "policies"
-NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt", "kalm_guided"]
+NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt", "kalm_guided", "kalm_contact"]
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,13 @@ def test_the_guided_kalm_policy_comes_from_the_guided_reproduction():
     data = json.loads((FOLDER / "kalm_guided" / "data.json").read_text())
     assert all("rep18g/imagine" in str(src.get("path", src)) for src in data["imagined"])
     assert "goal-guided" in (FOLDER / "reproduce_results_guided.md").read_text()
+
+
+def test_the_contact_kalm_policy_comes_from_the_contact_reproduction():
+    res = json.loads((FOLDER / "reproduce_results_contact.json").read_text())
+    cfg = res["config"]
+    assert cfg["imagine_guide"] == 40 and cfg["grounded"] == "assets/grounded/clevr_contact"
+    assert cfg["embedder"] == "lm:assets/grounded/clevr"
+    data = json.loads((FOLDER / "kalm_contact" / "data.json").read_text())
+    assert all("rep19c/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    assert "assets/grounded/clevr_contact" in (FOLDER / "reproduce_results_contact.md").read_text()
