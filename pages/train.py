@@ -140,6 +140,12 @@ def imagine_form() -> None:
                                                   key=f"imagine-{arg.replace('_', '-')}")
         explain = st.checkbox("Ask for explanations (cycle consistency; slower)", value=True,
                               key="imagine-explain")
+        explain_constrained = st.checkbox(
+            "Explanations among the goals each rollout made true", value=False,
+            key="imagine-explain-constrained",
+            help="`--explain-constrained`: the LM's explanation is decoded among the training "
+                 "phrasings of the goals the rollout's own states made true (default: free text, "
+                 "as published)")
         name, existing = run_name_input("imagine")
         submitted = st.form_submit_button("Start imagination", type="primary")
     goals_bytes = None if source == "Suites" or upload is None else upload.getvalue()
@@ -151,7 +157,7 @@ def imagine_form() -> None:
         goals = (tr.write_goals_file(run_dir, name, goals_bytes, existing)
                  if goals_bytes is not None else None)
         return tr.imagine_argv(model, run_dir, suites=suites, goals=goals, explain=explain,
-                               **numbers)
+                               explain_constrained=explain_constrained, **numbers)
 
     # The uploaded goals file lands in the folder before the job starts: allow that folder.
     launch("imagine", argv, name, existing or goals_bytes is not None and not tr.holds_files(name))

@@ -37,6 +37,9 @@ __all__ = [
     "curve_columns",
     "curves_figure",
     "dataset_choices",
+    "dataset_env",
+    "model_env",
+    "with_env",
     "default_name",
     "ground_argv",
     "grounded_choices",
@@ -198,10 +201,39 @@ def ground_problems(errors: list[str], data: str | None, defaults: dict, values:
     return []
 
 
+def dataset_env(path: str | Path | None) -> str | None:
+    """The environment a dataset's episodes come from (its ``meta["env"]``; CLEVR-Robot for
+    files that name none), read without loading the episodes; None when it cannot be read."""
+    import numpy as np
+
+    from kalm.data.episodes import DEFAULT_ENV
+
+    if not path:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta_json"]).decode("utf-8"))
+    except (OSError, ValueError, KeyError):
+        return None
+    env = meta.get("env") if isinstance(meta, dict) else None
+    return env if isinstance(env, str) and env else DEFAULT_ENV
+
+
+def with_env(values: dict, env: str | None) -> dict:
+    """``values`` with the environment the chosen data (or model) comes from, unless the form
+    names another on purpose: left at its default, ``--env`` follows the data, so a Meta-World
+    dataset or model just works."""
+    from kalm.data.episodes import DEFAULT_ENV
+
+    if env and values.get("env", DEFAULT_ENV) == DEFAULT_ENV:
+        return {**values, "env": env}
+    return values
+
+
 def ground_argv(data: str, run_dir: Path, preset: str, specs: list[jobs.OptionSpec],
                 values: dict) -> list[str]:
     return ["--data", data, "--out", str(run_dir), "--preset", preset,
-            *jobs.options_argv(specs, values)]
+            *jobs.options_argv(specs, with_env(values, dataset_env(data)))]
 
 
 # ----------------------------------------------------------------------------------- imagination
@@ -228,7 +260,7 @@ def imagine_problems(model: str | None, use_suites: bool, suites: Sequence[str],
     if goals_bytes is None:
         return ["upload a goals file (JSON Lines), or choose Suites"]
     try:
-        check_goals_file(goals_bytes)
+        check_goals_file(goals_bytes, model_env(model))
     except (ValueError, OSError) as e:
         return [f"goals file: {e}"]
     return []
@@ -258,13 +290,27 @@ def write_goals_file(run_dir: Path, name: str, goals_bytes: bytes, existing: boo
     return goals
 
 
+def model_env(model: str | Path) -> str:
+    """The environment a grounded model folder was grounded on (its ``grounded.json``)."""
+    from kalm.ui.imagine import folder_env
+
+    return folder_env(model)
+
+
 def imagine_argv(model: str, run_dir: Path, *, suites: Sequence[str] = (),
                  goals: Path | None = None, per_goal: int, seed: int, batch: int, limit: int = 0,
-                 max_steps: int = 0, videos: int = 0, explain: bool = True) -> list[str]:
-    """``python -m kalm imagine`` options: goals from ``goals`` (a file) or else ``suites``."""
+                 max_steps: int = 0, videos: int = 0, explain: bool = True,
+                 explain_constrained: bool = False) -> list[str]:
+    """``python -m kalm imagine`` options: goals from ``goals`` (a file) or else ``suites``; the
+    environment is the model's own."""
     src = ["--goals", str(goals)] if goals is not None else ["--suite", ",".join(suites)]
     a = ["--model", model, *src, "--per-goal", str(int(per_goal)), "--seed", str(int(seed)),
          "--out", str(run_dir), "--batch-size", str(int(batch))]
+    env = model_env(model)
+    from kalm.data.episodes import DEFAULT_ENV
+
+    if env != DEFAULT_ENV:
+        a += ["--env", env]
     if limit:
         a += ["--limit", str(int(limit))]
     if max_steps:
@@ -273,6 +319,8 @@ def imagine_argv(model: str, run_dir: Path, *, suites: Sequence[str] = (),
         a += ["--videos", str(int(videos))]
     if not explain:
         a.append("--no-explain")
+    elif explain_constrained:
+        a.append("--explain-constrained")
     return a
 
 
@@ -332,7 +380,8 @@ def train_argv(run_dir: Path, real: str | None, imagined: Sequence[str] | None,
         a += ["--real", real]
     if imagined:
         a += ["--imagined", *imagined]
-    return a + ["--out", str(run_dir), *jobs.options_argv(specs, values)]
+    env = dataset_env(real) if real else None
+    return a + ["--out", str(run_dir), *jobs.options_argv(specs, with_env(values, env))]
 
 
 # ----------------------------------------------------------------------------------- jobs

@@ -144,3 +144,29 @@ def test_failure_messages():
     assert cmp.failure_message(ValueError("no such policy")) == "no such policy"
     assert cmp.failure_message(OSError("gone")) == "OSError: gone"
     assert isinstance(cmp.Gathered().results, dict) and Path(cmp.CACHE).name == "compare-cache"
+
+
+def test_the_train_page_s_commands_follow_the_environment_of_the_data_and_model(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    mw_data, clevr_data = root / "assets/data/metaworld1k.npz", root / "assets/data/aim4k.npz"
+    assert tr.dataset_env(mw_data) == "metaworld" and tr.dataset_env(clevr_data) == "clevr"
+    assert tr.dataset_env(tmp_path / "missing.npz") is None
+    ground = jobs.cli_options("ground")
+    argv = tr.ground_argv(str(mw_data), tmp_path / "g", "cpu", ground, {"env": "clevr"})
+    assert argv[argv.index("--env") + 1] == "metaworld"
+    assert "--env" not in tr.ground_argv(str(clevr_data), tmp_path / "g", "cpu", ground,
+                                         {"env": "clevr"})
+    train = jobs.cli_options("train")
+    argv = tr.train_argv(tmp_path / "t", str(mw_data), None, train, {"env": "clevr"})
+    assert argv[argv.index("--env") + 1] == "metaworld"
+    # a model grounded on Meta-World imagines with --env metaworld; a goals file is read by its
+    # environment's language
+    model = root / "assets/grounded/metaworld"
+    argv = tr.imagine_argv(str(model), tmp_path / "im", suites=["easy"], per_goal=1, seed=0,
+                           batch=8, explain_constrained=True)
+    assert argv[argv.index("--env") + 1] == "metaworld" and "--explain-constrained" in argv
+    assert "--env" not in tr.imagine_argv(str(root / "assets/grounded/clevr"), tmp_path, suites=["easy"],
+                                          per_goal=1, seed=0, batch=8)
+    wall = json.dumps({"text": "Reach the target, with a wall in the way."}).encode()
+    assert tr.imagine_problems(str(model), False, [], wall) == []
+    assert tr.imagine_problems(str(root / "assets/grounded/clevr"), False, [], wall) != []
