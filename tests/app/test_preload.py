@@ -95,21 +95,21 @@ def test_the_explanation_runs_after_the_rollout_checks_and_video(runs_dir, monke
     seen = {}
     real = imagine_ui.explain_rollout
 
-    def explain(model, r):
+    def explain(model, r, **kw):
         import streamlit as st
 
         seen["validity"] = r.validity is not None and r.validity.cycle_consistent is None
         seen["explanation"] = r.explanation
         seen["video"] = bool(st.session_state.get("im_rendered"))
         seen["result"] = st.session_state.get("im_result") is r
-        return real(model, r)
+        return real(model, r, **kw)
 
     order = []
     real_topview = plots.topview_figure
     monkeypatch.setattr(plots, "topview_figure", lambda *a, **k: order.append("plots")
                         or real_topview(*a, **k))
     monkeypatch.setattr(imagine_ui, "explain_rollout",
-                        lambda model, r: order.append("explain") or explain(model, r))
+                        lambda model, r, **kw: order.append("explain") or explain(model, r, **kw))
     at = _imagine_click(3)
     assert not at.error, [e.value for e in at.error]
     # when the LM was asked, the checked rollout was already kept and its video rendered

@@ -203,7 +203,7 @@ def test_explanation_accuracy_scores_exact_and_valid_accounts(dataset_path, monk
                "junk": ["the weather is nice"] * len(eps)}
     for kind, texts in answers.items():
         it = iter(texts)
-        monkeypatch.setattr(metrics, "explain_rollouts", lambda m, obs, acts: [next(it) for _ in obs])
+        monkeypatch.setattr(metrics, "explain_rollouts", lambda m, obs, acts, **kw: [next(it) for _ in obs])
         out = metrics.explanation_accuracy(None, eps, batch_size=5, max_steps=50)
         assert out["episodes"] == len(eps) > 5
         if kind == "true":
