@@ -450,6 +450,12 @@ class Environment(ABC):
         return None
 
     # ----------------------------------------------------------------- helpers
+    def provides(self, hook: str) -> bool:
+        """Whether this environment implements the optional hook ``hook`` (e.g. "goal_progress",
+        "implausible_steps", "explanation_candidates") rather than inheriting the interface's
+        None-returning default."""
+        return getattr(type(self), hook) is not getattr(Environment, hook)
+
     def require_stage(self, stage: str) -> None:
         """Raise ValueError saying that ``stage`` is not built for this environment yet."""
         if stage not in self.stages:

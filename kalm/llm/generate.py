@@ -307,23 +307,15 @@ def physical_replan_available(model: GroundedLM) -> bool:
     environment that states which generated transitions are implausible."""
     env = _env_of(model)
     return (model.codec.action_kind == "discrete" and hasattr(model.codec, "action_logits")
-            and type(env).implausible_steps is not _base_implausible())
-
-
-def _base_implausible():
-    from kalm.envs.base import Environment
-
-    return Environment.implausible_steps
+            and env.provides("implausible_steps"))
 
 
 def guided_decoding_available(model: GroundedLM) -> bool:
     """Whether ``guide`` can act for this model: discrete action scores, and an environment
     that measures progress toward a goal from a state."""
-    from kalm.envs.base import Environment
-
     env = _env_of(model)
     return (model.codec.action_kind == "discrete" and hasattr(model.codec, "action_logits")
-            and type(env).goal_progress is not Environment.goal_progress)
+            and env.provides("goal_progress"))
 
 
 @torch.no_grad()
@@ -567,14 +559,7 @@ def explanation_constraint_available(model: GroundedLM) -> bool:
     """Whether the model's environment names the goals a rollout made true
     (``Environment.explanation_candidates``), so that ``explain_rollouts(..., constrained=True)``
     can keep the LM's explanation to them."""
-    env = _env_of(model)
-    return type(env).explanation_candidates is not _base_explanation_candidates()
-
-
-def _base_explanation_candidates():
-    from kalm.envs.base import Environment
-
-    return Environment.explanation_candidates
+    return _env_of(model).provides("explanation_candidates")
 
 
 _TOKEN_CACHE: dict[int, object] = {}

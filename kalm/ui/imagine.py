@@ -241,10 +241,8 @@ GUIDE_CHOICES = (0, 4, 8, 16, 40)
 def guide_choices(env: str = ENV) -> tuple[int, ...]:
     """The goal-guided decoding settings the app offers for an environment: 0 (greedy, as
     published) and some K; just (0,) where the environment has no progress measure."""
-    from kalm.envs.base import Environment
-
     environment = get_env(env)
-    if type(environment).goal_progress is Environment.goal_progress:
+    if not environment.provides("goal_progress"):
         return (0,)
     n = environment.action.size if environment.action.discrete else 0
     return tuple(k for k in GUIDE_CHOICES if k <= max(n, 1))
@@ -253,12 +251,7 @@ def guide_choices(env: str = ENV) -> tuple[int, ...]:
 def explanation_choices(env: str = ENV) -> tuple[bool, ...]:
     """The explanation decodings the app offers: free text (False, as published) and, where the
     environment names the goals a rollout made true, kept to them (True)."""
-    from kalm.envs.base import Environment
-
-    environment = get_env(env)
-    if type(environment).explanation_candidates is Environment.explanation_candidates:
-        return (False,)
-    return (False, True)
+    return (False, True) if get_env(env).provides("explanation_candidates") else (False,)
 
 
 def explanation_label(constrained: bool) -> str:

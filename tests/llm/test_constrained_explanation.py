@@ -105,3 +105,10 @@ def test_metaworld_candidates_name_the_tasks_whose_rule_became_true():
         assert task_success(t, states[-1]) and not task_success(t, states[0])
     assert not set(cands) & {p for ps in REPHRASE_PHRASES.values() for p in ps}
     assert env.explanation_candidates(states[[0, 0]]) == []
+
+
+def test_environments_say_which_optional_hooks_they_provide():
+    mw = get_env("metaworld")
+    assert CLEVR.provides("goal_progress") and CLEVR.provides("implausible_steps")
+    assert CLEVR.provides("explanation_candidates") and mw.provides("explanation_candidates")
+    assert not mw.provides("goal_progress") and not mw.provides("implausible_steps")
