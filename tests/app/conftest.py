@@ -18,6 +18,8 @@ def tiny_runs(tmp_path_factory) -> Path:
     """runs/ with ``tiny-ground`` (a grounded model on a tiny Llama), ``collect-tiny/data.npz``
     (6 expert episodes) and ``imagine-tiny`` (4 imagined rollouts: imagined.npz, validity.csv,
     summary.json)."""
+    import torch
+
     from kalm.data.collect import collect_dataset
     from kalm.goals.suites import suite_items
     from kalm.imagine.generate import imagine
@@ -32,7 +34,9 @@ def tiny_runs(tmp_path_factory) -> Path:
     lm.save_pretrained(base)
     tok.save_pretrained(base)
     cfg = GroundConfig(model=str(base))
-    model = build_model(cfg, lm, tok)
+    with torch.random.fork_rng():  # the codec's fresh heads: same weights whatever ran before
+        torch.manual_seed(0)
+        model = build_model(cfg, lm, tok)
     model_dir = runs / "tiny-ground" / "model"
     model.save(model_dir)
     cfg.save(model_dir / "config.json")
@@ -85,6 +89,7 @@ def tiny_mw_model(tmp_path_factory) -> Path:
     """``runs/tiny-mw/model``: a grounded model on Meta-World (a tiny Llama, untrained, its codec's
     statistics from a few real resets), saved as the CLI saves one."""
     import numpy as np
+    import torch
 
     from kalm.envs import get_env
     from kalm.llm.base import tiny_lm
@@ -100,7 +105,9 @@ def tiny_mw_model(tmp_path_factory) -> Path:
     cfg = GroundConfig(model=str(base), env="metaworld", rollout_windows=True,
                        max_steps_per_episode=10, action_head="mlp", dynamics_head="mlp",
                        explain_balls=False)
-    model = build_model(cfg, lm, tok)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(cfg, lm, tok)
     items = env.suite_items("train")
     s = np.stack([env.imagine_start(items[i].goal, i) for i in range(0, len(items), 40)])
     d = s.shape[1]
