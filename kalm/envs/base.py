@@ -449,6 +449,16 @@ class Environment(ABC):
         are then decoded freely)."""
         return None
 
+    def relabel_episode(self, text: str, goal: Mapping[str, Any], observations: np.ndarray,
+                        actions: np.ndarray, rng: np.random.Generator
+                        ) -> tuple[str, dict, np.ndarray, np.ndarray] | None:
+        """An equivalent episode under a random symmetry of this environment, for data
+        augmentation of offline RL (``kalm.rl``, ``--augment K``): ``(text, goal dict,
+        observations, actions)``, the same rewards holding. From the episode alone, never the
+        simulator or an expert. None: no symmetry applies to this episode (or this environment
+        states none)."""
+        return None
+
     # ----------------------------------------------------------------- helpers
     def provides(self, hook: str) -> bool:
         """Whether this environment implements the optional hook ``hook`` (e.g. "goal_progress",

@@ -95,7 +95,7 @@ RESUMABLE_FIELDS = {"steps", "max_minutes", "eval_episodes"}
 # written before them meant (a policy.json or config.json lacking the key gets this value).
 LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw", "env": "clevr", "td3bc_alpha": 0.5,
                                    "awac_lambda": 1.0, "arch": "mlp", "roles": 4,
-                                   "entity_units": 64}
+                                   "entity_units": 64, "augment": 0}
 
 # What state_features "auto" means where an environment's policy_defaults do not say (raw).
 AUTO_STATE_FEATURES: dict[str, str] = {}
@@ -138,6 +138,8 @@ class TrainConfig(JsonConfig):
     """Keep imagined rollouts that pass: none, or a comma list of match, replay, realistic, in_workbench, no_overlap, finite, cycle."""
     embedder: str = "minilm"
     """Goal text embedder: minilm (all-MiniLM-L6-v2, 384-d), hash:K (hashed bag of words) or st:DIR."""
+    augment: int = 0
+    """Symmetric copies of every episode, real and imagined alike (CLEVR: K random relabellings of the balls' colours, the text's colour words with them); 0 = none."""
     reward: str = "dense"
     """Reward label: dense or sparse."""
     steps: int = 20000
@@ -231,6 +233,11 @@ class TrainConfig(JsonConfig):
         if self.arch == "roles" and not environment.policy_entities:
             raise ValueError(f"arch 'roles' needs a state of like entities with per-entity actions; "
                              f"{environment.title} declares none (use mlp)")
+        if self.augment < 0:
+            raise ValueError(f"augment must be 0 or more; got {self.augment}")
+        if self.augment and not environment.provides("relabel_episode"):
+            raise ValueError(f"--augment needs a symmetry of the environment; {environment.title} "
+                             "states none (use --augment 0)")
         if self.roles < 1 or self.entity_units < 1:
             raise ValueError("roles and entity_units must be at least 1")
         self.imagined = [str(p) for p in self.imagined]

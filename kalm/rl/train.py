@@ -98,6 +98,12 @@ def prepare_data(cfg: TrainConfig, embedder=None,
         raise ValueError(f"no imagined rollout is left after --filter {cfg.filter} (and dropping "
                          "empty or non-finite ones); loosen the filter or drop --imagined")
 
+    augmented = {}
+    if cfg.augment:
+        say(f"adding {cfg.augment} relabelled copies of every episode")
+        rng = np.random.default_rng([cfg.seed, 7919])
+        real_eps, augmented["real"] = augment_episodes(env, real_eps, cfg.augment, rng)
+        im_eps, augmented["imagined"] = augment_episodes(env, im_eps, cfg.augment, rng)
     emb = embedder if embedder is not None else make_embedder(cfg.embedder)
     texts = list(dict.fromkeys(ep.text for ep in (*real_eps, *im_eps)))
     say(f"embedding {len(texts)} goal texts with {emb.name}")
@@ -129,11 +135,31 @@ def prepare_data(cfg: TrainConfig, embedder=None,
         "reward": cfg.reward,
         "filter": cfg.filter,
     }
+    if augmented:
+        info["augmented"] = augmented
     if sequence:
         # the return a Decision Transformer is asked for when it acts: the median return of the
         # real episodes that end in success (all real episodes when none does)
         info["target_return"] = dt_target_return(real_table)
     return TrainData(sampler, info, emb)
+
+
+def augment_episodes(env, episodes: list, copies: int, rng: np.random.Generator) -> tuple[list, int]:
+    """``episodes`` followed by ``copies`` relabelled copies of each (``env.relabel_episode``: a
+    symmetry of the environment; rewards and flags stay, as the symmetry keeps them); returns
+    them and how many copies were added (episodes the symmetry does not apply to get none)."""
+    from dataclasses import replace
+
+    out = list(episodes)
+    for ep in episodes:
+        for _ in range(copies):
+            new = env.relabel_episode(ep.text, ep.goal, ep.observations, ep.actions, rng)
+            if new is None:
+                break
+            text, goal, obs, actions = new
+            out.append(replace(ep, text=text, goal=goal, observations=obs, actions=actions,
+                               info={**ep.info, "relabelled": True}))
+    return out, len(out) - len(episodes)
 
 
 def dt_target_return(table) -> float:

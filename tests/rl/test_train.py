@@ -188,3 +188,29 @@ def test_the_last_5_epoch_ends_are_kept_as_loadable_policy_snapshots(real_path, 
     # a restart clears them
     train_policy(_cfg(real_path, steps=10), out, progress=False, resume=False)
     assert [p.name for p in snapshot_dirs(out)] == ["step-10"]
+
+
+def test_augment_adds_relabelled_copies_of_real_and_imagined_episodes(real_path, imagined_dir,
+                                                                       tmp_path):
+    from kalm.data.episodes import load_dataset
+    from kalm.envs import get_env
+    from kalm.rl.train import augment_episodes, prepare_data
+
+    cfg = _cfg(real_path, imagined=[str(imagined_dir)], augment=2).validate()
+    data = prepare_data(cfg)
+    # 36 real episodes x 2 copies; 11 finite imagined ones x 2
+    assert data.info["augmented"] == {"real": 72, "imagined": 22}
+    assert data.info["real"]["episodes"] == 36 * 3  # trained on: the source episodes and copies
+    real = load_dataset(real_path).episodes
+    out, added = augment_episodes(get_env("clevr"), real[:3], 2, np.random.default_rng(0))
+    assert added == 6 and out[:3] == real[:3]
+    for k, copy in enumerate(out[3:]):
+        src = real[k // 2]
+        assert copy.text != src.text and copy.info["relabelled"]
+        np.testing.assert_array_equal(copy.rewards, src.rewards)
+        assert sorted(copy.observations[0].round(6).tolist()) == \
+            sorted(src.observations[0].round(6).tolist())
+    with pytest.raises(ValueError, match="augment"):
+        _cfg(real_path, augment=-1).validate()
+    with pytest.raises(ValueError, match="symmetry"):
+        TrainConfig(env="metaworld", algo="bc", real="x.npz", augment=2).validate()

@@ -200,6 +200,18 @@ class ClevrEnvironment(Environment):
                 texts.extend(all_phrasings(form, "train"))
         return texts
 
+    def relabel_episode(self, text: str, goal: Mapping[str, Any], observations: np.ndarray,
+                        actions: np.ndarray, rng: np.random.Generator):
+        """The episode with the balls' colours relabelled by a random permutation other than the
+        identity (``kalm.envs.clevr.symmetry.recolour``): states, pushes, goal and the text's
+        colour words alike. None where the text leaves a goal colour implicit."""
+        from kalm.envs.clevr.symmetry import COLORS, recolour
+
+        perm = rng.permutation(len(COLORS))
+        while np.array_equal(perm, np.arange(len(COLORS))):
+            perm = rng.permutation(len(COLORS))
+        return recolour(text, dict(goal), observations, actions, perm)
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:
