@@ -996,6 +996,8 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                                                     "novel_mean": None, "seeds": 0}
         if skipped:
             entry["skipped"] = skipped[0]
+        if _without_train_args(tr_units, keys, cfg.train_args):
+            entry["without_train_args"] = True
         data = [tr_units[k] for k in keys if tr_units.get(k, {}).get("real_transitions") is not None]
         if data:
             entry["real_transitions"] = data[0].get("real_transitions")
@@ -1026,6 +1028,8 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                                               if tr_units.get(k, {}).get("real_transitions")),
                                              None)
             entry["imagined_transitions"] = 0
+            if _without_train_args(tr_units, keys, cfg.train_args):
+                entry["without_train_args"] = True
             ckpts = {k: [c_.get("step") for c_ in e["checkpoints"]]
                      for k in keys if (e := load_eval(k)) is not None and e.get("checkpoints")}
             if ckpts:
@@ -1226,6 +1230,14 @@ def _env_results_markdown(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _without_train_args(tr_units: dict, keys: list[str], train_args: list[str]) -> bool:
+    """Whether some trained unit of ``keys`` ran without the run's extra ``train`` options (a
+    unit reused from a run made without them)."""
+    n = len(train_args)
+    argvs = [tr_units[k]["argv"] for k in keys if tr_units.get(k, {}).get("argv")]
+    return bool(n) and any(list(a[-n:]) != list(train_args) for a in argvs)
+
+
 def results_markdown(res: dict[str, Any]) -> str:
     cfg = res["config"]
     if cfg.get("env", "clevr") != "clevr":
@@ -1242,7 +1254,9 @@ def results_markdown(res: dict[str, Any]) -> str:
         f"`{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, {cfg['episodes']} episodes per "
         f"category for every policy"
         + (f" ({cfg['llm_episodes']} for the LLM as policy, once)" if cfg["llm_episodes"] else "")
-        + _imagined_with(cfg),
+        + _imagined_with(cfg)
+        + (f" Extra `train` options of every policy: `{shlex.join(cfg['train_args'])}`."
+           if cfg.get("train_args") else ""),
         "",
         _volume_line(res),
         "",
@@ -1260,6 +1274,8 @@ def results_markdown(res: dict[str, Any]) -> str:
     for key, m in res["methods"].items():
         cats = m["categories"]
         label = _label(key, m)
+        if m.get("without_train_args"):
+            label += " (reused: trained without the extra options)"
         if m.get("score") and m["score"] != f"mean of the last {cfg.get('checkpoints', 5)} checkpoints":
             label += f" ({m['score']})"
         if key == "llm":

@@ -187,3 +187,13 @@ def test_results_say_when_imagination_was_goal_guided():
     assert "goal-guided" not in _imagined_with(base)
     guided = _imagined_with({**base, "imagine_guide": 16})
     assert "`--imagine-guide 16`" in guided and "not the paper's greedy decoding" in guided
+
+
+def test_a_method_reused_from_a_run_without_the_extra_train_options_is_marked():
+    from kalm.reproduce import _without_train_args
+
+    units = {"kalm-s0": {"argv": ["train", "--seed", "0", "--augment", "8"]},
+             "dt-s0": {"argv": ["train", "--seed", "0", "--context-size", "5"]}}
+    assert not _without_train_args(units, ["kalm-s0"], ["--augment", "8"])
+    assert _without_train_args(units, ["dt-s0"], ["--augment", "8"])
+    assert not _without_train_args(units, ["dt-s0"], [])  # no extra options: nothing to miss

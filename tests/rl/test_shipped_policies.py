@@ -12,7 +12,8 @@ from kalm.rl.policy import TrainedPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "assets" / "policies"
-NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt", "kalm_guided", "kalm_contact"]
+NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt", "kalm_guided", "kalm_contact",
+         "kalm_augment"]
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +64,19 @@ def test_the_contact_kalm_policy_comes_from_the_contact_reproduction():
     data = json.loads((FOLDER / "kalm_contact" / "data.json").read_text())
     assert all("rep19c/imagine" in str(src.get("path", src)) for src in data["imagined"])
     assert "assets/grounded/clevr_contact" in (FOLDER / "reproduce_results_contact.md").read_text()
+
+
+def test_the_augmented_kalm_policy_comes_from_the_augmented_reproduction():
+    res = json.loads((FOLDER / "reproduce_results_augment.json").read_text())
+    cfg = res["config"]
+    assert cfg["train_args"] == ["--augment", "8"] and cfg["imagine_guide"] == 40
+    assert cfg["grounded"] == "assets/grounded/clevr_contact"
+    assert res["methods"]["dt"].get("without_train_args")  # reused, said so in the table
+    assert not any(res["methods"][m].get("without_train_args")
+                   for m in ("kalm", "kalm_filtered", "real_only", "oracle"))
+    meta = json.loads((FOLDER / "kalm_augment" / "policy" / "policy.json").read_text())
+    assert meta["config"]["augment"] == 8
+    data = json.loads((FOLDER / "kalm_augment" / "data.json").read_text())
+    assert data["augmented"]["imagined"] > 0 and data["augmented"]["real"] > 0
+    assert all("rep20aug/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    assert "--augment 8" in (FOLDER / "reproduce_results_augment.md").read_text()
