@@ -89,7 +89,8 @@ def policy_choices(env: str = DEFAULT_ENV) -> dict[str, str]:
     shipped = jobs.REPO_ROOT / "assets" / "policies"
     if shipped.is_dir():
         for d in sorted(shipped.iterdir()) + sorted(shipped.glob("*/*")):
-            if d.is_dir() and _is_policy_folder(d) and _env_of_folder(d, "policy.json") == env:
+            if d.is_dir() and _is_policy_folder(d) and not _is_policy_folder(d.parent) \
+                    and _env_of_folder(d, "policy.json") == env:  # a policy, not its policy/
                 out[str(d.resolve())] = f"trained: {d.relative_to(shipped.parent.parent).as_posix()}"
     for path, label in _grounded_models():
         if _env_of_folder(Path(path), "grounded.json") == env:
