@@ -1028,8 +1028,6 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
                                               if tr_units.get(k, {}).get("real_transitions")),
                                              None)
             entry["imagined_transitions"] = 0
-            if _without_train_args(tr_units, keys, cfg.train_args):
-                entry["without_train_args"] = True
             ckpts = {k: [c_.get("step") for c_ in e["checkpoints"]]
                      for k in keys if (e := load_eval(k)) is not None and e.get("checkpoints")}
             if ckpts:
@@ -1255,7 +1253,8 @@ def results_markdown(res: dict[str, Any]) -> str:
         f"category for every policy"
         + (f" ({cfg['llm_episodes']} for the LLM as policy, once)" if cfg["llm_episodes"] else "")
         + _imagined_with(cfg)
-        + (f" Extra `train` options of every policy: `{shlex.join(cfg['train_args'])}`."
+        + (f" Extra `train` options of every policy but the Decision Transformer: "
+           f"`{shlex.join(cfg['train_args'])}`."
            if cfg.get("train_args") else ""),
         "",
         _volume_line(res),
