@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser", "CLIError"]
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import shlex
 
-    from kalm.reproduce import STAGES, make_config, reproduce
+    from kalm.reproduce import NOVEL, STAGES, make_config, reproduce
 
     def int_list(text: str | None, flag: str) -> list[int] | None:
         if text is None:
@@ -47,8 +47,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         algos = [a.strip() for a in args.algos.split(",") if a.strip()]
         if not algos:
             raise CLIError("--algos takes comma-separated algorithm names")
+    per_goal = None
+    if args.imagine_per_goal is not None:
+        per_goal = {}
+        for part in (p.strip() for p in args.imagine_per_goal.split(",") if p.strip()):
+            suite, _, k = part.partition("=")
+            if suite.strip() not in NOVEL or not k.strip().isdigit() or int(k) < 1:
+                raise CLIError(f"--imagine-per-goal takes SUITE=K pairs with SUITE one of "
+                               f"{', '.join(NOVEL)} and K >= 1; got {part!r}")
+            per_goal[suite.strip()] = int(k)
     cfg = make_config(
-        args.preset, seeds=int_list(args.seeds, "--seeds"), grounded=args.grounded, lm=args.lm,
+        args.preset, imagine_per_goal=per_goal, seeds=int_list(args.seeds, "--seeds"), grounded=args.grounded, lm=args.lm,
         algo=args.algo, steps=args.steps, episodes=args.episodes_per_category,
         llm_episodes=args.llm_episodes, filter=args.filter, embedder=args.embedder,
         real_episodes=args.real_episodes,
@@ -116,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="goal-guided decoding in the imagine stage (imagine --guide K: of the "
                          "LM's K likeliest actions, the one whose predicted next state is closest "
                          "to the goal; default 0 = greedy, as published)")
+    rp.add_argument("--imagine-per-goal", default=None, metavar="SUITE=K[,SUITE=K]",
+                    help="imagined rollouts per goal of these novel suites, e.g. hard=4 (cpu: "
+                         "rephrase=1, easy=20, hard=1); the oracle follows with as many expert "
+                         "episodes")
     rp.add_argument("--train-args", default=None,
                     help="extra `train` options for every policy, in one string")
     rp.set_defaults(func=cmd_reproduce)

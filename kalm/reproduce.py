@@ -395,6 +395,11 @@ def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
             continue
         if k not in names:
             raise ReproduceError(f"unknown setting {k!r}")
+        if k == "imagine_per_goal":  # the suites given; the others keep the preset's
+            base = values.get(k)
+            if base is None:
+                base = next(f for f in fields(ReproduceConfig) if f.name == k).default_factory()
+            v = {**base, **v}
         values[k] = v
     if overrides.get("algo") is not None and overrides.get("algos") is None:
         values["algos"] = []  # --algo alone: that one algorithm, not the preset's list

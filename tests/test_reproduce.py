@@ -178,6 +178,20 @@ def test_oracle_episodes_match_the_imagined_volume_and_the_paper_volume_option()
         == ["discrete_cql"]
     with pytest.raises(ReproduceError, match="volume"):
         make_config("cpu", volume="huge")
+    # --imagine-per-goal hard=4: four rollouts of each hard goal, the oracle following
+    more = make_config("cpu", grounded="assets/grounded/clevr", imagine_per_goal={"hard": 4})
+    assert more.imagine_per_goal == {"rephrase": 1, "easy": 20, "hard": 4}
+    assert more.oracle_episodes == {"rephrase": 400, "easy": 2000, "hard": 440}
+
+
+def test_the_cli_s_imagine_per_goal_is_checked(tmp_path, capsys):
+    from kalm.cli import main
+
+    for bad in ("hard", "hard=0", "train=2", "hard=x"):
+        assert main(["reproduce", "--preset", "cpu", "--grounded", "assets/grounded/clevr",
+                     "--imagine-per-goal", bad, "--out", str(tmp_path / "r")]) == 2
+        assert "--imagine-per-goal takes SUITE=K" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_results_say_when_imagination_was_goal_guided():
