@@ -140,7 +140,11 @@ def test_imagine_writes_a_run_folder_like_a_real_dataset(model, items, tmp_path)
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
     """A saved grounded model whose base LM is a tiny local Hugging Face folder."""
-    root = tmp_path_factory.mktemp("grounded")
+    return save_tiny_grounded(tmp_path_factory.mktemp("grounded"))
+
+
+def save_tiny_grounded(root):
+    """``root/run``: a grounded model on a tiny base LM saved as a local HF folder (root/base)."""
     lm, tok = tiny_lm()
     lm.save_pretrained(root / "base", safe_serialization=True)
     tok.save_pretrained(root / "base")
@@ -203,13 +207,7 @@ def test_cli_imagine_constrained_explanations_are_true_accounts(tmp_path):
     # drew from the global RNG, and so would which rollouts make a relation true
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        lm, tok = tiny_lm()
-        lm.save_pretrained(tmp_path / "base", safe_serialization=True)
-        tok.save_pretrained(tmp_path / "base")
-        cfg = GroundConfig(model=str(tmp_path / "base"))
-        build_model(cfg, lm, tok).save(tmp_path / "run" / "model")
-        cfg.save(tmp_path / "run" / "model" / "config.json")
-    model_folder = tmp_path / "run"
+        model_folder = save_tiny_grounded(tmp_path)
     out_dir = tmp_path / "im_ec"
     rc, out, err = _cli(["imagine", "--model", str(model_folder), "--suite", "rephrase", "--limit",
                          "4", "--per-goal", "2", "--seed", "0", "--out", str(out_dir),
