@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -68,10 +69,24 @@ def spec_vector(goal: dict) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def mention_vector(text: str, slots: int = 5) -> np.ndarray:
+    """One-hot of the colour of the text's first ``slots`` colour mentions, in order."""
+    seq = [COLORS.index(w) for w in re.findall(r"[a-z]+", text.lower()) if w in COLORS][:slots]
+    v = np.zeros(5 * slots, np.float32)
+    for i, c in enumerate(seq):
+        v[5 * i + c] = 1
+    return v / max(1.0, float(np.linalg.norm(v)))
+
+
 def featurizer(name: str, lm: str):
     """(texts, goal dicts) -> float32 rows."""
     if name == "spec":
         return lambda texts, goals: np.stack([spec_vector(g) for g in goals])
+    if name.endswith("+mention"):
+        base = featurizer(name[: -len("+mention")], lm)
+        return lambda texts, goals: (np.concatenate(
+            [base(texts, goals), np.stack([mention_vector(t) for t in texts])], 1)
+            / np.sqrt(2)).astype(np.float32)
     from kalm.rl.embed import make_embedder
 
     parts = {"lm": [f"lm:{lm}"], "hash": ["hash:512"], "lm+hash": [f"lm:{lm}", "hash:512"]}[name]
@@ -112,7 +127,8 @@ def run(features: str, real, hard, augment: int, steps: int, episodes: int, lm: 
     Xh, Yh = table(train_eps)
     Xv, Yv = table(held_eps)
     dim = Xr.shape[1] - 10
-    trunk = RoleTrunk(10, dim, (5, 2, 8), 4, 128, 64, [256, 256])
+    trunk = RoleTrunk(10, dim, (5, 2, 8), 4, 128, 64, [256, 256],
+                      mention_slots=5 if features.endswith("+mention") else 0)
     head = nn.Linear(trunk.score_size + 256, 40)
     with torch.no_grad():
         head.weight.zero_()

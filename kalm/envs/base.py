@@ -459,6 +459,14 @@ class Environment(ABC):
         states none)."""
         return None
 
+    def goal_mentions(self, text: str) -> list[int] | None:
+        """The entities a goal text names, in the order it names them, as indices into
+        ``policy_entities`` (CLEVR: the balls, named by colour): what ``--mentions M`` hands each
+        entity of the ``roles`` policy network (which of the text's first M mentions name it).
+        Only the names are looked up: no relation, direction or goal kind is read. None: this
+        environment states no names for its entities."""
+        return None
+
     # ----------------------------------------------------------------- helpers
     def provides(self, hook: str) -> bool:
         """Whether this environment implements the optional hook ``hook`` (e.g. "goal_progress",

@@ -57,7 +57,8 @@ def build_algo(cfg: TrainConfig, observation_size: int, action_size: int, discre
                              goal_units=cfg.goal_units, hidden_units=list(cfg.hidden_units),
                              fusion=cfg.fusion, state_features=cfg.state_features,
                              arch=cfg.arch, entities=entities, roles=cfg.roles,
-                             entity_units=cfg.entity_units)
+                             entity_units=cfg.entity_units,
+                             mention_slots=cfg.mentions if cfg.arch == "roles" else 0)
     common: dict[str, Any] = {"batch_size": cfg.batch_size, "gamma": cfg.gamma}
     low, high = float(action_range[0]), float(action_range[1])
     if not discrete and (low, high) != (-1.0, 1.0):

@@ -95,7 +95,7 @@ RESUMABLE_FIELDS = {"steps", "max_minutes", "eval_episodes"}
 # written before them meant (a policy.json or config.json lacking the key gets this value).
 LEGACY_DEFAULTS: dict[str, Any] = {"state_features": "raw", "env": "clevr", "td3bc_alpha": 0.5,
                                    "awac_lambda": 1.0, "arch": "mlp", "roles": 4,
-                                   "entity_units": 64, "augment": 0}
+                                   "entity_units": 64, "augment": 0, "mentions": 0}
 
 # What state_features "auto" means where an environment's policy_defaults do not say (raw).
 AUTO_STATE_FEATURES: dict[str, str] = {}
@@ -140,6 +140,8 @@ class TrainConfig(JsonConfig):
     """Goal text embedder: minilm (all-MiniLM-L6-v2, 384-d), hash:K (hashed bag of words) or st:DIR."""
     augment: int = 0
     """Symmetric copies of every episode, real and imagined alike (CLEVR: K random relabellings of the balls' colours, the text's colour words with them); 0 = none."""
+    mentions: int = 0
+    """Entity mentions joined to the goal embedding: which of the text's first M names of the state's entities (CLEVR: colour words) name each entity, handed to that entity in the roles network; 0 = none."""
     reward: str = "dense"
     """Reward label: dense or sparse."""
     steps: int = 20000
@@ -238,6 +240,12 @@ class TrainConfig(JsonConfig):
         if self.augment and not environment.provides("relabel_episode"):
             raise ValueError(f"--augment needs a symmetry of the environment; {environment.title} "
                              "states none (use --augment 0)")
+        if self.mentions < 0:
+            raise ValueError(f"mentions must be 0 or more; got {self.mentions}")
+        if self.mentions and not (environment.provides("goal_mentions")
+                                  and environment.policy_entities):
+            raise ValueError(f"--mentions needs names for the state's entities; {environment.title} "
+                             "states none (use --mentions 0)")
         if self.roles < 1 or self.entity_units < 1:
             raise ValueError("roles and entity_units must be at least 1")
         self.imagined = [str(p) for p in self.imagined]

@@ -42,7 +42,9 @@ __all__ = [
     "SentenceEmbedder",
     "LMEmbedder",
     "CachedEmbedder",
+    "MentionEmbedder",
     "make_embedder",
+    "with_mentions",
     "check_embedder_name",
     "minilm_path",
     "cache_dir",
@@ -300,6 +302,53 @@ class CachedEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._mem[k] for k in keys]).astype(np.float32)
+
+
+class MentionEmbedder:
+    """An embedder's vector joined by where the text names the environment's entities.
+
+    ``embed(texts)`` rows are ``[inner(text) | M x n block] / sqrt(2)``: the block's row ``m`` is
+    the one-hot of the entity the text's ``m``-th mention names (``Environment.goal_mentions``;
+    CLEVR: the balls, by colour), rows past the last mention zero, the block unit-normalised. The
+    ``roles`` network hands entity ``i`` its column (``RoleTrunk(mention_slots=M)``): which of
+    the first M mentions name it, e.g. a line goal's order or a relation's source and
+    destination as written. The mentions are looked up by name only; what the text says of
+    them (direction, goal kind, which is source) stays the inner embedder's to read."""
+
+    def __init__(self, inner: Embedder, mentions, entities: int, slots: int) -> None:
+        if slots < 1 or entities < 1:
+            raise ValueError(f"mentions need at least one slot and one entity; got {slots}, {entities}")
+        self.inner, self.mentions = inner, mentions
+        self.entities, self.slots = int(entities), int(slots)
+        self.dim = int(inner.dim) + self.slots * self.entities
+        self.name = f"{inner.name}+mentions:{self.slots}"
+
+    def block(self, text: str) -> np.ndarray:
+        v = np.zeros((self.slots, self.entities), dtype=np.float32)
+        for m, i in enumerate(list(self.mentions(text) or [])[: self.slots]):
+            if not 0 <= int(i) < self.entities:
+                raise ValueError(f"goal_mentions gave entity {i} for a {self.entities}-entity state")
+            v[m, int(i)] = 1.0
+        n = float(np.linalg.norm(v))
+        return (v / n if n else v).reshape(-1)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        z = np.asarray(self.inner.embed(list(texts)), dtype=np.float32)
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        b = np.stack([self.block(t) for t in texts])
+        return (np.concatenate([z, b], axis=1) / np.sqrt(2.0)).astype(np.float32)
+
+
+def with_mentions(embedder: Embedder, env, slots: int) -> Embedder:
+    """``embedder`` joined by the first ``slots`` entity mentions (``MentionEmbedder``) of
+    environment ``env``; ``embedder`` itself when ``slots`` is 0."""
+    if not slots:
+        return embedder
+    if not env.provides("goal_mentions") or not env.policy_entities:
+        raise ValueError(f"--mentions needs names for the state's entities; {env.title} states "
+                         "none (use --mentions 0)")
+    return MentionEmbedder(embedder, env.goal_mentions, int(env.policy_entities[0]), slots)
 
 
 def check_embedder_name(name: str) -> tuple[str, str]:

@@ -136,7 +136,7 @@ class RoleTrunk(nn.Module):
 
     def __init__(self, state_dim: int, goal_dim: int, entities: Sequence[int], roles: int,
                  goal_units: int, entity_units: int, hidden_units: Sequence[int],
-                 extra_dim: int = 0) -> None:
+                 extra_dim: int = 0, mention_slots: int = 0) -> None:
         super().__init__()
         if len(entities) != 3 or min(entities) < 1:
             raise ValueError(f"entities must be (count, coordinates, actions per entity); got {entities}")
@@ -148,13 +148,18 @@ class RoleTrunk(nn.Module):
         self.state_dim, self.goal_dim = state_dim, goal_dim
         self.n, self.e, self.k, self.roles = n, e, k, int(roles)
         self.goal_scale = math.sqrt(goal_dim)
+        self.mention_slots = int(mention_slots)
+        if self.mention_slots < 0 or self.mention_slots * n >= goal_dim:
+            raise ValueError(f"mention_slots {mention_slots} x {n} entities do not fit a "
+                             f"{goal_dim}-d goal")
         self.goal_net = nn.Sequential(nn.Linear(goal_dim, goal_units), nn.ReLU(),
                                       nn.Linear(goal_units, goal_units), nn.ReLU())
         self.role_logits = nn.Linear(goal_units, self.roles * n)
         self.neighbour = nn.Sequential(nn.Linear(e + 1, entity_units), nn.ReLU(),
                                        nn.Linear(entity_units, entity_units))
         self.goal_to_entity = nn.Linear(goal_units, entity_units)
-        f_in = e + self.roles * (e + 2) + entity_units + entity_units + extra_dim
+        f_in = (e + self.roles * (e + 2) + entity_units + entity_units + extra_dim
+                + self.mention_slots)
         self.entity_net = nn.Sequential(nn.Linear(f_in, 2 * entity_units), nn.ReLU(),
                                         nn.Linear(2 * entity_units, 2 * entity_units), nn.ReLU(),
                                         nn.Linear(2 * entity_units, k))
@@ -180,6 +185,9 @@ class RoleTrunk(nn.Module):
         ctx = (phi * (1.0 - eye)).sum(2)  # (B, n, U): the other entities around entity i
         parts = [ent, rel.reshape(b, n, R * e), rdist, w.transpose(1, 2), ctx,
                  self.goal_to_entity(g).unsqueeze(1).expand(b, n, -1)]
+        if self.mention_slots:  # the goal's last M x n numbers: which entity each mention names
+            m = self.mention_slots
+            parts.append(z[:, -m * n:].reshape(b, m, n).transpose(1, 2) * math.sqrt(m))
         if extra is not None:
             parts.append(extra.unsqueeze(1).expand(b, n, -1))
         scores = self.entity_net(torch.cat(parts, -1)).reshape(b, n * self.k)
@@ -194,10 +202,11 @@ class RoleTrunk(nn.Module):
 
 def _trunk(state_dim: int, goal_dim: int, state_units: int, goal_units: int,
            hidden_units: Sequence[int], fusion: str, state_features: str, arch: str,
-           entities: Sequence[int], roles: int, entity_units: int, extra_dim: int = 0) -> nn.Module:
+           entities: Sequence[int], roles: int, entity_units: int, extra_dim: int = 0,
+           mention_slots: int = 0) -> nn.Module:
     if arch == "roles":
         return RoleTrunk(state_dim, goal_dim, entities, roles, goal_units, entity_units,
-                         hidden_units, extra_dim=extra_dim)
+                         hidden_units, extra_dim=extra_dim, mention_slots=mention_slots)
     if arch != "mlp":
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     return _GoalTrunk(state_dim, goal_dim, state_units, goal_units, hidden_units, fusion,
@@ -230,14 +239,15 @@ class GoalEncoder(Encoder):
     def __init__(self, observation_shape: Sequence[int], state_dim: int, state_units: int,
                  goal_units: int, hidden_units: Sequence[int], fusion: str,
                  state_features: str = "raw", arch: str = "mlp", entities: Sequence[int] = (),
-                 roles: int = 4, entity_units: int = 64) -> None:
+                 roles: int = 4, entity_units: int = 64, mention_slots: int = 0) -> None:
         super().__init__()
         goal_dim = int(observation_shape[0]) - state_dim
         if goal_dim < 1:
             raise ValueError(f"observation size {observation_shape[0]} leaves no room for a goal "
                              f"embedding after the {state_dim}-d state")
         self.net = _trunk(state_dim, goal_dim, state_units, goal_units, hidden_units, fusion,
-                          state_features, arch, entities, roles, entity_units)
+                          state_features, arch, entities, roles, entity_units,
+                          mention_slots=mention_slots)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return self.net(x)
@@ -247,13 +257,14 @@ class GoalEncoderWithAction(EncoderWithAction):
     def __init__(self, observation_shape: Sequence[int], action_size: int, state_dim: int,
                  state_units: int, goal_units: int, hidden_units: Sequence[int], fusion: str,
                  discrete_action: bool, state_features: str = "raw", arch: str = "mlp",
-                 entities: Sequence[int] = (), roles: int = 4, entity_units: int = 64) -> None:
+                 entities: Sequence[int] = (), roles: int = 4, entity_units: int = 64,
+                 mention_slots: int = 0) -> None:
         super().__init__()
         goal_dim = int(observation_shape[0]) - state_dim
         self.action_size, self.discrete_action = action_size, discrete_action
         self.net = _trunk(state_dim, goal_dim, state_units, goal_units, hidden_units, fusion,
                           state_features, arch, entities, roles, entity_units,
-                          extra_dim=action_size)
+                          extra_dim=action_size, mention_slots=mention_slots)
 
     def forward(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.discrete_action:
@@ -275,10 +286,11 @@ class GoalEncoderFactory(EncoderFactory):
     entities: list[int] = field(default_factory=list)
     roles: int = 4
     entity_units: int = 64
+    mention_slots: int = 0
 
     def _arch(self) -> dict:
         return {"arch": self.arch, "entities": list(self.entities), "roles": self.roles,
-                "entity_units": self.entity_units}
+                "entity_units": self.entity_units, "mention_slots": self.mention_slots}
 
     def create(self, observation_shape) -> GoalEncoder:
         return GoalEncoder(observation_shape, self.state_dim, self.state_units, self.goal_units,

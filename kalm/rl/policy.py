@@ -112,7 +112,7 @@ class TrainedPolicy:
     def load(cls, path: str | Path, device: str = "cpu", embedder=None) -> "TrainedPolicy":
         from kalm.rl.algos import build_algo, load_weights
         from kalm.rl.config import TrainConfig
-        from kalm.rl.embed import make_embedder
+        from kalm.rl.embed import make_embedder, with_mentions
 
         folder = policy_dir(path)
         if folder is None:
@@ -147,6 +147,7 @@ class TrainedPolicy:
                           action_range=(spec.low, spec.high))
         load_weights(algo, weights)
         emb = embedder if embedder is not None else make_embedder(meta["embedder"])
+        emb = with_mentions(emb, get_env(env), cfg.mentions)
         if emb.dim != int(meta["goal_dim"]):
             raise ValueError(f"embedder {emb.name} gives {emb.dim}-d vectors but the policy was "
                              f"trained on {meta['goal_dim']}-d ones")

@@ -72,7 +72,7 @@ def prepare_data(cfg: TrainConfig, embedder=None,
         load_imagined_sources,
         load_real,
     )
-    from kalm.rl.embed import make_embedder
+    from kalm.rl.embed import make_embedder, with_mentions
 
     from kalm.envs import get_env
 
@@ -105,6 +105,7 @@ def prepare_data(cfg: TrainConfig, embedder=None,
         real_eps, augmented["real"] = augment_episodes(env, real_eps, cfg.augment, rng)
         im_eps, augmented["imagined"] = augment_episodes(env, im_eps, cfg.augment, rng)
     emb = embedder if embedder is not None else make_embedder(cfg.embedder)
+    emb = with_mentions(emb, env, cfg.mentions)
     texts = list(dict.fromkeys(ep.text for ep in (*real_eps, *im_eps)))
     say(f"embedding {len(texts)} goal texts with {emb.name}")
     Z = emb.embed(texts)

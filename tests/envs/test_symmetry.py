@@ -7,7 +7,7 @@ import pytest
 from kalm.data.collect import collect_dataset
 from kalm.data.episodes import load_dataset
 from kalm.envs import get_env
-from kalm.envs.clevr.symmetry import recolour, recolour_text
+from kalm.envs.clevr.symmetry import colour_mentions, recolour, recolour_text
 
 ENV = get_env("clevr")
 
@@ -76,3 +76,10 @@ def test_the_environment_hook_never_returns_the_episode_itself(episodes):
         text, goal, obs, actions = ENV.relabel_episode(ep.text, ep.goal, ep.observations,
                                                        ep.actions, rng)
         assert not np.array_equal(obs, ep.observations)
+
+
+def test_colour_mentions_are_the_named_balls_in_reading_order():
+    assert colour_mentions("Put the Red ball left of the blue ball; red again") == [0, 1, 0]
+    assert colour_mentions("Gather the balls") == []
+    assert get_env("clevr").goal_mentions("cyan, then green") == [4, 2]
+    assert get_env("metaworld").goal_mentions("press the red button") is None

@@ -132,3 +132,29 @@ def test_the_shipped_grounded_lm_tells_swapped_and_opposite_goals_apart():
                    "Put the blue ball to the left of the red ball",
                    "Put the red ball to the right of the blue ball"])
     assert float(v[0] @ v[1]) < 0.95 and float(v[0] @ v[2]) < 0.95
+
+
+def test_mentions_join_which_entities_the_text_names_in_order():
+    from kalm.envs import get_env
+    from kalm.rl.embed import MentionEmbedder, with_mentions
+
+    inner = make_embedder("hash:16")
+    emb = with_mentions(inner, get_env("clevr"), 3)
+    assert isinstance(emb, MentionEmbedder) and emb.dim == 16 + 3 * 5
+    texts = ["Put the red ball to the left of the blue ball",
+             "Put the blue ball to the left of the red ball",
+             "Line up: cyan, purple, green, red and blue",
+             "Move the ball"]
+    z = emb.embed(texts)
+    assert z.shape == (4, 31) and z.dtype == np.float32
+    np.testing.assert_allclose(z[:, :16], inner.embed(texts) / np.sqrt(2), atol=1e-6)
+    blocks = z[:, 16:].reshape(4, 3, 5) * np.sqrt(2)
+    np.testing.assert_allclose(blocks[0] * np.sqrt(2), [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0] * 5])
+    np.testing.assert_allclose(blocks[1] * np.sqrt(2), [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [0] * 5])
+    # only the first 3 of 5 mentions; unit norm; no colour named: no block
+    np.testing.assert_allclose(blocks[2] * np.sqrt(3), [[0, 0, 0, 0, 1], [0, 0, 0, 1, 0],
+                                                        [0, 0, 1, 0, 0]], atol=1e-6)
+    assert not blocks[3].any()
+    assert with_mentions(inner, get_env("clevr"), 0) is inner
+    with pytest.raises(ValueError, match="mentions"):
+        with_mentions(inner, get_env("metaworld"), 2)

@@ -134,3 +134,34 @@ def test_roles_need_an_environment_of_entities():
     with pytest.raises(ValueError, match="roles"):
         TrainConfig(real="x.npz", env="metaworld", algo="bc", arch="roles").validate()
     assert TrainConfig(real="x.npz", arch="auto").validate().arch in ("mlp", "roles")
+
+
+def test_mentions_reach_each_ball_as_its_own_input():
+    """With mention_slots the goal's last M x 5 numbers say which mentions name each ball; ball i
+    reads its own column, so swapping two balls with their columns swaps their push scores."""
+    torch.manual_seed(0)
+    m = 2
+    enc = GoalEncoderFactory(**ROLES, mention_slots=m).create((10 + 32 + m * 5,))
+    trunk = enc.net
+    x = torch.randn(2, 10 + 32 + m * 5)
+    block = torch.zeros(2, m, 5)
+    block[:, 0, 0] = block[:, 1, 1] = 1.0  # mention 1 names ball 0, mention 2 ball 1
+    x[:, -m * 5:] = block.reshape(2, -1)
+    with torch.no_grad():
+        trunk.role_logits.weight.zero_()
+        trunk.role_logits.bias.zero_()
+        trunk.goal_net[0].weight[:, -m * 5:] = 0.0  # the pooled goal features ignore the block
+        a = trunk(x)[:, :40].view(2, 5, 8)
+        perm = [1, 0, 2, 3, 4]
+        xs = x.clone()
+        xs[:, :10] = x[:, :10].view(2, 5, 2)[:, perm].reshape(2, 10)
+        xs[:, -m * 5:] = block[:, :, perm].reshape(2, -1)
+        b = trunk(xs)[:, :40].view(2, 5, 8)
+        # and the columns matter: the same balls without the mentions score differently
+        xn = x.clone()
+        xn[:, -m * 5:] = 0.0
+        c = trunk(xn)[:, :40].view(2, 5, 8)
+    torch.testing.assert_close(b[:, perm], a, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(c[:, :2], a[:, :2])
+    with pytest.raises(ValueError, match="mention_slots"):
+        GoalEncoderFactory(**ROLES, mention_slots=7).create((10 + 32,))

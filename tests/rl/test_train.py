@@ -214,3 +214,20 @@ def test_augment_adds_relabelled_copies_of_real_and_imagined_episodes(real_path,
         _cfg(real_path, augment=-1).validate()
     with pytest.raises(ValueError, match="symmetry"):
         TrainConfig(env="metaworld", algo="bc", real="x.npz", augment=2).validate()
+
+
+def test_mentions_train_and_the_policy_rebuilds_them_on_load(real_path, tmp_path):
+    out = tmp_path / "mentions"
+    train_policy(_cfg(real_path, arch="roles", mentions=3), out, progress=False)
+    data = json.loads((out / "data.json").read_text())
+    assert data["goal_dim"] == 32 + 3 * 5 and data["embedder"].endswith("+mentions:3")
+    policy = TrainedPolicy.load(out / "policy")
+    assert policy.embedder.dim == 47
+    items = suite_items("train")[:3]
+    a = evaluate(policy, items, episodes=3, seed=0)
+    b = evaluate(make_policy(str(out)), items, episodes=3, seed=0)
+    assert [e.actions for e in a.episodes] == [e.actions for e in b.episodes]
+    with pytest.raises(ValueError, match="mentions"):
+        _cfg(real_path, mentions=-1).validate()
+    with pytest.raises(ValueError, match="mentions"):
+        TrainConfig(env="metaworld", algo="bc", real="x.npz", mentions=2).validate()

@@ -212,6 +212,13 @@ class ClevrEnvironment(Environment):
             perm = rng.permutation(len(COLORS))
         return recolour(text, dict(goal), observations, actions, perm)
 
+    def goal_mentions(self, text: str) -> list[int]:
+        """The balls ``text`` names by their colour words, in order (a ball named twice counts
+        twice); a text that names none gives []."""
+        from kalm.envs.clevr.symmetry import colour_mentions
+
+        return colour_mentions(text)
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:

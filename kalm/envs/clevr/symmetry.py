@@ -18,10 +18,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COLORS", "recolour", "recolour_goal", "recolour_text", "goal_colours"]
+__all__ = ["COLORS", "recolour", "recolour_goal", "recolour_text", "goal_colours", "colour_mentions"]
 
 COLORS = ("red", "blue", "green", "purple", "cyan")
 _WORD = re.compile(r"\b(" + "|".join(COLORS) + r")\b", re.IGNORECASE)
+
+
+def colour_mentions(text: str) -> list[int]:
+    """The ball index (``COLORS`` order) of every colour word of ``text``, in reading order."""
+    return [COLORS.index(m.group(0).lower()) for m in _WORD.finditer(text)]
 
 
 def recolour_text(text: str, perm: np.ndarray) -> str:
