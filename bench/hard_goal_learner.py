@@ -14,7 +14,8 @@ simulator (50 episodes, evaluation seed 0) and prints, per goal feature:
 Goal features: ``spec`` is a one-hot of the goal's structure read from the goal itself, not the
 text (an upper bound: what a perfect reading of the text would give), ``lm`` the grounded LM's
 reading of the text (``--embedder lm:DIR``, the reproduction's), ``hash`` a hashed bag of words,
-``lm+hash`` both. ``--augment K`` adds K colour-relabelled copies of every hard training episode
+``lm+hash`` both; ``NAME+mention`` adds which balls the text's first 5 colour words name, in
+order, handed to each ball of the network (what ``train --mentions 5`` does). ``--augment K`` adds K colour-relabelled copies of every hard training episode
 (``kalm.envs.clevr.symmetry``, what ``train --augment`` does).
 
 No novel-suite wording enters the LM or the embedders; the policies here train on the hard
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -69,23 +69,17 @@ def spec_vector(goal: dict) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def mention_vector(text: str, slots: int = 5) -> np.ndarray:
-    """One-hot of the colour of the text's first ``slots`` colour mentions, in order."""
-    seq = [COLORS.index(w) for w in re.findall(r"[a-z]+", text.lower()) if w in COLORS][:slots]
-    v = np.zeros(5 * slots, np.float32)
-    for i, c in enumerate(seq):
-        v[5 * i + c] = 1
-    return v / max(1.0, float(np.linalg.norm(v)))
-
-
 def featurizer(name: str, lm: str):
     """(texts, goal dicts) -> float32 rows."""
     if name == "spec":
         return lambda texts, goals: np.stack([spec_vector(g) for g in goals])
-    if name.endswith("+mention"):
+    if name.endswith("+mention"):  # as MentionEmbedder joins them (train --mentions 5)
+        from kalm.rl.embed import MentionEmbedder, make_embedder
+
         base = featurizer(name[: -len("+mention")], lm)
+        block = MentionEmbedder(make_embedder("hash:2"), ENV.goal_mentions, 5, 5).block
         return lambda texts, goals: (np.concatenate(
-            [base(texts, goals), np.stack([mention_vector(t) for t in texts])], 1)
+            [base(texts, goals), np.stack([block(t) for t in texts])], 1)
             / np.sqrt(2)).astype(np.float32)
     from kalm.rl.embed import make_embedder
 
@@ -177,7 +171,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hard", required=True, help="expert episodes of the hard goals (.npz)")
     ap.add_argument("--real", required=True, help="the real dataset (.npz)")
-    ap.add_argument("--features", default="spec,lm", help="comma list of spec, lm, hash, lm+hash")
+    ap.add_argument("--features", default="spec,lm", help="comma list of spec, lm, hash, lm+hash, each optionally +mention")
     ap.add_argument("--augment", type=int, default=0, help="relabelled copies per hard episode")
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--episodes", type=int, default=50, help="evaluation episodes per suite")
