@@ -7,6 +7,8 @@ them from the `rephrase` suite's 400 unseen phrasings. Printed per embedder: acc
 field and of all three at once on the unseen phrasings, and the cosine similarity of goal pairs
 that differ only in swapped colours or in the direction (a policy must tell those apart).
 
+An embedder name may end in ``+mentions:M`` (``train --mentions M``'s features).
+
 Usage: python bench/goal_probe.py [--embedders minilm,hash:256,lm:assets/grounded/clevr]
        [--seeds 6] [--json OUT]
 """
@@ -26,7 +28,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kalm.goals.suites import suite_items  # noqa: E402
-from kalm.rl.embed import make_embedder  # noqa: E402
+from kalm.envs import get_env  # noqa: E402
+from kalm.rl.embed import make_embedder, with_mentions  # noqa: E402
 
 COLORS = ("red", "blue", "green", "purple", "cyan")
 DIRS = ("left", "right", "front", "behind")
@@ -95,7 +98,10 @@ def main() -> None:
           f"{len(reph)} rephrase items", flush=True)
     for name in args.embedders.split(","):
         t0 = time.perf_counter()
-        emb = make_embedder(name)
+        base, _, slots = name.partition("+mentions:")
+        emb = make_embedder(base)
+        if slots:  # what train --mentions M joins to the embedding (the colour words, in order)
+            emb = with_mentions(emb, get_env("clevr"), int(slots))
         Xtrain = emb.embed(texts)
         Xreph = emb.embed([i.text for i in reph])
         ytrain, yreph = labels(train), labels(reph)
