@@ -132,8 +132,8 @@ def test_home_lists_jobs_policies_and_imagined_sets(monkeypatch, tmp_path):
     assert list(jobs["progress %"]) == [100]
     policies = frame(at, "policy")
     shipped_policies = [f"assets/policies/{n}"
-                        for n in ("dt", "kalm", "kalm_augment", "kalm_contact", "kalm_filtered", "kalm_guided", "oracle",
-                                  "real_only")]
+                        for n in ("dt", "kalm", "kalm_augment", "kalm_contact", "kalm_filtered", "kalm_guided",
+                                  "kalm_mentions", "oracle", "real_only")]
     assert list(policies["policy"]) == ["runs/train-b", *shipped_policies]
     assert list(policies["algorithm"])[0] == "cql" and list(policies["state"])[0] == "done"
     sets = frame(at, "imagined set")
@@ -141,7 +141,7 @@ def test_home_lists_jobs_policies_and_imagined_sets(monkeypatch, tmp_path):
                     "assets/imagined/rephrase_guided"]
     assert list(sets["imagined set"]) == ["runs/imagine-c", *shipped_sets]
     assert list(sets["match %"])[0] == 50.0 and list(sets["fully valid %"])[0] == 25.0
-    assert [m.value for m in at.metric][2:] == ["4", "9", "1"]
+    assert [m.value for m in at.metric][2:] == ["4", "10", "1"]
 
 
 def test_home_demo_without_the_shipped_model_says_so(monkeypatch, tmp_path):

@@ -13,7 +13,7 @@ from kalm.rl.policy import TrainedPolicy
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "assets" / "policies"
 NAMES = ["kalm", "kalm_filtered", "real_only", "oracle", "dt", "kalm_guided", "kalm_contact",
-         "kalm_augment"]
+         "kalm_augment", "kalm_mentions"]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,18 @@ def test_the_augmented_kalm_policy_comes_from_the_augmented_reproduction():
     assert data["augmented"]["imagined"] > 0 and data["augmented"]["real"] > 0
     assert all("rep20aug/imagine" in str(src.get("path", src)) for src in data["imagined"])
     assert "--augment 8" in (FOLDER / "reproduce_results_augment.md").read_text()
+
+
+def test_the_mentions_kalm_policy_comes_from_its_reproduction_and_reads_colour_mentions(embedder):
+    res = json.loads((FOLDER / "reproduce_results_mentions.json").read_text())
+    cfg = res["config"]
+    assert cfg["train_args"] == ["--augment", "8", "--mentions", "5"]
+    assert cfg["imagine_per_goal"]["hard"] == 4 and cfg["grounded"] == "assets/grounded/clevr_contact"
+    assert not any(m.get("without_train_args") for m in res["methods"].values())
+    meta = json.loads((FOLDER / "kalm_mentions" / "policy" / "policy.json").read_text())
+    assert meta["config"]["mentions"] == 5 and meta["config"]["augment"] == 8
+    data = json.loads((FOLDER / "kalm_mentions" / "data.json").read_text())
+    assert data["embedder"].endswith("+mentions:5") and data["goal_dim"] == 576 + 25
+    assert all("rep21m/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    policy = TrainedPolicy.load(FOLDER / "kalm_mentions", embedder=embedder)
+    assert policy.embedder.dim == 601
