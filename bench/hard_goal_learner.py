@@ -14,7 +14,7 @@ simulator (50 episodes, evaluation seed 0) and prints, per goal feature:
 Goal features: ``spec`` is a one-hot of the goal's structure read from the goal itself, not the
 text (an upper bound: what a perfect reading of the text would give), ``lm`` the grounded LM's
 reading of the text (``--embedder lm:DIR``, the reproduction's), ``hash`` a hashed bag of words,
-``lm+hash`` both; ``NAME+mention`` adds which balls the text's first 5 colour words name, in
+``lm+hash`` both; ``NAME+mention`` (or ``+mention:M``) adds which balls the text's first 5 (M) colour words name, in
 order, handed to each ball of the network (what ``train --mentions 5`` does). ``--augment K`` adds K colour-relabelled copies of every hard training episode
 (``kalm.envs.clevr.symmetry``, what ``train --augment`` does).
 
@@ -69,15 +69,24 @@ def spec_vector(goal: dict) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def mention_slots(name: str) -> int:
+    """M of a feature name ending in +mention (5) or +mention:M; 0 without."""
+    if "+mention" not in name:
+        return 0
+    return int(name.split("+mention")[1].lstrip(":") or 5)
+
+
 def featurizer(name: str, lm: str):
     """(texts, goal dicts) -> float32 rows."""
     if name == "spec":
         return lambda texts, goals: np.stack([spec_vector(g) for g in goals])
-    if name.endswith("+mention"):  # as MentionEmbedder joins them (train --mentions 5)
+    if "+mention" in name:  # as MentionEmbedder joins them (train --mentions M)
         from kalm.rl.embed import MentionEmbedder, make_embedder
 
-        base = featurizer(name[: -len("+mention")], lm)
-        block = MentionEmbedder(make_embedder("hash:2"), ENV.goal_mentions, 5, 5).block
+        base_name = name.split("+mention")[0]
+        base = featurizer(base_name, lm)
+        block = MentionEmbedder(make_embedder("hash:2"), ENV.goal_mentions, 5,
+                                mention_slots(name)).block
         return lambda texts, goals: (np.concatenate(
             [base(texts, goals), np.stack([block(t) for t in texts])], 1)
             / np.sqrt(2)).astype(np.float32)
@@ -122,7 +131,7 @@ def run(features: str, real, hard, augment: int, steps: int, episodes: int, lm: 
     Xv, Yv = table(held_eps)
     dim = Xr.shape[1] - 10
     trunk = RoleTrunk(10, dim, (5, 2, 8), 4, 128, 64, [256, 256],
-                      mention_slots=5 if features.endswith("+mention") else 0)
+                      mention_slots=mention_slots(features))
     head = nn.Linear(trunk.score_size + 256, 40)
     with torch.no_grad():
         head.weight.zero_()
