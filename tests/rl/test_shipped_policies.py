@@ -84,12 +84,15 @@ def test_the_mentions_kalm_policy_comes_from_its_reproduction_and_reads_colour_m
     res = json.loads((FOLDER / "reproduce_results_mentions.json").read_text())
     cfg = res["config"]
     assert cfg["train_args"] == ["--augment", "8", "--mentions", "5"]
-    assert cfg["imagine_per_goal"]["hard"] == 4 and cfg["grounded"] == "assets/grounded/clevr_contact"
+    assert cfg["imagine_per_goal"]["hard"] == 4 and cfg["imagine_per_goal"]["rephrase"] == 4
+    assert cfg["grounded"] == "assets/grounded/clevr_contact"
     assert not any(m.get("without_train_args") for m in res["methods"].values())
     meta = json.loads((FOLDER / "kalm_mentions" / "policy" / "policy.json").read_text())
     assert meta["config"]["mentions"] == 5 and meta["config"]["augment"] == 8
     data = json.loads((FOLDER / "kalm_mentions" / "data.json").read_text())
     assert data["embedder"].endswith("+mentions:5") and data["goal_dim"] == 576 + 25
-    assert all("rep21m/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    assert all("rep21r/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    earlier = json.loads((FOLDER / "reproduce_results_mentions_hard4.json").read_text())["config"]
+    assert earlier["imagine_per_goal"]["rephrase"] == 1 and earlier["train_args"] == cfg["train_args"]
     policy = TrainedPolicy.load(FOLDER / "kalm_mentions", embedder=embedder)
     assert policy.embedder.dim == 601
