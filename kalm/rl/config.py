@@ -240,12 +240,9 @@ class TrainConfig(JsonConfig):
         if self.augment and not environment.provides("relabel_episode"):
             raise ValueError(f"--augment needs a symmetry of the environment; {environment.title} "
                              "states none (use --augment 0)")
-        if self.mentions < 0:
-            raise ValueError(f"mentions must be 0 or more; got {self.mentions}")
-        if self.mentions and not (environment.provides("goal_mentions")
-                                  and environment.policy_entities):
-            raise ValueError(f"--mentions needs names for the state's entities; {environment.title} "
-                             "states none (use --mentions 0)")
+        from kalm.rl.embed import check_mentions
+
+        check_mentions(environment, self.mentions)
         if self.roles < 1 or self.entity_units < 1:
             raise ValueError("roles and entity_units must be at least 1")
         self.imagined = [str(p) for p in self.imagined]

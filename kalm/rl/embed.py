@@ -45,6 +45,7 @@ __all__ = [
     "MentionEmbedder",
     "make_embedder",
     "with_mentions",
+    "check_mentions",
     "check_embedder_name",
     "minilm_path",
     "cache_dir",
@@ -340,14 +341,21 @@ class MentionEmbedder:
         return (np.concatenate([z, b], axis=1) / np.sqrt(2.0)).astype(np.float32)
 
 
+def check_mentions(env, slots: int) -> None:
+    """ValueError unless ``slots`` is 0, or positive with ``env`` naming its entities."""
+    if slots < 0:
+        raise ValueError(f"mentions must be 0 or more; got {slots}")
+    if slots and not (env.provides("goal_mentions") and env.policy_entities):
+        raise ValueError(f"--mentions needs names for the state's entities; {env.title} states "
+                         "none (use --mentions 0)")
+
+
 def with_mentions(embedder: Embedder, env, slots: int) -> Embedder:
     """``embedder`` joined by the first ``slots`` entity mentions (``MentionEmbedder``) of
     environment ``env``; ``embedder`` itself when ``slots`` is 0."""
     if not slots:
         return embedder
-    if not env.provides("goal_mentions") or not env.policy_entities:
-        raise ValueError(f"--mentions needs names for the state's entities; {env.title} states "
-                         "none (use --mentions 0)")
+    check_mentions(env, slots)
     return MentionEmbedder(embedder, env.goal_mentions, int(env.policy_entities[0]), slots)
 
 

@@ -27,6 +27,10 @@ entity-equivariant network, so what is learnt for one pair of balls serves every
                                                      the goal names as source, destination, ...)
     P_r    = sum_i w_ri e_i                          the roles' positions
     f_i    = [e_i, e_i - P_r, |e_i - P_r|, w_ri, sum_j phi(e_j - e_i), U g]   per entity i
+                                                     (+ m_i with mention_slots M: entity i's
+                                                     column of the goal's last M x n numbers,
+                                                     which of the text's mentions name it;
+                                                     kalm.rl.embed.MentionEmbedder)
     q_ij   = MLP_e(f_i)_j                            a score for every action j on entity i
     out    = [q (n k) | MLP([g, P, P_r - P_r'])]     the entity scores, then global features
 
