@@ -65,7 +65,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         train_args=shlex.split(args.train_args) if args.train_args is not None else None,
         env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume,
         dt_steps=args.dt_steps, imagine_guide=args.imagine_guide)
-    res = reproduce(cfg, args.out, stages=stages)
+    if args.jobs < 0:
+        raise CLIError(f"--jobs must be 0 (auto) or more; got {args.jobs}")
+    res = reproduce(cfg, args.out, stages=stages, jobs=args.jobs)
     if res:
         print(f"results in {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.json'}")
     return 0
@@ -131,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "episodes")
     rp.add_argument("--train-args", default=None,
                     help="extra `train` options for every policy, in one string")
+    rp.add_argument("--jobs", type=int, default=0,
+                    help="worker processes that run independent units side by side (imagination "
+                         "beside the oracle data and the real-data policies; policies and "
+                         "evaluations two at a time), each with cores/jobs CPU threads; 1 runs "
+                         "every unit in this process, one after another; 0 (default): 2 where "
+                         "there are 2 cores or more")
     rp.set_defaults(func=cmd_reproduce)
 
     add_env_option(sub)

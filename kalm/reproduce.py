@@ -47,8 +47,10 @@ import contextlib
 import copy
 import json
 import math
+import os
 import shlex
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -320,7 +322,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # --embedder minilm keeps the paper's frozen sentence encoder.
     # The Decision Transformer baseline (real data only): 5,000 steps of 64 windows of 5 steps
     # per seed (DT_ARGS).
-    "cpu": {"algos": ["discrete_bc", "discrete_cql"], "embedder": "grounded", "dt_steps": 5000},
+    # Since session 22 (the settings that reach issue 15's targets, runs/rep21r): 4 imagined
+    # rollouts per rephrase and per hard goal (1,600 and 440; the oracle as many), goal-guided
+    # decoding (imagine --guide 40) and every policy trained with --augment 8 (CLEVR's colour
+    # symmetries) and --mentions 5 (which ball each colour word of the goal names). With
+    # --jobs 2 (the default here) units run two at a time on one thread each.
+    "cpu": {"algos": ["discrete_bc", "discrete_cql"], "embedder": "grounded", "dt_steps": 5000,
+            "imagine_per_goal": {"rephrase": 4, "easy": 20, "hard": 4}, "imagine_guide": 40,
+            "train_args": ["--augment", "8", "--mentions", "5"]},
     # Seconds to a minute: tiny sizes, for tests and smoke runs. It needs a grounded model
     # (--grounded) or a small base LM for the ground stage (--lm DIR, e.g. a tiny test model).
     "tiny": {
@@ -358,6 +367,8 @@ ENV_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "algo": "bc", "algos": ["bc", "td3_plus_bc"], "steps": 3000, "steps_per_epoch": 1000,
             "filter": "match", "episodes": 30, "llm_episodes": 2, "llm_context": 10,
             "embedder": "minilm",
+            # CLEVR's guided decoding and --augment / --mentions do not apply here
+            "imagine_guide": 0, "train_args": [],
             # no Decision Transformer baseline yet: its CLEVR settings (DT_ARGS: windows of 5
             # steps) do not fit 100-200-step episodes, and none was measured here (--dt-steps N
             # trains one; the tiny preset tests the continuous one)
@@ -493,6 +504,198 @@ def _spread(items: list, n: int) -> list:
     return [items[i] for i in idx]
 
 
+def _load_policy(spec: str, embedders: dict[str, Any], env_name: str, seed: int,
+                 llm_context: int = 0):
+    """The policy of an evaluation spec (a train run or snapshot folder, ``random``, ``llm:DIR``,
+    ``expert``); trained policies share ``embedders`` by name."""
+    from kalm.policy import make_policy
+
+    if spec.startswith("llm:") and llm_context:
+        from kalm.policy.llm import LLMPolicy
+
+        return LLMPolicy(spec[len("llm:"):], context=llm_context)
+    if spec.startswith(("llm:", "random", "expert")):
+        return make_policy(spec, seed=seed, env=env_name)
+    from kalm.rl.embed import make_embedder
+    from kalm.rl.policy import TrainedPolicy, policy_dir
+
+    meta = json.loads((policy_dir(spec) / "policy.json").read_text())
+    name = meta["embedder"]
+    if name not in embedders:
+        embedders[name] = make_embedder(name)
+    return TrainedPolicy.load(spec, embedder=embedders[name])
+
+
+def _evaluate_checkpoints(env_name: str, specs: list[str], episodes: int, seed: int,
+                          llm_context: int, log: Path, embedders: dict[str, Any]) -> list[dict]:
+    """``evaluate`` of each spec on every category's goal items (``episodes`` per category, the
+    evaluation ``seed``), as dicts; output goes to ``log``."""
+    from kalm.envs import get_env
+    from kalm.evaluate import evaluate
+
+    env = get_env(env_name)
+    items = [it for s in CATEGORIES for it in env.suite_items(s, seed)]
+    out = []
+    with _logged(log):
+        for spec in specs:
+            policy = _load_policy(spec, embedders, env_name, seed, llm_context)
+            out.append(evaluate(policy, items, episodes=episodes, seed=seed, env=env).to_dict())
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Parallel units (``--jobs N``)
+# ------------------------------------------------------------------------------------------------
+
+
+def auto_jobs(cores: int | None = None) -> int:
+    """``--jobs 0``: two worker processes where there are 2 cores or more (measured on the 2-core
+    machine: two 1-thread trainings take the time of one 2-thread training, and two 1-thread
+    imaginations 1.4x the throughput of one 2-thread one), else 1 (inline)."""
+    cores = cores or os.cpu_count() or 1
+    return 2 if cores >= 2 else 1
+
+
+def _limit_threads(threads: int) -> None:
+    """Keep a worker process to ``threads`` CPU threads (set before torch is imported)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def _worker_cli(argv: list[str], log: str, threads: int) -> None:
+    """A unit's ``python -m kalm ARGV`` in a worker process."""
+    _limit_threads(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    _run_cli(argv, Path(log))
+
+
+def _worker_evaluate(env_name: str, specs: list[str], episodes: int, seed: int,
+                     llm_context: int, log: str, threads: int) -> list[dict]:
+    """One policy's evaluations (a checkpoint each) in a worker process."""
+    _limit_threads(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    return _evaluate_checkpoints(env_name, specs, episodes, seed, llm_context, Path(log), {})
+
+
+class _Units:
+    """The pipeline's units on ``jobs`` worker processes (fresh ones, ``cores // jobs`` threads
+    each): a unit starts, in the order the stages added them, once the stages it needs are done
+    and a worker is free, so independent work overlaps (imagination beside the oracle data and
+    the real-data policies). A failed unit stops new ones; the error is raised when the running
+    ones have ended."""
+
+    def __init__(self, jobs: int, lock: threading.RLock) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+
+        self.jobs = jobs
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.cv = threading.Condition(lock)
+        self.pool = ProcessPoolExecutor(max_workers=jobs,
+                                        mp_context=multiprocessing.get_context("spawn"),
+                                        max_tasks_per_child=1)
+        self.queue: list[tuple[frozenset, Callable[[], None]]] = []
+        self.left: dict[str, int] = {}        # stage -> its units not ended yet
+        self.closing: dict[str, Callable[[], None]] = {}  # stage -> its finish, once all added
+        self.complete: set[str] = set()
+        self.running = 0
+        self.workers: list[threading.Thread] = []
+        self.error: BaseException | None = None
+        self.interrupted = False
+
+    def known(self, stage: str) -> bool:
+        with self.cv:
+            return stage in self.left or stage in self.complete
+
+    def add(self, stage: str, needs: tuple[str, ...], run: Callable[[], None]) -> None:
+        with self.cv:
+            self.left[stage] = self.left.get(stage, 0) + 1
+            self.queue.append((frozenset(needs), lambda: self._run(stage, run)))
+            self._pump()
+
+    def close(self, stage: str, finish: Callable[[], None]) -> None:
+        """Every unit of ``stage`` is added; ``finish`` runs when they have all ended."""
+        with self.cv:
+            self.left.setdefault(stage, 0)
+            self.closing[stage] = finish
+            self._pump()
+
+    def call(self, fn: Callable, *args: Any) -> Any:
+        """``fn(*args, threads)`` in a worker process (blocks this unit's thread)."""
+        return self.pool.submit(fn, *args, self.threads).result()
+
+    def _run(self, stage: str, run: Callable[[], None]) -> None:
+        try:
+            run()
+        except BaseException as e:  # recorded by the unit; the first one is raised by wait()
+            with self.cv:
+                self.error = self.error or e
+        finally:
+            with self.cv:
+                self.running -= 1
+                self.left[stage] -= 1
+                self._pump()
+                self.cv.notify_all()
+
+    def _pump(self) -> None:
+        """Finish complete stages, then start ready units while workers are free (lock held)."""
+        if self.error is None:
+            for stage in [s for s, f in self.closing.items() if self.left.get(s) == 0]:
+                self.closing.pop(stage)()
+                self.complete.add(stage)
+        while self.error is None and self.running < self.jobs:
+            ready = next((i for i, (needs, _) in enumerate(self.queue)
+                          if needs <= self.complete), None)
+            if ready is None:
+                break
+            _, start = self.queue.pop(ready)
+            self.running += 1
+            t = threading.Thread(target=start, daemon=True)
+            self.workers.append(t)
+            t.start()
+        self.cv.notify_all()
+
+    def wait(self, stage: str | None = None) -> None:
+        """Until ``stage`` is complete (None: every unit added has ended); raises a unit's
+        error."""
+        with self.cv:
+            while True:
+                if self.error is not None:
+                    while self.running:
+                        self.cv.wait()
+                    raise self.error
+                if stage is None and not self.queue and not self.running and not self.closing:
+                    return
+                if stage is not None and stage in self.complete:
+                    return
+                if stage is not None and stage not in self.left:
+                    raise ReproduceError(f"the {stage} stage was not started")
+                if not self.running and not any(n <= self.complete for n, _ in self.queue):
+                    stuck = sorted(set().union(*(n for n, _ in self.queue)) - self.complete)
+                    raise ReproduceError("units wait for stages that will not finish: "
+                                         + ", ".join(stuck))
+                self.cv.wait(timeout=1.0)
+
+    def stop(self, interrupted: bool) -> None:
+        """End the workers (an interruption kills the running ones: they resume on a rerun)."""
+        with self.cv:
+            self.interrupted = self.interrupted or interrupted
+            if interrupted:
+                self.error = self.error or KeyboardInterrupt()
+            self.queue.clear()
+        if interrupted:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+        self.pool.shutdown(wait=not interrupted, cancel_futures=True)
+        for t in self.workers:
+            t.join(timeout=30)
+
+
 # ------------------------------------------------------------------------------------------------
 # The pipeline
 # ------------------------------------------------------------------------------------------------
@@ -505,16 +708,22 @@ class _Pipeline:
         self.cfg, self.out, self.say = cfg, out, say
         self.env = get_env(cfg.env)
         self.book = _Book(out)
+        self.lock = threading.RLock()
+        self.sched: _Units | None = None
         self.real = out / "data" / "real.npz"
         self.logs = out / "logs"
 
     # -- helpers ------------------------------------------------------------------------------
 
     def cli(self, argv: list[str], log: Path) -> None:
-        """``_run_cli`` in this run's environment (``--env`` added unless CLEVR's default)."""
+        """``_run_cli`` in this run's environment (``--env`` added unless CLEVR's default): in
+        this process, or in a worker process with ``--jobs`` above 1."""
         if self.env.name != "clevr":
             argv = [*argv, "--env", self.env.name]
-        _run_cli(argv, log)
+        if self.sched is None:
+            _run_cli(argv, log)
+        else:
+            self.sched.call(_worker_cli, argv, str(log))
 
     def settings(self, settings: dict) -> dict:
         """A stage's settings, with the environment when it is not CLEVR (CLEVR runs' records
@@ -534,52 +743,86 @@ class _Pipeline:
 
     def require(self, *names: str) -> None:
         for n in names:
+            if self.sched is not None and self.sched.known(n):
+                continue  # queued in this sitting: the units that need it wait for it
             if self.book.stage(n).get("state") != "done":
                 raise ReproduceError(f"the {n} stage has not finished in {self.out}; run it first "
                                      f"(--stages {n}, or no --stages)")
 
-    def unit(self, stage: str, key: str, work: Callable[[], dict | None]) -> None:
-        """Run one unit of ``stage`` unless done; record its state and wall time."""
-        st = self.book.stage(stage)
-        u = st["units"].setdefault(key, {"state": "pending", "wall_s": 0.0})
-        if u["state"] == "done":
-            self.say(f"[{stage}] {key}: done before ({u['wall_s']:.0f} s), reused")
-            return
-        self.say(f"[{stage}] {key}: running")
-        u["state"] = "running"
-        st["state"], st["reused"] = "running", False
-        self.book.save()
+    def unit(self, stage: str, key: str, work: Callable[[], dict | None],
+             needs: tuple[str, ...] = ()) -> None:
+        """Run one unit of ``stage`` unless done; record its state and wall time. With
+        ``--jobs`` above 1 it is queued instead, to start once the stages it ``needs`` (those
+        running in this sitting) are done."""
+        with self.lock:
+            st = self.book.stage(stage)
+            u = st["units"].setdefault(key, {"state": "pending", "wall_s": 0.0})
+            if u["state"] == "done":
+                self.say(f"[{stage}] {key}: done before ({u['wall_s']:.0f} s), reused")
+                return
+        if self.sched is None:
+            self._run_unit(stage, key, work)
+        else:
+            needs = tuple(n for n in needs if self.sched.known(n))
+            self.sched.add(stage, needs, lambda: self._run_unit(stage, key, work))
+
+    def _run_unit(self, stage: str, key: str, work: Callable[[], dict | None]) -> None:
+        with self.lock:
+            st = self.book.stage(stage)
+            u = st["units"][key]
+            self.say(f"[{stage}] {key}: running")
+            u["state"] = "running"
+            st["state"], st["reused"] = "running", False
+            self.book.save()
         t0 = time.time()
         try:
             extra = work() or {}
         except BaseException as e:
-            u["wall_s"] = round(u["wall_s"] + time.time() - t0, 1)
-            st["wall_s"] = round(st["wall_s"] + time.time() - t0, 1)
-            u["state"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            u["error"] = f"{type(e).__name__}: {e}"
-            st["state"] = u["state"]
-            self.book.save()
+            with self.lock:
+                u["wall_s"] = round(u["wall_s"] + time.time() - t0, 1)
+                st["wall_s"] = round(st["wall_s"] + time.time() - t0, 1)
+                stopped = isinstance(e, KeyboardInterrupt) or (self.sched is not None
+                                                               and self.sched.interrupted)
+                u["state"] = "interrupted" if stopped else "failed"
+                u["error"] = f"{type(e).__name__}: {e}"
+                st["state"] = u["state"]
+                self.book.save()
             raise
         dt = time.time() - t0
-        u.update({"state": "done", "wall_s": round(u["wall_s"] + dt, 1), **extra})
-        u.pop("error", None)
-        st["wall_s"] = round(st["wall_s"] + dt, 1)
-        self.book.save()
+        with self.lock:
+            u.update({"state": "done", "wall_s": round(u["wall_s"] + dt, 1), **extra})
+            u.pop("error", None)
+            st["wall_s"] = round(st["wall_s"] + dt, 1)
+            self.book.save()
         self.say(f"[{stage}] {key}: {extra.get('outcome', 'done')} in {dt:.0f} s")
 
     def finish(self, stage: str, **extra: Any) -> None:
-        st = self.book.stage(stage)
-        st.update({"state": "done", **extra})
-        st["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        self.book.save()
+        """Mark ``stage`` done (with ``--jobs`` above 1: once its queued units have ended)."""
+        def done() -> None:
+            with self.lock:
+                st = self.book.stage(stage)
+                st.update({"state": "done", **extra})
+                st["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+                self.book.save()
+
+        if self.sched is None:
+            done()
+        else:
+            self.sched.close(stage, done)
+
+    def wait_for(self, stage: str) -> None:
+        """With ``--jobs`` above 1: until ``stage``'s units queued in this sitting have ended."""
+        if self.sched is not None and self.sched.known(stage):
+            self.sched.wait(stage)
 
     def begin(self, stage: str, settings: dict, redo_on_change: bool = False) -> bool:
         """Check ``settings`` against the record; True when the whole stage is to be reused."""
-        self.book.check_settings(stage, settings, redo_on_change)
-        st = self.book.stage(stage)
-        st["reused"] = st.get("state") == "done"
-        self.book.save()
-        return st["reused"]
+        with self.lock:
+            self.book.check_settings(stage, settings, redo_on_change)
+            st = self.book.stage(stage)
+            st["reused"] = st.get("state") == "done"
+            self.book.save()
+            return st["reused"]
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -629,7 +872,7 @@ class _Pipeline:
             self.cli(argv + list(c.ground_args), self.logs / "ground.log")
 
         if not reuse:
-            self.unit("ground", "model", work)
+            self.unit("ground", "model", work, needs=("collect",))
         self.finish("ground", outputs=[str(self.out / "ground" / "model")])
 
     def goals_file(self, suite: str) -> Path:
@@ -669,7 +912,7 @@ class _Pipeline:
                 summary = json.loads((out / "summary.json").read_text())
                 return {"rollouts": summary["overall"]["rollouts"]}
 
-            self.unit("imagine", suite, work)
+            self.unit("imagine", suite, work, needs=("ground",))
         self.finish("imagine", outputs=[str(self.out / "imagine" / s) for s in NOVEL])
 
     def oracle(self) -> None:
@@ -743,7 +986,9 @@ class _Pipeline:
                 return {"real_transitions": data["real"]["transitions"],
                         "imagined_transitions": data["imagined_transitions"]}
 
-            self.unit("train", key, work)
+            needs = {"kalm": ("imagine",), "kalm_filtered": ("imagine",),
+                     "oracle": ("oracle",)}.get(method, ())
+            self.unit("train", key, work, needs=("collect", *needs))
         for seed in c.seeds if c.dt_steps else []:
             self.train_dt(seed)
         self.finish("train", outputs=[str(self.out / "train")])
@@ -771,7 +1016,7 @@ class _Pipeline:
             return {"real_transitions": data["real"]["transitions"], "imagined_transitions": 0,
                     "argv": argv}
 
-        self.unit("train", key, work)
+        self.unit("train", key, work, needs=("collect",))
 
     def policies(self) -> list[tuple[str, str, int]]:
         """(policy id, policy spec, episodes per category) of every policy to evaluate."""
@@ -795,9 +1040,8 @@ class _Pipeline:
         return out
 
     def evaluate(self) -> None:
-        from kalm.evaluate import evaluate
-
         c = self.cfg
+        self.wait_for("train")
         settings = {"seed": c.eval_seed, "episodes": c.episodes, "llm_episodes": c.llm_episodes,
                     "random": c.random_baseline}
         if c.llm_context:
@@ -806,23 +1050,23 @@ class _Pipeline:
         settings = self.settings(settings)
         # a rerun with new seeds or other episodes redoes only what changed (units are kept
         # when their own settings match)
-        st = self.book.stage("evaluate")
-        was_done = st.get("state") == "done"
-        old = st.get("settings") or {}
-        keep = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes
-                and old.get("checkpoints") == c.checkpoints)
-        keep_llm = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes
-                    and old.get("llm_episodes") == c.llm_episodes
-                    and old.get("llm_context") == settings.get("llm_context"))
-        units = {k: v for k, v in st.get("units", {}).items()
-                 if (keep_llm if k == "llm" else keep)}
-        st["reused"] = was_done and old == settings and len(units) == len(st.get("units", {}))
-        st["units"] = units
-        st["settings"] = settings
-        st["state"] = "pending"
-        self.book.save()
+        with self.lock:
+            st = self.book.stage("evaluate")
+            was_done = st.get("state") == "done"
+            old = st.get("settings") or {}
+            keep = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes
+                    and old.get("checkpoints") == c.checkpoints)
+            keep_llm = (old.get("seed") == c.eval_seed and old.get("episodes") == c.episodes
+                        and old.get("llm_episodes") == c.llm_episodes
+                        and old.get("llm_context") == settings.get("llm_context"))
+            units = {k: v for k, v in st.get("units", {}).items()
+                     if (keep_llm if k == "llm" else keep)}
+            st["reused"] = was_done and old == settings and len(units) == len(st.get("units", {}))
+            st["units"] = units
+            st["settings"] = settings
+            st["state"] = "pending"
+            self.book.save()
         self.require("train", "ground")
-        items = [it for s in CATEGORIES for it in self.env.suite_items(s, c.eval_seed)]
         embedders: dict[str, Any] = {}
         (self.out / "eval").mkdir(parents=True, exist_ok=True)
         for pid, spec, n in self.policies():
@@ -830,17 +1074,21 @@ class _Pipeline:
                 # a trained policy: each of its last `checkpoints` snapshots (the final policy
                 # when the run has none), its score the mean over them
                 ckpts = self.checkpoint_specs(spec)
+                specs = [ck_spec for _, ck_spec in ckpts]
+                log = self.logs / f"evaluate-{pid}.log"
+                if self.sched is None:
+                    dicts = _evaluate_checkpoints(self.env.name, specs, n, c.eval_seed,
+                                                  c.llm_context, log, embedders)
+                else:
+                    dicts = self.sched.call(_worker_evaluate, self.env.name, specs, n,
+                                            c.eval_seed, c.llm_context, str(log))
                 runs = []
-                with _logged(self.logs / f"evaluate-{pid}.log"):
-                    for step, ck_spec in ckpts:
-                        policy = self.load_policy(ck_spec, embedders)
-                        res = evaluate(policy, items, episodes=n, seed=c.eval_seed, env=self.env)
-                        d = res.to_dict()
-                        d["policy_id"], d["spec"], d["step"] = pid, ck_spec, step
-                        if len(ckpts) > 1:
-                            (self.out / "eval" / pid).mkdir(parents=True, exist_ok=True)
-                            write_json_atomic(self.out / "eval" / pid / f"step-{step}.json", d)
-                        runs.append(d)
+                for (step, ck_spec), d in zip(ckpts, dicts):
+                    d["policy_id"], d["spec"], d["step"] = pid, ck_spec, step
+                    if len(ckpts) > 1:
+                        (self.out / "eval" / pid).mkdir(parents=True, exist_ok=True)
+                        write_json_atomic(self.out / "eval" / pid / f"step-{step}.json", d)
+                    runs.append(d)
                 d = dict(runs[-1])
                 d["policy_id"], d["spec"] = pid, spec
                 if len(runs) > 1:
@@ -876,24 +1124,11 @@ class _Pipeline:
         return [(int(p.name[len("step-"):]), str(p)) for p in snaps]
 
     def load_policy(self, spec: str, embedders: dict[str, Any]):
-        from kalm.policy import make_policy
-
-        if spec.startswith("llm:") and self.cfg.llm_context:
-            from kalm.policy.llm import LLMPolicy
-
-            return LLMPolicy(spec[len("llm:"):], context=self.cfg.llm_context)
-        if spec.startswith(("llm:", "random", "expert")):
-            return make_policy(spec, seed=self.cfg.eval_seed, env=self.env.name)
-        from kalm.rl.embed import make_embedder
-        from kalm.rl.policy import TrainedPolicy, policy_dir
-
-        meta = json.loads((policy_dir(spec) / "policy.json").read_text())
-        name = meta["embedder"]
-        if name not in embedders:
-            embedders[name] = make_embedder(name)
-        return TrainedPolicy.load(spec, embedder=embedders[name])
+        return _load_policy(spec, embedders, self.env.name, self.cfg.eval_seed,
+                            self.cfg.llm_context)
 
     def results(self) -> dict[str, Any]:
+        self.wait_for("evaluate")
         self.begin("results", {}, redo_on_change=True)
         t0 = time.time()
         self.book.stage("results")["state"] = "done"  # as the table will show it
@@ -1108,6 +1343,14 @@ def build_results(out: Path, cfg: ReproduceConfig, book: dict) -> dict[str, Any]
         "paper": paper,
         "stages": stage_rows,
         "total_wall_s": round(sum((r.get("wall_s") or 0.0) for r in stage_rows.values()), 1),
+        # each sitting of the command from its start to its end (the one writing these results:
+        # to now); with --jobs above 1 units overlap, so the stages' wall times sum to more
+        "sittings": [{"started": st.get("started"), "stages": st.get("stages"),
+                      "jobs": st.get("jobs"),
+                      "wall_s": st["wall_s"] if st.get("wall_s") is not None
+                      else round(time.time() - st.get("t0", time.time()), 1),
+                      "finished": st.get("wall_s") is not None}
+                     for st in book.get("sittings", [])],
     }
 
 
@@ -1361,7 +1604,18 @@ def _results_tail(res: dict[str, Any], lines: list[str]) -> str:
         note = f" {st['note']}" if st.get("note") else ""
         lines.append(f"| {name} | {st['state']} | {_fmt_s(st['wall_s'])} | "
                      f"{'yes' if st['reused'] else 'no'} | {units or '-'}{note} |")
-    lines += ["", f"Total wall time: {_fmt_s(res['total_wall_s'])}.", ""]
+    lines += ["", f"Total wall time: {_fmt_s(res['total_wall_s'])}"
+              + (" (the stages' sum; units of parallel sittings overlap)."
+                 if any((s.get("jobs") or 1) > 1 for s in res.get("sittings", [])) else "."), ""]
+    sittings = res.get("sittings") or []
+    if sittings:
+        lines += ["Sittings of the command (start to end, every stage it ran):", "",
+                  "| started | stages | worker processes | wall time |", "|---|---|---|---|"]
+        for st in sittings:
+            wall = _fmt_s(st["wall_s"]) + ("" if st.get("finished") else " (to the results)")
+            lines.append(f"| {st['started']} | {', '.join(st.get('stages') or [])} | "
+                         f"{st.get('jobs') or 1} | {wall} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -1371,12 +1625,17 @@ def _results_tail(res: dict[str, Any], lines: list[str]) -> str:
 
 
 def reproduce(cfg: ReproduceConfig, out: str | Path, stages: list[str] | None = None,
-              say: Callable[[str], None] | None = None) -> dict[str, Any]:
+              say: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any]:
     """Run (or resume) the pipeline of ``cfg`` into ``out``; returns results.json's content
-    (or {} when ``stages`` leaves out the results stage)."""
+    (or {} when ``stages`` leaves out the results stage). ``jobs``: worker processes for the
+    units (1 = every unit in this process, one after another; 0 = ``auto_jobs()``); the results
+    do not depend on it beyond the floating-point noise of other thread counts."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReproduceError(f"{out} is a file; --out must be a folder")
+    if jobs < 0:
+        raise ReproduceError(f"--jobs must be 0 (auto) or more; got {jobs}")
+    jobs = jobs or auto_jobs()
     out.mkdir(parents=True, exist_ok=True)
     say = say or (lambda msg: print(msg, flush=True))
     todo = list(STAGES) if not stages else list(stages)
@@ -1386,16 +1645,41 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, stages: list[str] | None = 
     pipe = _Pipeline(cfg, out, say)
     pipe.book.data["config"] = asdict(cfg)
     pipe.book.data["command"] = shlex.join(sys.argv)
+    t_all = time.time()
+    sitting = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t_all)),
+               "t0": round(t_all, 1), "stages": [s for s in STAGES if s in todo], "jobs": jobs,
+               "wall_s": None}
+    pipe.book.data.setdefault("sittings", []).append(sitting)
     pipe.book.save()
     write_json_atomic(out / "config.json", asdict(cfg))
+    if jobs > 1:
+        pipe.sched = _Units(jobs, pipe.lock)
+        say(f"[reproduce] {jobs} worker processes, {pipe.sched.threads} CPU thread(s) each")
     res: dict[str, Any] = {}
-    for name in STAGES:
-        if name not in todo:
-            continue
-        t0 = time.time()
-        r = getattr(pipe, name)()
-        if name == "results":
-            res = r
-        say(f"[{name}] finished ({time.time() - t0:.0f} s this run)")
+    started = {}
+    try:
+        for name in STAGES:
+            if name not in todo:
+                continue
+            started[name] = time.time()
+            r = getattr(pipe, name)()
+            if name == "results":
+                res = r
+            if pipe.sched is None:
+                say(f"[{name}] finished ({time.time() - started[name]:.0f} s this run)")
+            else:
+                say(f"[{name}] queued")
+        if pipe.sched is not None:
+            pipe.sched.wait()
+    except BaseException as e:
+        if pipe.sched is not None:
+            pipe.sched.stop(interrupted=isinstance(e, KeyboardInterrupt))
+        raise
+    if pipe.sched is not None:
+        pipe.sched.stop(interrupted=False)
+    elapsed = round(time.time() - t_all, 1)
+    with pipe.lock:  # each sitting's end-to-end wall time (stage wall times sum the units')
+        sitting["wall_s"] = elapsed
+        pipe.book.save()
+    say(f"[reproduce] done in {elapsed:.0f} s ({jobs} worker process{'es' if jobs > 1 else ''})")
     return res
-
