@@ -33,6 +33,10 @@ and training checkpoints, imagine parts). Raising ``--seeds`` adds units; changi
 finished stage is refused (use another ``--out``), except for the evaluation, which is redone.
 ``--stages`` runs a subset (the stages it needs must be done already).
 
+``--jobs N`` (default: 2 on 2 cores or more) runs the units on N fresh worker processes with
+cores / N CPU threads each: a unit starts once the stages it needs are done (imagination beside
+the oracle data and the real-data policies); ``--jobs 1`` runs them here, one after another.
+
 Environments: ``--env clevr`` (the default, as above) or ``--env metaworld``; every stage talks
 to the environment interface (``kalm.envs``): its suites, expert, goal items and simulators. An
 environment's presets (``ENV_PRESETS``) replace CLEVR's sizes: Meta-World's ``cpu`` preset uses
@@ -601,20 +605,28 @@ class _Units:
         self.queue: list[tuple[frozenset, Callable[[], None]]] = []
         self.left: dict[str, int] = {}        # stage -> its units not ended yet
         self.closing: dict[str, Callable[[], None]] = {}  # stage -> its finish, once all added
-        self.complete: set[str] = set()
+        self.complete: set[str] = set()    # stages done, and units ("STAGE/KEY") ended well
+        self.added: set[str] = set()
         self.running = 0
         self.workers: list[threading.Thread] = []
         self.error: BaseException | None = None
         self.interrupted = False
 
-    def known(self, stage: str) -> bool:
+    def known(self, name: str) -> bool:
+        """Whether the stage or unit (``STAGE/KEY``) ``name`` was added in this sitting."""
         with self.cv:
-            return stage in self.left or stage in self.complete
+            return name in self.left or name in self.added or name in self.complete
 
-    def add(self, stage: str, needs: tuple[str, ...], run: Callable[[], None]) -> None:
+    def add(self, stage: str, needs: tuple[str, ...], run: Callable[[], None],
+            key: str | None = None) -> None:
+        """Queue a unit of ``stage``; it starts once every stage or unit (``STAGE/KEY``) in
+        ``needs`` is done; ``key`` names it for the units that need it."""
+        name = f"{stage}/{key}" if key is not None else None
         with self.cv:
             self.left[stage] = self.left.get(stage, 0) + 1
-            self.queue.append((frozenset(needs), lambda: self._run(stage, run)))
+            if name:
+                self.added.add(name)
+            self.queue.append((frozenset(needs), lambda: self._run(stage, run, name)))
             self._pump()
 
     def close(self, stage: str, finish: Callable[[], None]) -> None:
@@ -628,12 +640,16 @@ class _Units:
         """``fn(*args, threads)`` in a worker process (blocks this unit's thread)."""
         return self.pool.submit(fn, *args, self.threads).result()
 
-    def _run(self, stage: str, run: Callable[[], None]) -> None:
+    def _run(self, stage: str, run: Callable[[], None], name: str | None = None) -> None:
         try:
             run()
         except BaseException as e:  # recorded by the unit; the first one is raised by wait()
             with self.cv:
                 self.error = self.error or e
+        else:
+            if name:
+                with self.cv:
+                    self.complete.add(name)
         finally:
             with self.cv:
                 self.running -= 1
@@ -764,7 +780,7 @@ class _Pipeline:
             self._run_unit(stage, key, work)
         else:
             needs = tuple(n for n in needs if self.sched.known(n))
-            self.sched.add(stage, needs, lambda: self._run_unit(stage, key, work))
+            self.sched.add(stage, needs, lambda: self._run_unit(stage, key, work), key=key)
 
     def _run_unit(self, stage: str, key: str, work: Callable[[], dict | None]) -> None:
         with self.lock:
@@ -1019,19 +1035,26 @@ class _Pipeline:
         self.unit("train", key, work, needs=("collect",))
 
     def policies(self) -> list[tuple[str, str, int]]:
-        """(policy id, policy spec, episodes per category) of every policy to evaluate."""
+        """(policy id, policy spec, episodes per category) of every policy to evaluate: those
+        trained (with ``--jobs`` above 1 also those queued in this sitting)."""
         c = self.cfg
         units = self.book.stage("train")["units"]
         out = []
+
+        def trained(key: str) -> bool:
+            u = units.get(key, {})
+            if self.sched is not None and self.sched.known(f"train/{key}"):
+                return True
+            return u.get("state") == "done" and u.get("outcome") != "skipped"
+
         for method, algo, seed in ((m, a, s) for m in METHODS for a in c.algo_list()
                                    for s in c.seeds):
             key = policy_key(c, method, algo, seed)
-            u = units.get(key, {})
-            if u.get("state") == "done" and u.get("outcome") != "skipped":
+            if trained(key):
                 out.append((key, str(self.out / "train" / key), c.episodes))
         for seed in c.seeds if c.dt_steps else []:
             key = f"dt-s{seed}"
-            if units.get(key, {}).get("state") == "done":
+            if trained(key):
                 out.append((key, str(self.out / "train" / key), c.episodes))
         if c.random_baseline:
             out.append(("random", "random", c.episodes))
@@ -1041,7 +1064,6 @@ class _Pipeline:
 
     def evaluate(self) -> None:
         c = self.cfg
-        self.wait_for("train")
         settings = {"seed": c.eval_seed, "episodes": c.episodes, "llm_episodes": c.llm_episodes,
                     "random": c.random_baseline}
         if c.llm_context:
@@ -1073,6 +1095,10 @@ class _Pipeline:
             def work(pid=pid, spec=spec, n=n) -> dict:
                 # a trained policy: each of its last `checkpoints` snapshots (the final policy
                 # when the run has none), its score the mean over them
+                with self.lock:
+                    tu = self.book.stage("train")["units"].get(pid, {})
+                if tu.get("outcome") == "skipped":  # queued beside its training: no policy
+                    return {"outcome": "skipped", "reason": "its training was skipped"}
                 ckpts = self.checkpoint_specs(spec)
                 specs = [ck_spec for _, ck_spec in ckpts]
                 log = self.logs / f"evaluate-{pid}.log"
@@ -1107,7 +1133,10 @@ class _Pipeline:
                 return {"success": {k: v["success_rate"] for k, v in d["categories"].items()},
                         "checkpoints": len(runs)}
 
-            self.unit("evaluate", pid, work)
+            # with --jobs above 1 a policy's evaluation starts once its own training has ended
+            needs = ((f"train/{pid}",) if (self.out / "train" / pid) == Path(spec)
+                     else ("ground",) if spec.startswith("llm:") else ())
+            self.unit("evaluate", pid, work, needs=needs)
         self.finish("evaluate", outputs=[str(self.out / "eval")])
 
     def checkpoint_specs(self, spec: str) -> list[tuple[int | None, str]]:

@@ -57,6 +57,28 @@ def test_units_wait_for_the_stages_they_need_and_run_two_at_a_time():
     assert finished.index("a") < finished.index("b")
 
 
+def test_a_unit_can_wait_for_one_unit_of_another_stage_instead_of_the_whole_stage():
+    sched = _units(jobs=2)
+    log = []
+
+    def unit(name, seconds):
+        def run():
+            time.sleep(seconds)
+            log.append(name)
+        return run
+
+    sched.add("train", (), unit("train/fast", 0.05), key="fast")
+    sched.add("train", (), unit("train/slow", 0.4), key="slow")
+    sched.close("train", lambda: log.append("train done"))
+    # the evaluation of the fast policy starts once it is trained, before the slow one ends
+    sched.add("evaluate", ("train/fast",), unit("evaluate/fast", 0.05), key="fast")
+    sched.close("evaluate", lambda: None)
+    assert sched.known("train/slow") and not sched.known("train/other")
+    sched.wait()
+    sched.stop(interrupted=False)
+    assert log.index("evaluate/fast") < log.index("train/slow") < log.index("train done")
+
+
 def test_a_failed_unit_stops_new_ones_and_its_error_is_raised_when_the_running_ones_end():
     sched = _units(jobs=2)
     ran, slow_done = [], []

@@ -193,7 +193,9 @@ def grounded(path: str | Path = DEFAULT_GROUNDED, label: str | None = None,
             return r
         _evict_grounded(keep=key)
         return _submit(key, label or f"the grounded model `{display_path(Path(path))}`",
-                       lambda p=str(_model_folder(path)): _load_grounded(p))
+                       # the loader bound now: a load that starts late runs the loader of
+                       # the moment it was asked for (tests swap it to count loads)
+                       lambda p=str(_model_folder(path)), load=_load_grounded: load(p))
 
 
 def _evict_grounded(keep: str) -> None:
