@@ -982,7 +982,9 @@ class _Pipeline:
                                  for s in ("collect", "imagine", "oracle")}}
         if c.algos:
             settings["algos"] = list(c.algos)
-        self.begin("train", self.settings(settings))
+        settings = self.settings(settings)
+        self.grow_algos(settings)
+        self.begin("train", settings)
         self.require("collect", "imagine", "oracle")
         # one unit per seed, algorithm and method (CLEVR's order with one algorithm)
         for seed, algo, method in ((s, a, m) for s in c.seeds for a in c.algo_list()
@@ -1008,6 +1010,72 @@ class _Pipeline:
         for seed in c.seeds if c.dt_steps else []:
             self.train_dt(seed)
         self.finish("train", outputs=[str(self.out / "train")])
+
+    def grow_algos(self, settings: dict) -> None:
+        """A run trained with one algorithm, rerun with more (that one first, every other setting
+        the same): its policies and their evaluations take the several-algorithm names
+        (``METHOD-sS`` -> ``METHOD-ALGO-sS``: units, folders, evaluation files and logs), so they
+        are reused and only the new algorithms' policies are trained."""
+        c = self.cfg
+        with self.lock:
+            st = self.book.stage("train")
+            old = st.get("settings")
+            if not old or len(c.algo_list()) < 2:
+                return
+            old_algos = old.get("algos") or [old.get("algo")]
+            if old_algos != c.algo_list()[:1] or old.get("algo") != settings.get("algo"):
+                return
+            same = ({k: v for k, v in old.items() if k != "algos"}
+                    == {k: v for k, v in settings.items() if k != "algos"})
+            if not same:
+                return  # another setting changed too: begin() refuses it as before
+            first = c.algo_list()[0]
+            renamed = {}
+            for method in METHODS:
+                for key in [k for k in st["units"] if k.startswith(f"{method}-s")
+                            and k[len(method) + 2:].isdigit()]:
+                    renamed[key] = f"{method}-{first}-s{key[len(method) + 2:]}"
+            for old_key, new_key in renamed.items():
+                src, dst = self.out / "train" / old_key, self.out / "train" / new_key
+                if src.exists() and not dst.exists():
+                    src.rename(dst)
+                for name in ("train-{}.log", "evaluate-{}.log"):
+                    log = self.logs / name.format(old_key)
+                    if log.exists() and not (self.logs / name.format(new_key)).exists():
+                        log.rename(self.logs / name.format(new_key))
+                self._rename_evaluation(old_key, new_key)
+            st["units"] = {renamed.get(k, k): v for k, v in st["units"].items()}
+            ev = self.book.stage("evaluate")
+            ev["units"] = {renamed.get(k, k): v for k, v in ev.get("units", {}).items()}
+            st["settings"] = dict(old, algos=list(c.algo_list()))
+            self.book.save()
+        if renamed:
+            self.say(f"[train] {len(renamed)} {first} policies of the one-algorithm run renamed "
+                     f"METHOD-{first}-sSEED and reused; adding "
+                     + ", ".join(c.algo_list()[1:]))
+
+    def _rename_evaluation(self, old_key: str, new_key: str) -> None:
+        """``OUT/eval/OLD.json`` and ``OUT/eval/OLD/`` (per-checkpoint files) as NEW, their
+        policy ids and specs rewritten."""
+        ev = self.out / "eval"
+        old_train, new_train = str(self.out / "train" / old_key), str(self.out / "train" / new_key)
+
+        def rewrite(path: Path, dest: Path) -> None:
+            d = json.loads(path.read_text())
+            d["policy_id"] = new_key
+            for entry in (d, *d.get("checkpoints", [])):
+                if isinstance(entry.get("spec"), str):
+                    entry["spec"] = entry["spec"].replace(old_train, new_train, 1)
+            write_json_atomic(dest, d)
+            if dest != path:
+                path.unlink()
+
+        if (ev / old_key).is_dir() and not (ev / new_key).exists():
+            (ev / old_key).rename(ev / new_key)
+            for f in (ev / new_key).glob("step-*.json"):
+                rewrite(f, f)
+        if (ev / f"{old_key}.json").is_file() and not (ev / f"{new_key}.json").exists():
+            rewrite(ev / f"{old_key}.json", ev / f"{new_key}.json")
 
     def dt_argv(self, seed: int) -> list[str]:
         """The Decision Transformer baseline's `train` command: the real data alone."""

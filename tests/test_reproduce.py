@@ -217,3 +217,38 @@ def test_a_method_reused_from_a_run_without_the_extra_train_options_is_marked():
     assert not _without_train_args(units, ["kalm-s0"], ["--augment", "8"])
     assert _without_train_args(units, ["dt-s0"], ["--augment", "8"])
     assert not _without_train_args(units, ["dt-s0"], [])  # no extra options: nothing to miss
+
+
+def test_a_one_algorithm_run_given_a_second_algorithm_trains_only_the_new_policies(
+        tmp_path, tiny_lm_folder, monkeypatch, capsys):
+    monkeypatch.setenv("KALM_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "repro"
+    base = ["reproduce", "--preset", "tiny", "--lm", str(tiny_lm_folder), "--out", str(out),
+            "--dt-steps", "0", "--llm-episodes", "0"]
+    # the first sitting inline (--jobs 1), with DiscreteBC alone: plain keys METHOD-s0
+    assert main(base + ["--algos", "discrete_bc", "--jobs", "1"]) == 0
+    capsys.readouterr()
+    first = json.loads((out / "stages.json").read_text())
+    assert set(first["stages"]["train"]["units"]) == {f"{m}-s0" for m in METHODS}
+    bc_walls = {k: u["wall_s"] for k, u in first["stages"]["train"]["units"].items()}
+    assert first["sittings"][0]["jobs"] == 1 and first["sittings"][0]["wall_s"] > 0
+    # then both algorithms: the BC policies are renamed and reused, only CQL trains
+    assert main(base + ["--algos", "discrete_bc,discrete_cql"]) == 0
+    said = capsys.readouterr().out
+    assert "renamed METHOD-discrete_bc-sSEED and reused" in said
+    assert "[train] kalm-discrete_bc-s0: done before" in said
+    assert "[train] kalm-discrete_cql-s0: running" in said
+    assert "[evaluate] kalm-discrete_bc-s0: done before" in said
+    book = json.loads((out / "stages.json").read_text())
+    units = book["stages"]["train"]["units"]
+    assert set(units) == {f"{m}-{a}-s0" for m in METHODS for a in ("discrete_bc", "discrete_cql")}
+    assert {k: units[f"{k[:-3]}-discrete_bc-s0"]["wall_s"] for k in bc_walls} == bc_walls
+    assert not (out / "train" / "kalm-s0").exists() and (out / "train" / "kalm-discrete_bc-s0").is_dir()
+    ev = json.loads((out / "eval" / "kalm-discrete_bc-s0.json").read_text())
+    assert ev["policy_id"] == "kalm-discrete_bc-s0"
+    assert all("kalm-discrete_bc-s0" in c["spec"] for c in ev["checkpoints"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["methods"]["kalm"]["algo"] == "discrete_bc"
+    assert res["methods"]["kalm-discrete_cql"]["categories"]["train"] is not None
+    assert [s["jobs"] for s in res["sittings"]][0] == 1 and len(res["sittings"]) == 2
+    assert "Sittings of the command" in (out / "results.md").read_text()
