@@ -4,7 +4,7 @@ One command runs the whole pipeline into one folder ``OUT`` and writes a results
 every method's success per goal category beside the paper's figures:
 
 =========  =======================================================================================
-stage      what it runs (the project's own commands, in-process) and what it writes
+stage      what it runs (the project's own commands; ``--jobs``) and what it writes
 =========  =======================================================================================
 collect    ``collect`` relation goals, aim expert, noise 0.03 -> ``OUT/data/real.npz`` (the settings
            of the shipped grounded model's data, ``assets/data/aim4k.npz``)
