@@ -489,6 +489,20 @@ def _run_cli(argv: list[str], log: Path) -> None:
                                  f"(log: {log})") from None
 
 
+def _moved(argv: list[str], key: str) -> list[str]:
+    """A unit's recorded ``argv`` with its run folder (the ``--out`` value's ``.../train/KEY``
+    parent) written as ``OUT``: a run copied or moved to another folder keeps its units."""
+    try:
+        out = Path(argv[argv.index("--out") + 1])
+    except (ValueError, IndexError):
+        return list(argv)
+    if out.parts[-2:] != ("train", key):
+        return list(argv)
+    root = str(out.parent.parent)
+    return [a.replace(root, "OUT", 1) if a == root or a.startswith(root + "/") else a
+            for a in argv]
+
+
 def _dataset_made_with(path: Path, config: dict) -> bool:
     """Whether the dataset at ``path`` was collected with ``config``'s episode settings."""
     from kalm.data.episodes import load_dataset
@@ -611,6 +625,7 @@ class _Units:
         self.workers: list[threading.Thread] = []
         self.error: BaseException | None = None
         self.interrupted = False
+        self.stopping = False  # stop() began: a unit that cannot start any more is interrupted
 
     def known(self, name: str) -> bool:
         """Whether the stage or unit (``STAGE/KEY``) ``name`` was added in this sitting."""
@@ -699,6 +714,7 @@ class _Units:
     def stop(self, interrupted: bool) -> None:
         """End the workers (an interruption kills the running ones: they resume on a rerun)."""
         with self.cv:
+            self.stopping = True
             self.interrupted = self.interrupted or interrupted
             if interrupted:
                 self.error = self.error or KeyboardInterrupt()
@@ -797,8 +813,8 @@ class _Pipeline:
             with self.lock:
                 u["wall_s"] = round(u["wall_s"] + time.time() - t0, 1)
                 st["wall_s"] = round(st["wall_s"] + time.time() - t0, 1)
-                stopped = isinstance(e, KeyboardInterrupt) or (self.sched is not None
-                                                               and self.sched.interrupted)
+                stopped = isinstance(e, KeyboardInterrupt) or (
+                    self.sched is not None and (self.sched.interrupted or self.sched.stopping))
                 u["state"] = "interrupted" if stopped else "failed"
                 u["error"] = f"{type(e).__name__}: {e}"
                 st["state"] = u["state"]
@@ -1089,7 +1105,8 @@ class _Pipeline:
         key = f"dt-s{seed}"
         argv = self.dt_argv(seed)
         u = self.book.stage("train")["units"].get(key, {})
-        if u.get("state") == "done" and u.get("argv") not in (None, argv):
+        if u.get("state") == "done" and u.get("argv") is not None \
+                and _moved(u["argv"], key) != _moved(argv, key):
             raise ReproduceError(f"the Decision Transformer {key} in {self.out} was trained with "
                                  f"other options ({shlex.join(u['argv'])}); rerun with the same "
                                  "options, or use another --out")

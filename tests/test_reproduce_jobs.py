@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kalm.reproduce import ReproduceError, _Units, _worker_cli, auto_jobs
+from kalm.reproduce import ReproduceError, _moved, _Units, _worker_cli, auto_jobs
 
 
 def _units(jobs=2):
@@ -132,3 +132,13 @@ def test_the_cli_refuses_a_negative_jobs(tmp_path, capsys):
                  "--jobs", "-1", "--out", str(tmp_path / "r")]) == 2
     assert "--jobs" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_recorded_command_is_compared_without_its_run_folder():
+    old = ["train", "--real", "runs/a/data/real.npz", "--out", "runs/a/train/dt-s0", "--steps", "5"]
+    new = ["train", "--real", "runs/b/data/real.npz", "--out", "runs/b/train/dt-s0", "--steps", "5"]
+    assert _moved(old, "dt-s0") == _moved(new, "dt-s0")
+    assert _moved(old, "dt-s0") != _moved(new[:-1] + ["6"], "dt-s0")
+    # a folder that merely starts like the run's is not rewritten
+    other = ["train", "--real", "runs/ab/x.npz", "--out", "runs/a/train/dt-s0"]
+    assert _moved(other, "dt-s0")[2] == "runs/ab/x.npz"
