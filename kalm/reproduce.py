@@ -575,17 +575,18 @@ def auto_jobs(cores: int | None = None) -> int:
 
 
 def _limit_threads(threads: int) -> None:
-    """Keep a worker process to ``threads`` CPU threads (set before torch is imported)."""
+    """Keep a worker process to ``threads`` CPU threads (the variables are set before torch is
+    imported; torch is told too)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _worker_cli(argv: list[str], log: str, threads: int) -> None:
     """A unit's ``python -m kalm ARGV`` in a worker process."""
     _limit_threads(threads)
-    import torch
-
-    torch.set_num_threads(threads)
     _run_cli(argv, Path(log))
 
 
@@ -593,9 +594,6 @@ def _worker_evaluate(env_name: str, specs: list[str], episodes: int, seed: int,
                      llm_context: int, log: str, threads: int) -> list[dict]:
     """One policy's evaluations (a checkpoint each) in a worker process."""
     _limit_threads(threads)
-    import torch
-
-    torch.set_num_threads(threads)
     return _evaluate_checkpoints(env_name, specs, episodes, seed, llm_context, Path(log), {})
 
 
