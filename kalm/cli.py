@@ -56,9 +56,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 raise CLIError(f"--imagine-per-goal takes SUITE=K pairs with SUITE one of "
                                f"{', '.join(NOVEL)} and K >= 1; got {part!r}")
             per_goal[suite.strip()] = int(k)
+    algo_steps = None
+    if args.algo_steps is not None:
+        algo_steps = {}
+        for part in (p.strip() for p in args.algo_steps.split(",") if p.strip()):
+            name, _, n = part.partition("=")
+            if not name.strip() or not n.strip().isdigit() or int(n) < 1:
+                raise CLIError(f"--algo-steps takes ALGO=N pairs with N >= 1; got {part!r}")
+            algo_steps[name.strip()] = int(n)
     cfg = make_config(
         args.preset, imagine_per_goal=per_goal, seeds=int_list(args.seeds, "--seeds"), grounded=args.grounded, lm=args.lm,
-        algo=args.algo, steps=args.steps, episodes=args.episodes_per_category,
+        algo=args.algo, steps=args.steps, algo_steps=algo_steps, episodes=args.episodes_per_category,
         llm_episodes=args.llm_episodes, filter=args.filter, embedder=args.embedder,
         real_episodes=args.real_episodes,
         ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
@@ -101,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--algos", default=None,
                     help="several algorithms, comma-separated: every method is trained with each "
                          "(metaworld cpu: bc,td3_plus_bc); the first is the main one")
-    rp.add_argument("--steps", type=int, default=None, help="gradient steps per policy")
+    rp.add_argument("--steps", type=int, default=None,
+                    help="gradient steps per policy (CLEVR cpu: 20000; alone it sets every "
+                         "algorithm's)")
+    rp.add_argument("--algo-steps", default=None, metavar="ALGO=N[,ALGO=N]",
+                    help="gradient steps of one algorithm's policies (CLEVR cpu: "
+                         "discrete_cql=10000); the others keep --steps")
     rp.add_argument("--episodes-per-category", type=int, default=None,
                     help="evaluation episodes per category (cpu: 50)")
     rp.add_argument("--llm-episodes", type=int, default=None,

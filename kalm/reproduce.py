@@ -160,6 +160,10 @@ class ReproduceConfig:
     # --- offline RL
     algo: str = "discrete_bc"
     steps: int = 10000
+    """Gradient steps per policy (every algorithm not in ``algo_steps``)."""
+    algo_steps: dict[str, int] = field(default_factory=dict)
+    """Gradient steps of the named algorithms' policies, overriding ``steps`` (``--algo-steps
+    ALGO=N``); CLEVR's cpu preset: DiscreteCQL 10,000 beside BC's 20,000."""
     steps_per_epoch: int = 1000
     embedder: str = "minilm"
     """Goal embedder of every policy (a `train --embedder` name), or ``grounded``: ``lm:`` of the
@@ -225,6 +229,9 @@ class ReproduceConfig:
                                  "must not be the evaluation's)")
         if self.dt_steps < 0:
             raise ReproduceError(f"--dt-steps must be 0 or more; got {self.dt_steps}")
+        for name, n in self.algo_steps.items():
+            if not isinstance(n, int) or n < 1:
+                raise ReproduceError(f"--algo-steps {name}={n}: steps must be at least 1")
         if self.volume not in VOLUMES:
             raise ReproduceError(f"--volume must be one of {', '.join(VOLUMES)}; got "
                                  f"{self.volume!r}")
@@ -255,6 +262,7 @@ class ReproduceConfig:
                 self.algo = self.algos[0]
             for a in self.algos or [self.algo]:
                 check_algo_for(a, environment)
+            self.algo_steps = {canonical_algo(a): n for a, n in self.algo_steps.items()}
             if self.embedder != "grounded":
                 from kalm.rl.embed import check_embedder_name
 
@@ -274,6 +282,10 @@ class ReproduceConfig:
     def algo_list(self) -> list[str]:
         """The algorithms trained for every method: ``algos``, or ``[algo]``."""
         return list(self.algos) or [self.algo]
+
+    def steps_of(self, algo: str | None = None) -> int:
+        """Gradient steps of ``algo``'s policies (default: the main algorithm's)."""
+        return self.algo_steps.get(algo or self.algo_list()[0], self.steps)
 
 
 def imagined_volume(cfg: ReproduceConfig, environment=None) -> dict[str, int]:
@@ -331,7 +343,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # decoding (imagine --guide 40) and every policy trained with --augment 8 (CLEVR's colour
     # symmetries) and --mentions 5 (which ball each colour word of the goal names). With
     # --jobs 2 (the default here) units run two at a time on one thread each.
+    # Since session 23: BC policies train 20,000 steps (session 22's seed-0 check: KALM 74.3 /
+    # real only 44.3 / oracle 81.6% novel, against 70.5 / 44.0 / 74.8 at 10,000); DiscreteCQL
+    # keeps 10,000 (~8 min a policy on one thread at 10,000).
     "cpu": {"algos": ["discrete_bc", "discrete_cql"], "embedder": "grounded", "dt_steps": 5000,
+            "steps": 20000, "algo_steps": {"discrete_cql": 10000},
             "imagine_per_goal": {"rephrase": 4, "easy": 20, "hard": 4}, "imagine_guide": 40,
             "train_args": ["--augment", "8", "--mentions", "5"]},
     # Seconds to a minute: tiny sizes, for tests and smoke runs. It needs a grounded model
@@ -369,7 +385,7 @@ ENV_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "imagine_per_goal": {"rephrase": 2, "easy": 2, "hard": 2},
             "oracle_episodes": {"rephrase": 100, "easy": 200, "hard": 100},
             "algo": "bc", "algos": ["bc", "td3_plus_bc"], "steps": 3000, "steps_per_epoch": 1000,
-            "filter": "match", "episodes": 30, "llm_episodes": 2, "llm_context": 10,
+            "algo_steps": {}, "filter": "match", "episodes": 30, "llm_episodes": 2, "llm_context": 10,
             "embedder": "minilm",
             # CLEVR's guided decoding and --augment / --mentions do not apply here
             "imagine_guide": 0, "train_args": [],
@@ -410,7 +426,7 @@ def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
             continue
         if k not in names:
             raise ReproduceError(f"unknown setting {k!r}")
-        if k == "imagine_per_goal":  # the suites given; the others keep the preset's
+        if k in ("imagine_per_goal", "algo_steps"):  # those given; the others keep the preset's
             base = values.get(k)
             if base is None:
                 base = next(f for f in fields(ReproduceConfig) if f.name == k).default_factory()
@@ -418,6 +434,8 @@ def make_config(preset: str, **overrides: Any) -> ReproduceConfig:
         values[k] = v
     if overrides.get("algo") is not None and overrides.get("algos") is None:
         values["algos"] = []  # --algo alone: that one algorithm, not the preset's list
+    if overrides.get("steps") is not None and overrides.get("algo_steps") is None:
+        values["algo_steps"] = {}  # --steps alone: every policy's steps
     cfg = ReproduceConfig(**values).validate()
     if preset == "tiny" and not (cfg.grounded or cfg.lm):
         raise ReproduceError("--preset tiny needs --grounded DIR (a grounded model) or --lm DIR "
@@ -975,7 +993,7 @@ class _Pipeline:
         algo = algo or c.algo
         argv = ["train", "--algo", algo, "--real", str(self.real),
                 "--out", str(self.out / "train" / policy_key(c, method, algo, seed)),
-                "--steps", str(c.steps),
+                "--steps", str(c.steps_of(algo)),
                 "--steps-per-epoch", str(c.steps_per_epoch), "--seed", str(seed),
                 "--embedder", self.embedder_name(), "--quiet"]
         if method in ("kalm", "kalm_filtered"):
@@ -996,6 +1014,8 @@ class _Pipeline:
                                  for s in ("collect", "imagine", "oracle")}}
         if c.algos:
             settings["algos"] = list(c.algos)
+        if c.algo_steps:
+            settings["algo_steps"] = dict(c.algo_steps)
         settings = self.settings(settings)
         self.grow_algos(settings)
         self.begin("train", settings)
@@ -1540,6 +1560,18 @@ def _imagined_with(cfg: dict[str, Any]) -> str:
             + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.")
 
 
+def _steps_text(cfg: dict[str, Any], algos: list[str]) -> str:
+    """'20000 gradient steps (DiscreteCQL 10000)': the policies' steps, per algorithm where
+    ``algo_steps`` sets them."""
+    own = {a: n for a, n in (cfg.get("algo_steps") or {}).items() if a in algos}
+    if own and len(own) == len(algos) and len(set(own.values())) == 1:
+        return f"{next(iter(own.values()))} gradient steps"
+    text = f"{cfg['steps']} gradient steps"
+    if own:
+        text += " (" + ", ".join(f"{_ALGO_LABELS.get(a, a)} {n}" for a, n in own.items()) + ")"
+    return text
+
+
 def _env_results_markdown(res: dict[str, Any]) -> list[str]:
     """The lines of results.md above its data tables for an environment other than CLEVR (the
     paper's figures there are per category)."""
@@ -1551,7 +1583,8 @@ def _env_results_markdown(res: dict[str, Any]) -> list[str]:
     lines = [
         f"# KALM reproduction on {res.get('env', cfg.get('env'))}: preset `{res['preset']}`",
         "",
-        f"Algorithms {algos} (every method with each), {cfg['steps']} gradient steps, seeds "
+        f"Algorithms {algos} (every method with each), "
+        f"{_steps_text(cfg, res.get('algos', [cfg['algo']]))}, seeds "
         f"{seeds}, goal embedder `{_embedder_label(cfg)}`, imagined ratio {cfg['imagined_ratio']}, "
         f"kalm_filtered filter `{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, "
         f"{cfg['episodes']} episodes per category for every policy"
@@ -1607,7 +1640,7 @@ def results_markdown(res: dict[str, Any]) -> str:
         "",
         (f"Algorithms {', '.join(_ALGO_LABELS.get(a, a) for a in res['algos'])} (every method "
          "with each)" if res.get("algos") else f"Algorithm `{cfg['algo']}`")
-        + f", {cfg['steps']} gradient steps, seeds {seeds}, goal embedder "
+        + f", {_steps_text(cfg, res.get('algos') or [cfg['algo']])}, seeds {seeds}, goal embedder "
         f"`{_embedder_label(cfg)}`, imagined ratio {cfg['imagined_ratio']}, kalm_filtered filter "
         f"`{cfg['filter']}`. Evaluation: seed {cfg['eval_seed']}, {cfg['episodes']} episodes per "
         f"category for every policy"
