@@ -190,6 +190,31 @@ def test_oracle_episodes_match_the_imagined_volume_and_the_paper_volume_option()
     assert more.oracle_episodes == {"rephrase": 1600, "easy": 2000, "hard": 220}
 
 
+def test_steps_per_algorithm():
+    cpu = make_config("cpu", grounded="assets/grounded/clevr")
+    # BC 20,000 steps, CQL 10,000 (the cpu preset)
+    assert cpu.steps_of("discrete_bc") == 20000 and cpu.steps_of("discrete_cql") == 10000
+    assert cpu.steps_of() == 20000
+    # --steps alone sets every algorithm's; --algo-steps adds to the preset's
+    assert make_config("cpu", steps=500).steps_of("discrete_cql") == 500
+    both = make_config("cpu", steps=500, algo_steps={"discrete_bc": 7})
+    assert (both.steps_of("discrete_bc"), both.steps_of("discrete_cql")) == (7, 10000)
+    with pytest.raises(ReproduceError, match="at least 1"):
+        make_config("cpu", algo_steps={"discrete_cql": 0})
+    # Meta-World's cpu preset: its own steps for every algorithm
+    assert make_config("cpu", env="metaworld").steps_of("td3_plus_bc") == 3000
+
+
+def test_the_cli_s_algo_steps_is_checked(tmp_path, capsys):
+    from kalm.cli import main
+
+    for bad in ("discrete_cql", "discrete_cql=0", "=5", "discrete_cql=x"):
+        assert main(["reproduce", "--preset", "cpu", "--grounded", "assets/grounded/clevr",
+                     "--algo-steps", bad, "--out", str(tmp_path / "r")]) == 2
+        assert "--algo-steps takes ALGO=N" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_cli_s_imagine_per_goal_is_checked(tmp_path, capsys):
     from kalm.cli import main
 
@@ -224,7 +249,7 @@ def test_a_one_algorithm_run_given_a_second_algorithm_trains_only_the_new_polici
     monkeypatch.setenv("KALM_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "repro"
     base = ["reproduce", "--preset", "tiny", "--lm", str(tiny_lm_folder), "--out", str(out),
-            "--dt-steps", "0", "--llm-episodes", "0"]
+            "--dt-steps", "0", "--llm-episodes", "0", "--algo-steps", "discrete_cql=16"]
     # the first sitting inline (--jobs 1), with DiscreteBC alone: plain keys METHOD-s0
     assert main(base + ["--algos", "discrete_bc", "--jobs", "1"]) == 0
     capsys.readouterr()
@@ -252,3 +277,8 @@ def test_a_one_algorithm_run_given_a_second_algorithm_trains_only_the_new_polici
     assert res["methods"]["kalm-discrete_cql"]["categories"]["train"] is not None
     assert [s["jobs"] for s in res["sittings"]][0] == 1 and len(res["sittings"]) == 2
     assert "Sittings of the command" in (out / "results.md").read_text()
+    # --algo-steps: CQL's policies 16 steps, BC's the preset's 40
+    steps = {k: u["argv"][u["argv"].index("--steps") + 1] for k, u in units.items()}
+    assert {steps[f"{m}-discrete_cql-s0"] for m in METHODS} == {"16"}
+    assert {steps[f"{m}-discrete_bc-s0"] for m in METHODS} == {"40"}
+    assert "40 gradient steps (DiscreteCQL 16)" in (out / "results.md").read_text()

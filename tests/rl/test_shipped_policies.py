@@ -28,22 +28,29 @@ def embedder():
 def test_the_shipped_policies_come_from_one_reproduction_with_the_shipped_grounded_lm():
     res = json.loads((FOLDER / "reproduce_results.json").read_text())
     cfg = res["config"]
-    # the cpu preset's settings (session 22): imagined by the contact model, goals read by the
-    # shipped grounded LM, every method with DiscreteBC and DiscreteCQL over 3 seeds
+    # the cpu preset's settings (session 23): imagined by the contact model, goals read by the
+    # shipped grounded LM, every method with DiscreteBC (20,000 steps) and DiscreteCQL (10,000)
+    # over 3 seeds
     assert cfg["preset"] == "cpu" and cfg["grounded"] == "assets/grounded/clevr_contact"
     assert cfg["embedder"] == "lm:assets/grounded/clevr" and cfg["seeds"] == [0, 1, 2]
     assert cfg["train_args"] == ["--augment", "8", "--mentions", "5"] and cfg["imagine_guide"] == 40
-    assert {"kalm", "kalm_filtered", "real_only", "oracle", "dt", "random", "llm"} <= set(res["methods"])
+    assert cfg["steps"] == 20000 and cfg["algo_steps"] == {"discrete_cql": 10000}
+    assert res["algos"] == ["discrete_bc", "discrete_cql"]
+    assert {"kalm", "kalm_filtered", "real_only", "oracle", "dt", "random", "llm",
+            "kalm-discrete_cql", "real_only-discrete_cql"} <= set(res["methods"])
+    # the first sitting trained and evaluated every BC policy within the 90 minutes
     assert res["sittings"][0]["jobs"] == 2 and res["sittings"][0]["wall_s"] < 90 * 60
     for name in ("kalm", "kalm_filtered", "real_only", "oracle"):
         meta = json.loads((FOLDER / name / "policy" / "policy.json").read_text())
         assert meta["config"]["mentions"] == 5 and meta["config"]["augment"] == 8, name
-        assert meta["algo"] == "discrete_bc", name
+        assert meta["algo"] == "discrete_bc" and meta["config"]["steps"] == 20000, name
     data = json.loads((FOLDER / "kalm" / "data.json").read_text())
-    assert all("rep22/imagine" in str(src.get("path", src)) for src in data["imagined"])
-    # the session-16 table it replaced is kept under its own name
+    assert all("rep23/imagine" in str(src.get("path", src)) for src in data["imagined"])
+    # the tables it replaced are kept under their own names
     old = json.loads((FOLDER / "reproduce_results_session16.json").read_text())
     assert old["config"]["grounded"] == "assets/grounded/clevr"
+    assert json.loads((FOLDER / "reproduce_results_session22.json").read_text())["config"][
+        "steps"] == 10000
     for name in NAMES:
         meta = json.loads((FOLDER / name / "policy" / "policy.json").read_text())
         assert meta["embedder"] == "lm:assets/grounded/clevr", name
