@@ -278,7 +278,8 @@ def test_a_one_algorithm_run_given_a_second_algorithm_trains_only_the_new_polici
     assert [s["jobs"] for s in res["sittings"]][0] == 1 and len(res["sittings"]) == 2
     assert "Sittings of the command" in (out / "results.md").read_text()
     # --algo-steps: CQL's policies 16 steps, BC's the preset's 40
-    steps = {k: u["argv"][u["argv"].index("--steps") + 1] for k, u in units.items()}
-    assert {steps[f"{m}-discrete_cql-s0"] for m in METHODS} == {"16"}
-    assert {steps[f"{m}-discrete_bc-s0"] for m in METHODS} == {"40"}
+    steps = {k: json.loads((out / "train" / k / "config.json").read_text())["steps"]
+             for k in units}
+    assert {steps[f"{m}-discrete_cql-s0"] for m in METHODS} == {16}
+    assert {steps[f"{m}-discrete_bc-s0"] for m in METHODS} == {40}
     assert "40 gradient steps (DiscreteCQL 16)" in (out / "results.md").read_text()
