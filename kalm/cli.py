@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kalm.commands import CLIError, _env, add_env_option, add_stage_commands
@@ -47,23 +48,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         algos = [a.strip() for a in args.algos.split(",") if a.strip()]
         if not algos:
             raise CLIError("--algos takes comma-separated algorithm names")
-    per_goal = None
-    if args.imagine_per_goal is not None:
-        per_goal = {}
-        for part in (p.strip() for p in args.imagine_per_goal.split(",") if p.strip()):
-            suite, _, k = part.partition("=")
-            if suite.strip() not in NOVEL or not k.strip().isdigit() or int(k) < 1:
-                raise CLIError(f"--imagine-per-goal takes SUITE=K pairs with SUITE one of "
-                               f"{', '.join(NOVEL)} and K >= 1; got {part!r}")
-            per_goal[suite.strip()] = int(k)
-    algo_steps = None
-    if args.algo_steps is not None:
-        algo_steps = {}
-        for part in (p.strip() for p in args.algo_steps.split(",") if p.strip()):
+    def int_pairs(text: str | None, ok: Callable[[str], bool], error: str) -> dict | None:
+        """``NAME=N,NAME=N`` as {NAME: N} (N >= 1, ``ok(NAME)``), else CLIError(error + part)."""
+        if text is None:
+            return None
+        pairs = {}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
             name, _, n = part.partition("=")
-            if not name.strip() or not n.strip().isdigit() or int(n) < 1:
-                raise CLIError(f"--algo-steps takes ALGO=N pairs with N >= 1; got {part!r}")
-            algo_steps[name.strip()] = int(n)
+            if not ok(name.strip()) or not n.strip().isdigit() or int(n) < 1:
+                raise CLIError(f"{error}; got {part!r}")
+            pairs[name.strip()] = int(n)
+        return pairs
+
+    per_goal = int_pairs(args.imagine_per_goal, lambda suite: suite in NOVEL,
+                         f"--imagine-per-goal takes SUITE=K pairs with SUITE one of "
+                         f"{', '.join(NOVEL)} and K >= 1")
+    algo_steps = int_pairs(args.algo_steps, bool, "--algo-steps takes ALGO=N pairs with N >= 1")
     cfg = make_config(
         args.preset, imagine_per_goal=per_goal, seeds=int_list(args.seeds, "--seeds"), grounded=args.grounded, lm=args.lm,
         algo=args.algo, steps=args.steps, algo_steps=algo_steps, episodes=args.episodes_per_category,

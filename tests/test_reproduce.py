@@ -205,23 +205,19 @@ def test_steps_per_algorithm():
     assert make_config("cpu", env="metaworld").steps_of("td3_plus_bc") == 3000
 
 
-def test_the_cli_s_algo_steps_is_checked(tmp_path, capsys):
+@pytest.mark.parametrize("flag, bads, says", [
+    ("--algo-steps", ("discrete_cql", "discrete_cql=0", "=5", "discrete_cql=x"),
+     "--algo-steps takes ALGO=N"),
+    ("--imagine-per-goal", ("hard", "hard=0", "train=2", "hard=x"),
+     "--imagine-per-goal takes SUITE=K"),
+])
+def test_the_cli_s_name_count_pairs_are_checked(tmp_path, capsys, flag, bads, says):
     from kalm.cli import main
 
-    for bad in ("discrete_cql", "discrete_cql=0", "=5", "discrete_cql=x"):
+    for bad in bads:
         assert main(["reproduce", "--preset", "cpu", "--grounded", "assets/grounded/clevr",
-                     "--algo-steps", bad, "--out", str(tmp_path / "r")]) == 2
-        assert "--algo-steps takes ALGO=N" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
-
-
-def test_the_cli_s_imagine_per_goal_is_checked(tmp_path, capsys):
-    from kalm.cli import main
-
-    for bad in ("hard", "hard=0", "train=2", "hard=x"):
-        assert main(["reproduce", "--preset", "cpu", "--grounded", "assets/grounded/clevr",
-                     "--imagine-per-goal", bad, "--out", str(tmp_path / "r")]) == 2
-        assert "--imagine-per-goal takes SUITE=K" in capsys.readouterr().err
+                     flag, bad, "--out", str(tmp_path / "r")]) == 2
+        assert says in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
