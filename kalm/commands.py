@@ -351,10 +351,11 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                          "of the states, never the simulator), try the LM's next best action, up "
                          "to N times a step (0: plain greedy)")
     im.add_argument("--guide", type=int, default=0,
-                    help="goal-guided decoding: at each step take, of the LM's K likeliest "
-                         "actions, the one whose next state (as the LM predicts it) is closest to "
-                         "the goal by the goal's own rule, implausible ones ruled out (never the "
-                         "simulator; 0: plain greedy; supersedes --replan)")
+                    help="goal-guided decoding: at each step take, of K candidate actions (the "
+                         "LM's K likeliest; continuous actions: the LM's action and K - 1 "
+                         "perturbations of it), the one whose next state (as the LM predicts it) "
+                         "is closest to the goal by the goal's own rule, implausible ones ruled "
+                         "out (never the simulator; 0: plain greedy; supersedes --replan)")
     im.add_argument("--explain-constrained", action="store_true",
                     help="keep each explanation to the goals the rollout's generated states made "
                          "true (training phrasings only; the LM picks among them, token by "

@@ -367,10 +367,12 @@ def guide_picker(env: str, key: str) -> int:
     return int(st.selectbox(
         "Decoding", choices, key=key, format_func=lambda k: guide_label(k, env),
         help="Greedy: the LM's likeliest action at every step, as the paper decodes. Goal-guided: "
-             "of the LM's K likeliest actions, the one whose next state, as the LM itself "
+             "of K candidate actions (discrete: the LM's K likeliest; continuous: the LM's action "
+             "and K - 1 random perturbations of it), the one whose next state, as the LM itself "
              "predicts it, is closest to the goal by the goal's own rule; actions whose "
-             "predicted step leaves the workbench or puts a ball through another are ruled out. "
-             "The simulator is never consulted: the checks below still judge the rollout."))
+             "predicted step breaks the world's geometry (leaving the workbench, a ball through "
+             "another, a gripper jump, an object rising on its own) are ruled out. The simulator "
+             "is never consulted: the checks below still judge the rollout."))
 
 
 def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:

@@ -97,10 +97,14 @@ class VectorCodec(CodecStats, nn.Module):
 
     def __init__(self, hidden_size: int, obs_dim: int, action_dim: int, codec_hidden: int = 256,
                  embed_scale: float = 1.0, slots: Sequence[tuple[int, int]] = (),
-                 low: float = -1.0, high: float = 1.0) -> None:
+                 low: float = -1.0, high: float = 1.0, history: bool = False) -> None:
         super().__init__()
         self.hidden_size, self.obs_dim, self.action_dim = hidden_size, obs_dim, action_dim
         self.codec_hidden = codec_hidden
+        # history: the state head also reads the last change (current minus previous state,
+        # normalised, with a flag saying whether it is known): a mocap-driven arm's next state
+        # depends on its velocity, which one state does not show (``predict_delta``'s ``prev``).
+        self.history = bool(history)
         self.slots = tuple((int(a), int(b)) for a, b in slots)
         self.low, self.high = float(low), float(high)
         n_flags = len(self.slots)
@@ -114,12 +118,16 @@ class VectorCodec(CodecStats, nn.Module):
         self.norm_state = nn.LayerNorm(hidden_size)
         self.norm_action = nn.LayerNorm(hidden_size)
         # LMs' final hidden states carry a few huge coordinates: normalised first.
-        self.state_head = mlp(hidden_size + obs_dim + n_flags + action_dim + 1, codec_hidden, obs_dim)
+        self.state_head = mlp(hidden_size + obs_dim + n_flags + action_dim + 1
+                              + (obs_dim + 1 if self.history else 0), codec_hidden, obs_dim)
         self.action_head = mlp(hidden_size + obs_dim + n_flags, codec_hidden, action_dim)
         self._register_stats(obs_dim)
 
     def design(self) -> dict[str, Any]:
-        return {"codec": "vector", "codec_hidden": self.codec_hidden, "state_tokens": "state"}
+        d = {"codec": "vector", "codec_hidden": self.codec_hidden, "state_tokens": "state"}
+        if self.history:
+            d["dynamics_history"] = True
+        return d
 
     # ----------------------------------------------------------------- features
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -150,9 +158,11 @@ class VectorCodec(CodecStats, nn.Module):
 
     # ----------------------------------------------------------------- heads
     def predict_delta(self, h: torch.Tensor, obs: torch.Tensor | None = None,
-                      action: torch.Tensor | None = None) -> torch.Tensor:
+                      action: torch.Tensor | None = None,
+                      prev: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (+ the states the change starts from, + the actions in between, NaN rows
-        where none) -> normalised change of every dimension."""
+        where none) -> normalised change of every dimension. ``prev``: the states before ``obs``
+        (NaN rows or None: not known), read only by a head with ``history``."""
         n = h.shape[0]
         if obs is None:
             raise ValueError("the vector codec's state head needs the current states")
@@ -161,12 +171,23 @@ class VectorCodec(CodecStats, nn.Module):
         action = action.float().reshape(n, self.action_dim)
         known = ~torch.isnan(action).any(-1, keepdim=True)
         a = torch.where(known, action, torch.zeros_like(action))
-        x = torch.cat([self.norm_state(h.float()), self._features(obs), a, known.float()], dim=-1)
-        return self.state_head(x) * self._mask(obs)
+        parts = [self.norm_state(h.float()), self._features(obs), a, known.float()]
+        if self.history:
+            parts += list(self._velocity(obs.float(), prev))
+        return self.state_head(torch.cat(parts, dim=-1)) * self._mask(obs)
+
+    def _velocity(self, obs: torch.Tensor, prev: torch.Tensor | None):
+        """(normalised obs - prev, zeros where unknown; (N, 1) flag of the known rows)."""
+        if prev is None:
+            return torch.zeros_like(obs), torch.zeros(len(obs), 1, device=obs.device)
+        prev = prev.float().reshape(obs.shape)
+        known = ~torch.isnan(prev).any(-1, keepdim=True)
+        v = torch.where(known, (obs - torch.nan_to_num(prev)) / self.delta_std, torch.zeros_like(obs))
+        return v, known.float()
 
     def next_state(self, h: torch.Tensor, obs: torch.Tensor,
-                   action: torch.Tensor | None = None) -> torch.Tensor:
-        return obs.float() + self.predict_delta(h, obs, action) * self.delta_std
+                   action: torch.Tensor | None = None, prev: torch.Tensor | None = None) -> torch.Tensor:
+        return obs.float() + self.predict_delta(h, obs, action, prev) * self.delta_std
 
     def _action_raw(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.norm_action(h.float()), self._features(obs)], dim=-1)

@@ -20,6 +20,7 @@ class GroundConfig(JsonConfig):
     KIND: ClassVar[str] = "grounding"
     # Runs saved before these options existed were made with the plain heads.
     LEGACY: ClassVar[dict[str, Any]] = {"action_head": "mlp", "dynamics_head": "mlp",
+                                        "dynamics_history": False,
                                         "explain_balls": False, "summary_features": "plain"}
 
     # --- data
@@ -56,6 +57,10 @@ class GroundConfig(JsonConfig):
     """Modules that get LoRA adapters."""
     codec_hidden: int = 256
     """Hidden width of the numeric input projections and output heads."""
+    dynamics_history: bool = False
+    """Continuous-state codecs (``VectorCodec``): the dynamics head also reads the last change of
+    the state (its velocity), which a mocap-driven arm's next state depends on and one state does
+    not show. Rollout windows then carry the state before their first one."""
     action_head: str = "geometric"
     """'mlp' (40 logits from the hidden state), 'geometric' (the hidden state picks the ball and a
     target point in scene coordinates: weights on the ball centres plus an offset; each direction

@@ -287,7 +287,8 @@ def generate_rollouts(
             sub_o, sub_a, sub_met = _generate(
                 model, env, [texts[i] for i in active], np.stack([obs[i][-1] for i in active]),
                 [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision,
-                replan, stats, guide)
+                replan, stats, guide, offset,
+                np.stack([obs[i][-2] if len(obs[i]) > 1 else obs[i][-1] for i in active]))
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
@@ -311,11 +312,24 @@ def physical_replan_available(model: GroundedLM) -> bool:
 
 
 def guided_decoding_available(model: GroundedLM) -> bool:
-    """Whether ``guide`` can act for this model: discrete action scores, and an environment
-    that measures progress toward a goal from a state."""
+    """Whether ``guide`` can act for this model: an environment that measures progress toward a
+    goal from a state, and actions the decoding can propose alternatives to (discrete: scored by
+    the codec; continuous: perturbations of the LM's regressed action)."""
     env = _env_of(model)
-    return (model.codec.action_kind == "discrete" and hasattr(model.codec, "action_logits")
-            and env.provides("goal_progress"))
+    if not env.provides("goal_progress"):
+        return False
+    if model.codec.action_kind == "discrete":
+        return hasattr(model.codec, "action_logits")
+    return model.codec.action_kind == "continuous"
+
+
+# Continuous goal-guided decoding (``_guide_continuous``): the spread of the perturbations of the
+# LM's action (in action units; actions span [-1, 1]), and how much closer to the goal, in the
+# units of the environment's ``goal_progress``, a perturbation's predicted state must be to
+# replace the LM's own action (so the head's noise on states nothing changes does not steer).
+GUIDE_NOISE = 0.5
+GUIDE_MARGIN = 0.05
+GUIDE_SEED = 20241206
 
 
 @torch.no_grad()
@@ -368,6 +382,68 @@ def _guide(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, rows: np.ndarra
 
 
 @torch.no_grad()
+def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndarray, goals: list,
+                      start_obs: np.ndarray, finished: np.ndarray, k: int, stats: dict,
+                      step: int, prev=None):
+    """Goal-guided decoding of one step for continuous actions: the LM's regressed action ``a``
+    (already fed, ``nxt`` its predicted next state) and ``k - 1`` perturbations of it (Gaussian,
+    spread ``GUIDE_NOISE``, clipped to the action range; drawn from a generator seeded by
+    ``GUIDE_SEED`` and ``step``, so decoding stays deterministic) are each fed in turn and their
+    next states predicted by the LM; each row takes the candidate whose predicted state the
+    environment's ``goal_progress`` ranks highest, provided it beats the LM's own action by
+    ``GUIDE_MARGIN``, an implausible one (``implausible_steps``) never (a row whose LM action is
+    implausible takes the best plausible candidate whatever the margin). The cache ends holding
+    the chosen actions. The states' geometry and the goal's rule only: never the simulator."""
+    n, d = a.shape
+    gen = torch.Generator().manual_seed(GUIDE_SEED + 7919 * int(step))
+    noise = torch.randn(k - 1, n, d, generator=gen) * GUIDE_NOISE
+    low, high = float(getattr(model.codec, "low", -1.0)), float(getattr(model.codec, "high", 1.0))
+    obs_np = obs.numpy()
+    best_val = np.full(n, -np.inf)
+    best_a, best_j = a.clone(), np.zeros(n, dtype=np.int64)
+    h_last = nxt_last = None
+    for j in range(k):
+        if j:
+            a_j = (a + noise[j - 1]).clamp(low, high)
+            dec.rewind(1)
+            h_j = dec.feed(model.codec.embed_actions(a_j).unsqueeze(1).to(h.dtype))
+            nxt_j = _next_state(model, h_j, obs, a_j, prev)
+            h_last, nxt_last = h_j, nxt_j
+        else:
+            a_j, nxt_j = a, nxt
+        nxt_np = nxt_j.numpy()
+        bad = env.implausible_steps(obs_np, nxt_np, a_j.numpy())
+        bad = np.zeros(n, dtype=bool) if bad is None else np.asarray(bad, dtype=bool)
+        for r in range(n):
+            if finished[r] or bad[r] or goals[rows[r]] is None:
+                continue
+            v = env.goal_progress(goals[rows[r]], nxt_np[r], start_obs[rows[r]])
+            if v is None:
+                continue
+            need = best_val[r] + (GUIDE_MARGIN if best_j[r] == 0 and np.isfinite(best_val[r])
+                                  else 1e-9)
+            if v > need:
+                best_val[r], best_a[r], best_j[r] = v, a_j[r], j
+    live = ~np.asarray(finished, dtype=bool)
+    stats["guided_steps"] = stats.get("guided_steps", 0) + int(live.sum())
+    stats["changed_steps"] = stats.get("changed_steps", 0) + int(((best_j > 0) & live).sum())
+    if k == 1:
+        return a, h, nxt
+    if np.all(best_j == k - 1):  # the cache already holds the choice
+        return best_a, h_last, nxt_last
+    dec.rewind(1)
+    h = dec.feed(model.codec.embed_actions(best_a).unsqueeze(1).to(h.dtype))
+    return best_a, h, _next_state(model, h, obs, best_a, prev)
+
+
+def _next_state(model: GroundedLM, h, obs, a, prev=None):
+    """The codec's next state; ``prev`` (the states before ``obs``) for heads that read it."""
+    if prev is not None and getattr(model.codec, "history", False):
+        return model.codec.next_state(h, obs, a, prev)
+    return model.codec.next_state(h, obs, a)
+
+
+@torch.no_grad()
 def _replan(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, finished: np.ndarray,
             tries: int, stats: dict):
     """Re-plan the rows whose generated step is implausible (``Environment.implausible_steps``:
@@ -403,10 +479,13 @@ def _replan(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, finished: np.n
 
 def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray, goals: list,
               horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
-              replan: int = 0, stats: dict | None = None, guide: int = 0):
+              replan: int = 0, stats: dict | None = None, guide: int = 0, step_offset: int = 0,
+              prev_obs: np.ndarray | None = None):
     """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
     against ``start_obs`` (the episode's s_0, which a later window does not start from).
-    ``replan``: tries per implausible step (``_replan``; 0 = none)."""
+    ``replan``: tries per implausible step (``_replan``; 0 = none). ``prev_obs``: the state
+    before each row's first one (a later window's), for dynamics heads that read the velocity
+    (None: the first states are resets, at rest)."""
     stats = {} if stats is None else stats
     n = len(texts)
     dec = decoder(model, precision)
@@ -424,6 +503,7 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
         dec.start(model.embed(batch), batch.attention_mask, capacity=capacity)
         dec.select(row_text)
         obs = torch.from_numpy(initial_obs)
+        prev = obs if prev_obs is None else torch.from_numpy(np.asarray(prev_obs, np.float32))
         h = dec.feed(model.codec.embed_states(obs).to(torch.float32))
         rows = np.arange(n)  # original index of each active cache row
         done = np.zeros(n, dtype=bool)
@@ -431,8 +511,12 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
             a = model.codec.predict_action(h, obs)
             h_state = h
             h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
-            nxt = model.codec.next_state(h, obs, a)
-            if guide:
+            nxt = _next_state(model, h, obs, a, prev)
+            if guide and model.codec.action_kind == "continuous":
+                a, h, nxt = _guide_continuous(model, env, dec, obs, a, h, nxt, rows, goals,
+                                              start_obs, done[rows], guide, stats,
+                                              step_offset + t, prev)
+            elif guide:
                 a, h, nxt = _guide(model, env, dec, h_state, obs, a, h, nxt, rows, goals,
                                    start_obs, done[rows], guide, stats)
             elif replan:
@@ -456,11 +540,11 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
                 on_step(t, *_padded(traj_obs, traj_act, t, model), done.copy())
             if not keep:
                 break
-            obs = nxt
+            prev, obs = obs, nxt
             if _compact_due(len(rows), len(rows) - len(keep)) and dec.can_select:
                 idx = torch.as_tensor(keep, dtype=torch.long)
                 dec.select(idx)
-                rows, obs = rows[keep], obs[idx]
+                rows, obs, prev = rows[keep], obs[idx], prev[idx]
             h = dec.feed(model.codec.embed_states(obs).to(h.dtype))
     return traj_obs, traj_act, met
 

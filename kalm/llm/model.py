@@ -119,7 +119,12 @@ class GroundedLM(nn.Module):
         zero = h.sum() * 0.0
         out = {"state": zero, "action": zero, "text": zero}
         if len(batch.st_b):
-            pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos], batch.st_base, batch.st_action)
+            if getattr(self.codec, "history", False):
+                pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos], batch.st_base,
+                                                batch.st_action, batch.st_prev)
+            else:
+                pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos], batch.st_base,
+                                                batch.st_action)
             scale = torch.where(batch.st_episode.unsqueeze(-1), self.codec.episode_delta_std,
                                 self.codec.delta_std)
             tgt = (batch.st_target - batch.st_base) / scale

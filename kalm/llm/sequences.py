@@ -59,6 +59,9 @@ class State:
     target: bool = False
     base: np.ndarray | None = None
     """The state the predicted change is measured from (the previous state)."""
+    prev: np.ndarray | None = None
+    """The state before ``base`` (for dynamics heads that read the velocity, ``VectorCodec``'s
+    ``history``); None: not known."""
     episode: bool = False
     """The change spans a whole episode (consequence), not one push: scaled by its own statistics."""
 
@@ -127,12 +130,15 @@ def action_value(a: Any) -> Any:
 
 
 def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray,
-                     style: str = "kalm") -> list[Segment]:
+                     style: str = "kalm", prev: np.ndarray | None = None) -> list[Segment]:
+    """``prev``: the state before ``observations[0]`` where the rollout is a window of a longer
+    episode (its first state's own at an episode's start); None: not known."""
     seq = rollout_prompt(goal_text, style)
     seq.append(State(observations[0]))
     for t, a in enumerate(actions):
         seq.append(Action(action_value(a), target=True, maskable=True))
-        seq.append(State(observations[t + 1], target=True, base=observations[t]))
+        seq.append(State(observations[t + 1], target=True, base=observations[t],
+                         prev=observations[t - 1] if t else prev))
     return seq
 
 
@@ -198,6 +204,7 @@ class Batch:
     sm_final: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 10)))
     sm_initial: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 10)))
     lengths: list[int] = field(default_factory=list)
+    st_prev: torch.Tensor | None = None  # (Nt, d) the state before each base (NaN: not known)
 
     def to(self, device: Any) -> "Batch":
         for k, v in vars(self).items():
@@ -258,7 +265,7 @@ def collate(
     eos = tokenizer.eos_token_id
     rows: list[list[int]] = []
     S: dict[str, list] = {k: [] for k in ("sb", "sp", "so", "ab", "ap", "ai", "am",
-                                          "tb", "tp", "tg", "tbase", "te", "ta", "ub", "up", "ua",
+                                          "tb", "tp", "tg", "tbase", "tprev", "te", "ta", "ub", "up", "ua",
                                           "uo", "xb", "xp", "xt", "mb", "mp", "mf", "mi")}
     obs_dim, act_dim = _dims(sequences)
     zero = np.zeros(obs_dim, np.float32)
@@ -280,6 +287,8 @@ def collate(
                     S["tb"].append(b); S["tp"].append(len(ids) - 1)
                     S["tg"].append(np.asarray(seg.obs, np.float32))
                     S["tbase"].append(np.asarray(seg.base, np.float32))
+                    S["tprev"].append(np.asarray(seg.prev, np.float32) if seg.prev is not None
+                                      else np.full(obs_dim, np.nan, np.float32))
                     S["te"].append(bool(seg.episode))
                     S["ta"].append(last_action)
                 last_obs, last_action = np.asarray(seg.obs, np.float32), none
@@ -334,7 +343,7 @@ def collate(
         state_b=sb, state_pos=sp, state_obs=vecs("so"),
         action_b=ab, action_pos=ap, action_ids=acts("ai"),
         action_maskable=torch.tensor(S["am"], dtype=torch.bool),
-        st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"),
+        st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"), st_prev=vecs("tprev"),
         st_episode=torch.tensor(S["te"], dtype=torch.bool),
         st_action=acts("ta"),
         at_b=ub, at_pos=up, at_target=acts("ua"), at_obs=vecs("uo"),

@@ -99,7 +99,8 @@ class GroundingData:
             start = int(rng.integers(len(e.actions) - T + 1))
         obs, act = e.obs[start : start + T + 1], e.actions[start : start + T]
         if obj == "rollout":
-            return rollout_sequence(e.text, obs, act, st)
+            # the state before the window (an episode's start: its own, at rest)
+            return rollout_sequence(e.text, obs, act, st, prev=e.obs[max(start - 1, 0)])
         return explain_sequence(e.text, obs, act, st, self.summary)
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -236,6 +236,7 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
 
 
 GUIDE_CHOICES = (0, 4, 8, 16, 40)
+CONTINUOUS_GUIDE_CHOICES = (0, 4, 8, 16)
 
 
 def guide_choices(env: str = ENV) -> tuple[int, ...]:
@@ -244,8 +245,9 @@ def guide_choices(env: str = ENV) -> tuple[int, ...]:
     environment = get_env(env)
     if not environment.provides("goal_progress"):
         return (0,)
-    n = environment.action.size if environment.action.discrete else 0
-    return tuple(k for k in GUIDE_CHOICES if k <= max(n, 1))
+    if not environment.action.discrete:  # the LM's action and K - 1 perturbations of it
+        return CONTINUOUS_GUIDE_CHOICES
+    return tuple(k for k in GUIDE_CHOICES if k <= max(environment.action.size, 1))
 
 
 def explanation_choices(env: str = ENV) -> tuple[bool, ...]:
@@ -263,7 +265,9 @@ def guide_label(k: int, env: str = ENV) -> str:
     if not k:
         return "greedy (as published)"
     environment = get_env(env)
-    if environment.action.discrete and k >= environment.action.size:
+    if not environment.action.discrete:
+        return f"goal-guided: best of the LM's action and {k - 1} perturbations"
+    if k >= environment.action.size:
         return f"goal-guided: every action ({k})"
     return f"goal-guided: best of the LM's {k} likeliest"
 

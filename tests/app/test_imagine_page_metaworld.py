@@ -31,8 +31,11 @@ def test_metaworld_model_offers_its_suites_with_the_wall_variants(mw_runs_dir):
     run_ok(at)
     assert at.text_input(key="im_text_metaworld").value == wall.text
     assert '"reach-wall"' in at.json[0].value
-    # no progress measure stated for Meta-World: no decoding choice, greedy
-    assert "im_guide_metaworld" not in {b.key for b in at.selectbox}
+    # the decoding choice: greedy first (as published), then goal-guided with continuous
+    # candidates (the LM's action and K - 1 perturbations)
+    box = at.selectbox(key="im_guide_metaworld")
+    assert box.value == 0 and box.options[0] == "greedy (as published)"
+    assert box.options[-1] == "goal-guided: best of the LM's action and 15 perturbations"
 
 
 def test_metaworld_free_text_is_parsed_by_the_environment(mw_runs_dir):
@@ -49,10 +52,13 @@ def test_imagining_a_metaworld_goal_shows_checks_figures_and_a_video(mw_runs_dir
     at = mw_page(max_steps=3)
     at.text_input(key="im_text_metaworld").set_value("Reach the target, with a wall in the way.")
     at.checkbox(key="im_explain_metaworld").uncheck()
+    at.selectbox(key="im_guide_metaworld").set_value(4)
     run_ok(at)
     at.button(key="im_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
+    assert at.session_state["im_result_metaworld"].guide == 4
+    assert any("best of the LM's action and 3 perturbations" in c.value for c in at.caption)
     labels = [m.label for m in at.metric]
     for name in ("Goal met (match)", "Replay success", "Realistic transitions",
                  "Floating objects", "Gripper jumps", "Out of workspace",

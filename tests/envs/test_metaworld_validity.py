@@ -202,3 +202,60 @@ def test_fall_model_constants_are_the_simulators():
     assert -sim.env.model.opt.gravity[2] == pytest.approx(V.GRAVITY, abs=1e-3)
     assert sim.env.action_scale == pytest.approx(0.01)
     sim.close()
+
+
+# -- one-step rules for goal-guided decoding, and the progress measure it ranks by ------------
+
+
+@pytest.mark.parametrize("task,seed", [("pick-place", 0), ("door-open", 1), ("coffee-push", 2)])
+def test_real_transitions_are_never_implausible(task, seed):
+    s, _, _ = _episode(task, seed)
+    assert not V.implausible_transitions(s[:-1], s[1:]).any()
+    assert not ENV.implausible_steps(s[:-1], s[1:], np.zeros((len(s) - 1, 4))).any()
+
+
+def test_one_step_rules_flag_jumps_leaving_the_workspace_and_rising_unheld_objects():
+    s, _, _ = _episode("pick-place", 0)
+    a, b = s[:4].copy(), s[1:5].copy()
+    b[0, 0:3] = a[0, 0:3] + 0.1                       # the hand jumps 17 cm
+    b[1, 3] = a[1, 3] + 0.5                           # the fingers snap
+    b[2, 2] = 0.9                                     # the hand leaves the workspace
+    puck = entity_slice("puck").start
+    a[3, puck + 2] = b[3, puck + 2] = V.REST_Z["puck"] + 0.05   # hanging, hand far away
+    b[3, puck + 2] += 0.001                           # ... and rising
+    b[3, 0:3] = a[3, 0:3]
+    a[3, 0:3] = b[3, 0:3] = entity(b[3], "puck") + np.array([0.3, 0.0, 0.0])
+    assert V.implausible_transitions(a, b).tolist() == [True, True, True, True]
+    b[3, puck + 2] -= 0.002                           # falling is allowed
+    assert not V.implausible_transitions(a[3:], b[3:]).any()
+    bad = b.copy()
+    bad[0, 5] = np.nan
+    assert V.implausible_transitions(a[:1], bad[:1]).all()
+
+
+def test_task_progress_rises_toward_success_and_tops_at_it():
+    from kalm.envs.metaworld.success import task_progress, task_success
+
+    s, _, ok = _episode("push", 0)
+    assert ok
+    p = np.array([task_progress("push", x) for x in s])
+    first = next(t for t, x in enumerate(s) if task_success("push", x))
+    assert p[first] == 100.0 and p[:first].max() < 0
+    assert p[first - 1] > p[0] + 2  # the hand reached the puck and the puck moved toward the goal
+    far = s[0].copy()
+    far[0:3] += np.array([0.0, -0.2, 0.1])              # the hand farther from the puck
+    assert task_progress("push", far) < task_progress("push", s[0])
+    bad = s[0].copy()
+    bad[10] = np.inf
+    assert task_progress("push", bad) == -np.inf
+
+
+def test_composite_progress_counts_both_stages():
+    from kalm.envs.metaworld.success import task_progress
+
+    s, _, _ = _episode("door-unlock", 0)
+    sim = ENV.make()
+    s0, _ = sim.reset(seed=0, options={"goal": TaskGoal("locked-door-open")})
+    sim.close()
+    assert np.isfinite(task_progress("locked-door-open", s0)) and task_progress("locked-door-open", s0) < -1
+    assert ENV.goal_progress(TaskGoal("locked-door-open"), s0) == task_progress("locked-door-open", s0)

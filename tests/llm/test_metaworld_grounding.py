@@ -207,3 +207,73 @@ def test_generation_stops_when_the_goal_holds(grounded, monkeypatch):
     # without a goal it runs to the horizon it is given, across windows
     r = generate_rollouts(model, [item.text], s0, None, max_steps=13)[0]
     assert not r.goal_met and len(r.actions) == 13
+
+
+def test_goal_guided_decoding_with_continuous_actions(grounded, monkeypatch):
+    """Each step takes, of the LM's action and K - 1 perturbations of it, the one whose predicted
+    next state the environment's progress measure ranks highest; deterministic; implausible
+    candidates are never taken while a plausible one exists."""
+    import kalm.llm.generate as G
+    from kalm.llm.generate import guided_decoding_available
+
+    model = load_grounded(grounded / "model", *tiny_lm())
+    assert guided_decoding_available(model)
+    item = ENV.suite_items("train")[0]
+    s0 = ENV.imagine_start(item.goal, 1)[None]
+    # progress: the higher the predicted hand (in mm), the better (a measure the LM knows
+    # nothing of)
+    monkeypatch.setattr(type(ENV), "goal_progress", lambda self, g, s, s0=None: 1000 * float(s[2]))
+    monkeypatch.setattr(type(ENV), "implausible_steps", lambda self, o, n, a: None)
+    stats: dict = {}
+    greedy = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3)[0]
+    guided = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3, guide=8,
+                               stats=stats)[0]
+    again = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3, guide=8)[0]
+    assert np.array_equal(guided.actions, again.actions)
+    assert np.array_equal(guided.observations, again.observations)
+    assert stats["guided_steps"] == 3 and stats["changed_steps"] >= 1
+    assert 1000 * guided.observations[1, 2] >= 1000 * greedy.observations[1, 2] + G.GUIDE_MARGIN
+    assert not np.array_equal(guided.actions[0], greedy.actions[0])
+    assert np.all(np.abs(guided.actions) <= 1.0)
+    # every candidate pushing x harder than 0.8 is implausible (the LM's own action among them):
+    # none is taken
+    monkeypatch.setattr(type(ENV), "implausible_steps", lambda self, o, n, a: np.asarray(a)[:, 0] > 0.8)
+    ruled = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3, guide=16)[0]
+    assert greedy.actions[0, 0] > 0.8 and np.all(ruled.actions[:, 0] <= 0.8)
+
+
+def test_a_history_head_reads_the_last_change_of_the_state():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(2)
+    codec = VectorCodec(16, STATE_DIM, 4, codec_hidden=32, slots=ENTITY_SLOTS, history=True)
+    assert codec.design()["dynamics_history"] is True
+    assert "dynamics_history" not in VectorCodec(16, STATE_DIM, 4, codec_hidden=32).design()
+    obs = torch.from_numpy(np.stack([_state(rng), _state(rng)]))
+    h, a = torch.randn(2, 16), torch.randn(2, 4).clamp(-1, 1)
+    moving = obs.clone()
+    moving[:, :3] -= 0.01
+    unknown = torch.full_like(obs, float("nan"))
+    assert not torch.allclose(codec.next_state(h, obs, a, moving), codec.next_state(h, obs, a, obs))
+    torch.testing.assert_close(codec.next_state(h, obs, a), codec.next_state(h, obs, a, unknown))
+    # a window's first target is told the state before the window; later ones their own previous
+    rs = rollout_sequence("push the puck", np.stack([_state(rng) for _ in range(3)]),
+                          rng.uniform(-1, 1, (2, 4)).astype(np.float32), prev=obs[0].numpy())
+    lm, tok = tiny_lm()
+    b = collate([rs, dynamics_sequence(obs[0].numpy(), a[0].numpy(), obs[1].numpy())], tok)
+    assert torch.equal(b.st_prev[0], obs[0]) and torch.equal(b.st_prev[1], b.st_base[0])
+    assert torch.isnan(b.st_prev[2]).all()  # a single transition: not known
+
+
+def test_grounding_with_a_history_head_trains_saves_and_generates(data, tmp_path):
+    cfg = GroundConfig(**{**PRESETS["tiny"], **ENV.grounding_defaults, "env": "metaworld",
+                          "data": str(data), "steps": 3, "val_fraction": 0.0,
+                          "dynamics_history": True})
+    out = tmp_path / "hist"
+    train_grounding(cfg, out, lm=tiny_lm()[0], tokenizer=tiny_lm()[1], progress=False)
+    model = load_grounded(out / "model", *tiny_lm())
+    assert model.codec.history
+    assert json.loads((out / "model" / "grounded.json").read_text())["dynamics_history"] is True
+    item = ENV.suite_items("easy")[0]
+    s0 = ENV.imagine_start(item.goal, 3)[None]
+    r = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=12)[0]
+    assert r.observations.shape == (13, STATE_DIM) and np.isfinite(r.observations).all()

@@ -23,4 +23,5 @@ def make_codec(lm, tokenizer, cfg):
 
     hidden = lm.get_input_embeddings().weight.shape[1]
     return VectorCodec(hidden, STATE_DIM, 4, codec_hidden=cfg.codec_hidden,
-                       embed_scale=embedding_scale(lm), slots=ENTITY_SLOTS, low=-1.0, high=1.0)
+                       embed_scale=embedding_scale(lm), slots=ENTITY_SLOTS, low=-1.0, high=1.0,
+                       history=bool(getattr(cfg, "dynamics_history", False)))

@@ -149,6 +149,22 @@ class MetaWorldEnvironment(Environment):
                 if task_success(task, obs[-1]) and not task_success(task, obs[0])
                 for text in TRAIN_PHRASES[task]]
 
+    def implausible_steps(self, observations: np.ndarray, next_observations: np.ndarray,
+                          actions: np.ndarray) -> np.ndarray:
+        """A gripper jump, a state absurd or out of the workspace, or a free object rising or
+        hanging unheld (``kalm.envs.metaworld.validity.implausible_transitions``)."""
+        from kalm.envs.metaworld.validity import implausible_transitions
+
+        return implausible_transitions(observations, next_observations)
+
+    def goal_progress(self, goal: Any, obs: np.ndarray,
+                      start_obs: np.ndarray | None = None) -> float:
+        """``kalm.envs.metaworld.success.task_progress``: minus the distance the task's rule still
+        has to close, in radii, a large bonus once it holds."""
+        from kalm.envs.metaworld.success import task_progress
+
+        return task_progress(goal.task, obs)
+
     def check_rollout(self, goal: Any, observations: np.ndarray, actions: np.ndarray,
                       seed: int | None = None, sim: Any = None, explanation: str | None = None,
                       start_obs: np.ndarray | None = None) -> Any:

@@ -28,7 +28,7 @@ import numpy as np
 from kalm.envs.metaworld.state import entity, hand, target
 from kalm.envs.metaworld.tasks import ALL_TASKS
 
-__all__ = ["RULES", "task_distance", "task_reward", "task_success"]
+__all__ = ["RULES", "task_distance", "task_progress", "task_reward", "task_success"]
 
 _TCP = np.array([0.0, 0.004, -0.045])  # tool centre point - hand position
 _MUG_UNDER_MACHINE = np.array([0.0, -0.22, 0.0])
@@ -103,6 +103,14 @@ RULES: dict[str, tuple[Callable[[np.ndarray], float], float]] = {
     "locked-door-open": (_locked_door_open, 1.0),
 }
 assert set(RULES) == set(ALL_TASKS)
+_RULE_ENTITY = {
+    "push": "puck", "push-wall": "puck", "pick-place": "puck", "pick-place-wall": "puck",
+    "button-press": "button", "button-press-wall": "button", "door-unlock": "lock",
+    "door-lock": "lock", "door-open": "door handle", "door-close": "door handle",
+    "window-open": "window handle", "window-close": "window handle",
+    "faucet-open": "faucet handle", "faucet-close": "faucet handle", "coffee-push": "mug",
+    "coffee-button": "coffee button", "soccer": "soccer ball",
+}
 
 
 def task_distance(task: str, s: np.ndarray) -> float:
@@ -113,6 +121,58 @@ def task_distance(task: str, s: np.ndarray) -> float:
     except KeyError:
         raise ValueError(f"unknown Meta-World task {task!r}") from None
     return dist(np.asarray(s, dtype=np.float64))
+
+
+def _stages(task: str, s: np.ndarray) -> list[float]:
+    """The distances of each stage a task's rule joins, in radii (one entry for a plain task)."""
+    if task == "make-coffee":
+        machine = entity(s, "coffee machine")
+        return [_norm(entity(s, "mug") - (machine + _MUG_UNDER_MACHINE)) / 0.07,
+                abs(entity(s, "coffee button")[1] - (machine[1] + _BUTTON_PRESSED_Y)) / 0.02]
+    if task == "locked-door-open":
+        from kalm.envs.metaworld.composite import DOOR_OPEN_RAD, LOCK_OPEN_RAD, door_angle, lock_angle
+
+        return [lock_angle(s) / LOCK_OPEN_RAD,
+                max(0.0, DOOR_OPEN_RAD - door_angle(s)) / DOOR_OPEN_RAD]
+    dist, radius = RULES[task]
+    return [dist(s) / (radius if radius > 1e-9 else 0.01)]
+
+
+# The object the hand has to reach for each stage of a task (Meta-World's own rewards join a
+# "reach the object" term to the "object to its target" one); None: the hand itself is what the
+# rule moves (reach).
+_STAGE_OBJECTS = {
+    "make-coffee": ("mug", "coffee button"),
+    "locked-door-open": ("lock", "door handle"),
+    "hammer": ("hammer",),
+}
+REACH_UNIT = 0.05  # metres of hand-to-object distance worth one radius of the rule
+
+
+def _stage_objects(task: str) -> tuple:
+    if task in _STAGE_OBJECTS:
+        return _STAGE_OBJECTS[task]
+    return (None if task.startswith("reach") else _RULE_ENTITY[task],)
+
+
+def task_progress(task: str, s: np.ndarray) -> float:
+    """How close state ``s`` is to ``task``'s success, higher closer, from the state alone, the
+    shape of Meta-World's own rewards: minus the distance the rule still has to close, in radii
+    (the composite tasks: the sum over both stages), minus the hand's distance to the object of
+    the first unfinished stage in units of ``REACH_UNIT``, plus 100 once the rule holds. For
+    goal-guided decoding (``kalm.llm.generate``), which compares it between the next states the
+    LM predicts for candidate actions."""
+    s = np.asarray(s, dtype=np.float64)
+    if not np.all(np.isfinite(s)):
+        return float("-inf")
+    if task_success(task, s):
+        return 100.0
+    stages = _stages(task, s)
+    objects = _stage_objects(task)
+    k = next((i for i, d in enumerate(stages) if d > 1.0), len(stages) - 1) if len(stages) > 1 else 0
+    obj = objects[min(k, len(objects) - 1)]
+    reach = 0.0 if obj is None else _norm(hand(s) + _TCP - entity(s, obj)) / REACH_UNIT
+    return -float(sum(stages)) - reach
 
 
 def task_success(task: str, s: np.ndarray) -> bool:

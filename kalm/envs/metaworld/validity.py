@@ -188,6 +188,7 @@ __all__ = [
     "floating_objects",
     "gripper_jump",
     "held",
+    "implausible_transitions",
     "moved_absent",
     "out_of_workspace",
     "present_entities",
@@ -338,6 +339,30 @@ def moved_absent(states: Any) -> np.ndarray:
         here = _slot_present(s, name)
         flags |= here != here[0]
     return flags
+
+
+def implausible_transitions(states: Any, next_states: Any) -> np.ndarray:
+    """(B,) bool: which single transitions ``s -> s'`` (rows of ``(B, 91)`` arrays) break a rule
+    the states alone show, for decoding that keeps imagined rollouts physical
+    (``MetaWorldEnvironment.implausible_steps``): a gripper jump, ``s'`` absurd or out of the
+    workspace, or a free object in ``s'`` lifted, not held and higher than in ``s`` (rising or
+    hanging on its own: the one-step form of ``floating``, which needs the whole history)."""
+    s = np.asarray(states, dtype=np.float64).reshape(-1, STATE_DIM)
+    n = np.asarray(next_states, dtype=np.float64).reshape(-1, STATE_DIM)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.all(np.isfinite(n) & (np.abs(n) <= ABSURD_COORD), axis=-1)
+        bad |= np.linalg.norm(n[:, 0:3] - s[:, 0:3], axis=-1) > HAND_STEP_MAX
+        bad |= np.abs(n[:, 3] - s[:, 3]) > FINGER_STEP_MAX
+        bad |= ~_in_box(n[:, 0:3], HAND_BOX)
+        bad |= (n[:, 3] < OPENING_RANGE[0]) | (n[:, 3] > OPENING_RANGE[1])
+        for name in ENTITIES:
+            bad |= _slot_present(n, name) & ~_in_box(entity(n, name), ENTITY_BOX)
+        for name in FREE_OBJECTS:
+            z0, z1 = entity(s, name)[:, 2], entity(n, name)[:, 2]
+            grip = (np.linalg.norm(entity(n, name) - n[:, 0:3], axis=-1) <= HOLD_DIST) & (
+                n[:, 3] <= HOLD_OPENING)
+            bad |= _slot_present(n, name) & (z1 > REST_Z[name] + LIFT_MARGIN) & ~grip & (z1 >= z0)
+    return bad
 
 
 # --------------------------------------------------------------------------------------------
