@@ -38,6 +38,10 @@ from torch import nn
 
 __all__ = ["CodecStats", "VectorCodec", "mlp", "presence_mask"]
 
+VELOCITY_CLIP = 5.0
+"""``VectorCodec`` with ``history``: the normalised last change it reads is clipped to this many
+standard deviations of one step's change."""
+
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     """Linear-GELU-Linear-GELU-Linear."""
@@ -183,7 +187,9 @@ class VectorCodec(CodecStats, nn.Module):
         prev = prev.float().reshape(obs.shape)
         known = ~torch.isnan(prev).any(-1, keepdim=True)
         v = torch.where(known, (obs - torch.nan_to_num(prev)) / self.delta_std, torch.zeros_like(obs))
-        return v, known.float()
+        # bounded: the head's own states are fed back, and a change far outside the data's
+        # (VELOCITY_CLIP standard deviations) must not drive the next one further out
+        return v.clamp(-VELOCITY_CLIP, VELOCITY_CLIP), known.float()
 
     def next_state(self, h: torch.Tensor, obs: torch.Tensor,
                    action: torch.Tensor | None = None, prev: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,8 +38,9 @@ def test_discovery_finds_datasets_models_and_imagined_sets(runs_dir):
     assert "runs/collect-tiny/data.npz" in ds and "runs/imagine-tiny/imagined.npz" in ds
     assert not any("parts" in d for d in ds)
     models = paths.find_grounded_models()
-    assert [m.label for m in models][:3] == ["assets/grounded/clevr", "assets/grounded/clevr_contact",
-                                             "assets/grounded/metaworld"]
+    assert [m.label for m in models][:4] == ["assets/grounded/clevr", "assets/grounded/clevr_contact",
+                                             "assets/grounded/metaworld",
+                                             "assets/grounded/metaworld_history"]
     tiny = next(m for m in models if m.label == "runs/tiny-ground")
     assert (tiny.path / "grounded.json").is_file()
     shipped = sorted(f"assets/imagined/{p.name}" for p in (paths.ASSETS_DIR / "imagined").iterdir()
