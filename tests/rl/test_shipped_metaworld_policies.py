@@ -37,3 +37,17 @@ def test_shipped_metaworld_policy_loads_and_acts(name, monkeypatch):
     assert res.categories["easy"]["episodes"] == 1
     acts = np.asarray(res.episodes[0].actions)
     assert acts.shape[1] == 4 and np.all(np.abs(acts) <= 1.0 + 1e-6)
+
+
+def test_the_velocity_head_reproduction_is_shipped_with_its_provenance():
+    """Session 24's 3-seed table (runs/mw24), imagined with assets/grounded/metaworld_history: its
+    config names that model, and the markdown table is the JSON's."""
+    res = json.loads((FOLDER / "reproduce_results_history_3seeds.json").read_text())
+    assert res["config"]["grounded"] == "assets/grounded/metaworld_history"
+    assert res["config"]["seeds"] == [0, 1, 2] and res["algos"] == ["bc", "td3_plus_bc"]
+    md = (FOLDER / "reproduce_results_history_3seeds.md").read_text()
+    for key, label in (("kalm-bc", "KALM (real + imagined), BC"), ("real_only-bc", "real data only, BC")):
+        easy = res["methods"][key]["categories"]["easy"]
+        assert len(easy["per_seed"]) == 3
+        row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+        assert f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
