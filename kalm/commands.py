@@ -148,6 +148,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise CLIError("--replan must be 0 or more")
     if args.guide < 0:
         raise CLIError("--guide must be 0 or more")
+    if args.guide_horizon < 1:
+        raise CLIError("--guide-horizon must be at least 1")
     if args.explain_constrained and args.no_explain:
         raise CLIError("--explain-constrained shapes the explanations; --no-explain skips them")
     if not Path(args.model).exists():
@@ -163,7 +165,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, max_steps=args.max_steps,
                     explain=not args.no_explain, progress=not (args.json or args.quiet),
                     overwrite=args.overwrite, source=source, replan=args.replan,
-                    guide=args.guide, explain_constrained=args.explain_constrained)
+                    guide=args.guide, explain_constrained=args.explain_constrained,
+                    guide_horizon=args.guide_horizon)
     if args.videos:
         from kalm.imagine.render import render_examples
 
@@ -356,6 +359,10 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                          "perturbations of it), the one whose next state (as the LM predicts it) "
                          "is closest to the goal by the goal's own rule, implausible ones ruled "
                          "out (never the simulator; 0: plain greedy; supersedes --replan)")
+    im.add_argument("--guide-horizon", type=int, default=1,
+                    help="with --guide and continuous actions (Meta-World): score each candidate "
+                         "by the state H steps on, the candidate held (the LM's dynamics head "
+                         "iterated; 1: the next state)")
     im.add_argument("--explain-constrained", action="store_true",
                     help="keep each explanation to the goals the rollout's generated states made "
                          "true (training phrasings only; the LM picks among them, token by "

@@ -112,6 +112,9 @@ class ImagineConfig:
     whose next state (as the LM predicts it) is closest to the goal by the goal's own rule,
     implausible ones ruled out (``kalm.llm.generate``; 0 = greedy; supersedes ``replan``). The
     simulator is never called; the goal spec is, as for stopping at success."""
+    guide_horizon: int = 1
+    """Goal-guided decoding with continuous actions: each candidate is scored by the state this
+    many steps on, the candidate held (``kalm.llm.generate``; 1 = the next state)."""
     explain_constrained: bool = False
     """Explanations kept to true accounts: decoding restricted to the training-phrasing texts of
     the goals the rollout's own (generated) states made true, the LM choosing among them
@@ -130,6 +133,8 @@ class ImagineConfig:
             raise ValueError(f"replan must be 0 or more; got {self.replan}")
         if self.guide < 0:
             raise ValueError(f"guide must be 0 or more; got {self.guide}")
+        if self.guide_horizon < 1:
+            raise ValueError(f"guide_horizon must be at least 1; got {self.guide_horizon}")
         return self
 
 
@@ -220,7 +225,8 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
     stats: dict = {}
     rolls = generate_rollouts(model, [p["item"].text for p in plan], starts,
                               [p["item"].goal for p in plan], max_steps=cfg.max_steps,
-                              replan=cfg.replan, stats=stats, guide=cfg.guide)
+                              replan=cfg.replan, stats=stats, guide=cfg.guide,
+                              guide_horizon=cfg.guide_horizon)
     t1 = time.perf_counter()
     # Cut each rollout at its first success (generation already stops there).
     cut = []
@@ -331,6 +337,7 @@ def imagine(
     replan: int = 0,
     guide: int = 0,
     explain_constrained: bool = False,
+    guide_horizon: int = 1,
 ) -> tuple[Dataset, list[RolloutValidity]]:
     """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
 
@@ -339,12 +346,14 @@ def imagine(
     ``config.json`` (where the model and goals came from). Returns the dataset (also saved as
     ``imagined.npz``) and one ``RolloutValidity`` per rollout, in rollout order. ``replan``:
     physical decoding (``ImagineConfig.replan``); ``guide``: goal-guided decoding
-    (``ImagineConfig.guide``); ``explain_constrained``: explanations kept to true accounts
+    (``ImagineConfig.guide``; ``guide_horizon``: ``ImagineConfig.guide_horizon``);
+    ``explain_constrained``: explanations kept to true accounts
     (``ImagineConfig.explain_constrained``).
     """
     cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
                         max_steps=max_steps, explain=explain, replan=replan,
-                        guide=guide, explain_constrained=explain_constrained).validate()
+                        guide=guide, explain_constrained=explain_constrained,
+                        guide_horizon=guide_horizon).validate()
     items = list(items)
     if not items:
         raise ImagineError("no goals to imagine rollouts for")
@@ -355,6 +364,8 @@ def imagine(
     for option in ("replan", "guide", "explain_constrained"):  # runs made before the options keep their fingerprint
         if not imagine_cfg[option]:
             imagine_cfg.pop(option)
+    if imagine_cfg["guide_horizon"] == 1:
+        imagine_cfg.pop("guide_horizon")
     fingerprint_src = {
         "imagine": imagine_cfg,
         "goals": [it.to_dict() for it in items],

@@ -215,6 +215,7 @@ def generate_rollouts(
     replan: int = 0,
     stats: dict | None = None,
     guide: int = 0,
+    guide_horizon: int = 1,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
@@ -237,6 +238,10 @@ def generate_rollouts(
     ``goal_progress`` puts closest to the goal, implausible ones ruled out (0 or 1 = greedy; it
     supersedes ``replan``; rows without a goal, environments without a progress measure and
     models without discrete action scores stay greedy). The simulator is never called.
+    ``guide_horizon`` (continuous actions): each candidate is scored by the state that many steps
+    on, the candidate held, the dynamics head iterated on its own predictions with the LM's hidden
+    state of the candidate's step reused: a cheap look-ahead, since one action of a mocap-driven
+    arm shows mostly in the steps after it (1: the next state).
 
     The prompt of each distinct text is computed once and shared by the rows that use it, and
     finished rows leave the batch, so the cost follows the positions actually generated.
@@ -262,7 +267,8 @@ def generate_rollouts(
     W = int(getattr(model, "window", 0) or 0)
     if not W or max(horizons) <= W:
         obs, acts, met = _generate(model, env, list(texts), initial_obs, goals, horizons,
-                                   initial_obs, bf16, on_step, precision, replan, stats, guide)
+                                   initial_obs, bf16, on_step, precision, replan, stats, guide,
+                                   guide_horizon=guide_horizon)
     else:  # window by window, each prompted afresh from its first state
         obs = [[initial_obs[i]] for i in range(n)]
         acts: list[list] = [[] for _ in range(n)]
@@ -288,7 +294,8 @@ def generate_rollouts(
                 model, env, [texts[i] for i in active], np.stack([obs[i][-1] for i in active]),
                 [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision,
                 replan, stats, guide, offset,
-                np.stack([obs[i][-2] if len(obs[i]) > 1 else obs[i][-1] for i in active]))
+                np.stack([obs[i][-2] if len(obs[i]) > 1 else obs[i][-1] for i in active]),
+                guide_horizon)
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
@@ -384,7 +391,7 @@ def _guide(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, rows: np.ndarra
 @torch.no_grad()
 def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndarray, goals: list,
                       start_obs: np.ndarray, finished: np.ndarray, k: int, stats: dict,
-                      step: int, prev=None):
+                      step: int, prev=None, horizon: int = 1):
     """Goal-guided decoding of one step for continuous actions: the LM's regressed action ``a``
     (already fed, ``nxt`` its predicted next state) and ``k - 1`` perturbations of it (Gaussian,
     spread ``GUIDE_NOISE``, clipped to the action range; drawn from a generator seeded by
@@ -411,13 +418,18 @@ def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndar
             h_last, nxt_last = h_j, nxt_j
         else:
             a_j, nxt_j = a, nxt
+            h_j = h
         nxt_np = nxt_j.numpy()
         bad = env.implausible_steps(obs_np, nxt_np, a_j.numpy())
         bad = np.zeros(n, dtype=bool) if bad is None else np.asarray(bad, dtype=bool)
+        ahead, before = nxt_j, obs
+        for _ in range(int(horizon) - 1):  # the look-ahead: the candidate held, head only
+            ahead, before = _next_state(model, h_j, ahead, a_j, before), ahead
+        ahead_np = ahead.numpy()
         for r in range(n):
             if finished[r] or bad[r] or goals[rows[r]] is None:
                 continue
-            v = env.goal_progress(goals[rows[r]], nxt_np[r], start_obs[rows[r]])
+            v = env.goal_progress(goals[rows[r]], ahead_np[r], start_obs[rows[r]])
             if v is None:
                 continue
             need = best_val[r] + (GUIDE_MARGIN if best_j[r] == 0 and np.isfinite(best_val[r])
@@ -480,7 +492,7 @@ def _replan(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, finished: np.n
 def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray, goals: list,
               horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
               replan: int = 0, stats: dict | None = None, guide: int = 0, step_offset: int = 0,
-              prev_obs: np.ndarray | None = None):
+              prev_obs: np.ndarray | None = None, guide_horizon: int = 1):
     """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
     against ``start_obs`` (the episode's s_0, which a later window does not start from).
     ``replan``: tries per implausible step (``_replan``; 0 = none). ``prev_obs``: the state
@@ -515,7 +527,7 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
             if guide and model.codec.action_kind == "continuous":
                 a, h, nxt = _guide_continuous(model, env, dec, obs, a, h, nxt, rows, goals,
                                               start_obs, done[rows], guide, stats,
-                                              step_offset + t, prev)
+                                              step_offset + t, prev, guide_horizon)
             elif guide:
                 a, h, nxt = _guide(model, env, dec, h_state, obs, a, h, nxt, rows, goals,
                                    start_obs, done[rows], guide, stats)

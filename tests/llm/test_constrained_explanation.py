@@ -111,4 +111,5 @@ def test_environments_say_which_optional_hooks_they_provide():
     mw = get_env("metaworld")
     assert CLEVR.provides("goal_progress") and CLEVR.provides("implausible_steps")
     assert CLEVR.provides("explanation_candidates") and mw.provides("explanation_candidates")
-    assert not mw.provides("goal_progress") and not mw.provides("implausible_steps")
+    assert mw.provides("goal_progress") and mw.provides("implausible_steps")
+    assert not mw.provides("relabel_episode") and not mw.provides("goal_mentions")

@@ -277,3 +277,33 @@ def test_grounding_with_a_history_head_trains_saves_and_generates(data, tmp_path
     s0 = ENV.imagine_start(item.goal, 3)[None]
     r = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=12)[0]
     assert r.observations.shape == (13, STATE_DIM) and np.isfinite(r.observations).all()
+
+
+def test_guided_look_ahead_scores_the_state_steps_on(grounded, monkeypatch):
+    """With ``guide_horizon`` H the candidates are ranked by the state H steps on (the candidate
+    held, the dynamics head iterated): a progress measure that only reads states far from the
+    start can steer only with the look-ahead."""
+    from kalm.imagine.generate import ImagineConfig
+
+    model = load_grounded(grounded / "model", *tiny_lm())
+    item = ENV.suite_items("train")[0]
+    s0 = ENV.imagine_start(item.goal, 1)[None]
+    seen = []
+
+    def progress(self, g, s, s0=None):
+        seen.append(np.asarray(s).copy())
+        return 1000 * float(s[2])
+
+    monkeypatch.setattr(type(ENV), "goal_progress", progress)
+    monkeypatch.setattr(type(ENV), "implausible_steps", lambda self, o, n, a: None)
+    one = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=2, guide=4)[0]
+    n_one, first_one = len(seen), seen[0]
+    seen.clear()
+    ahead = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=2, guide=4,
+                              guide_horizon=4)[0]
+    assert len(seen) == n_one == 2 * 4  # one score per candidate and step either way
+    assert one.actions.shape == ahead.actions.shape == (2, 4)
+    # the LM's own action is scored at its state 4 steps on, not at its next state
+    assert not np.allclose(seen[0], first_one)
+    with pytest.raises(ValueError, match="guide_horizon"):
+        ImagineConfig(guide_horizon=0).validate()
