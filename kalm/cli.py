@@ -72,7 +72,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         ground_args=shlex.split(args.ground_args) if args.ground_args is not None else None,
         train_args=shlex.split(args.train_args) if args.train_args is not None else None,
         env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume,
-        dt_steps=args.dt_steps, imagine_guide=args.imagine_guide)
+        dt_steps=args.dt_steps, imagine_guide=args.imagine_guide,
+        imagine_guide_horizon=args.imagine_guide_horizon)
     if args.jobs < 0:
         raise CLIError(f"--jobs must be 0 (auto) or more; got {args.jobs}")
     res = reproduce(cfg, args.out, stages=stages, jobs=args.jobs)
@@ -137,9 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gradient steps of the Decision Transformer baseline on the real data, "
                          "one per seed (cpu: 5000; 0 skips it)")
     rp.add_argument("--imagine-guide", type=int, default=None,
-                    help="goal-guided decoding in the imagine stage (imagine --guide K: of the "
-                         "LM's K likeliest actions, the one whose predicted next state is closest "
-                         "to the goal; default 0 = greedy, as published)")
+                    help="goal-guided decoding in the imagine stage (imagine --guide K: of K "
+                         "candidate actions, the LM's K likeliest or, with continuous actions, its "
+                         "own and K-1 perturbations, the one whose predicted state is closest to "
+                         "the goal; default 0 = greedy, as published)")
+    rp.add_argument("--imagine-guide-horizon", type=int, default=None, metavar="H",
+                    help="look-ahead of --imagine-guide with continuous actions (imagine "
+                         "--guide-horizon H: each candidate scored by the predicted state H steps "
+                         "on; default 1)")
     rp.add_argument("--imagine-per-goal", default=None, metavar="SUITE=K[,SUITE=K]",
                     help="imagined rollouts per goal of these novel suites, e.g. hard=4 (cpu: "
                          "rephrase=1, easy=20, hard=1); the oracle follows with as many expert "

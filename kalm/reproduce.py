@@ -151,6 +151,9 @@ class ReproduceConfig:
     imagine_guide: int = 0
     """Goal-guided decoding of the imagine stage (``imagine --guide K``; 0 = greedy, as
     published)."""
+    imagine_guide_horizon: int = 1
+    """Look-ahead of that guided decoding (``imagine --guide-horizon H``, continuous actions:
+    each candidate scored by the predicted state H steps on)."""
     explain: bool = False
     """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
     # --- oracle data
@@ -224,6 +227,12 @@ class ReproduceConfig:
         if self.llm_episodes < 0 or self.imagine_max_steps < 0 or self.imagine_guide < 0:
             raise ReproduceError("llm_episodes, imagine_max_steps and imagine_guide must be 0 or "
                                  "more")
+        if self.imagine_guide_horizon < 1:
+            raise ReproduceError("--imagine-guide-horizon must be at least 1; got "
+                                 f"{self.imagine_guide_horizon}")
+        if self.imagine_guide_horizon > 1 and not self.imagine_guide:
+            raise ReproduceError("--imagine-guide-horizon needs --imagine-guide K (it is the "
+                                 "look-ahead of goal-guided decoding)")
         if self.imagine_seed == self.eval_seed:
             raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
                                  "must not be the evaluation's)")
@@ -943,6 +952,8 @@ class _Pipeline:
                     "explain": c.explain, "ground": self.book.stage("ground").get("settings")}
         if c.imagine_guide:  # runs made before the option keep their settings
             settings["guide"] = c.imagine_guide
+        if c.imagine_guide_horizon > 1:
+            settings["guide_horizon"] = c.imagine_guide_horizon
         self.begin("imagine", self.settings(settings))
         self.require("ground")
         for suite in NOVEL:
@@ -956,6 +967,8 @@ class _Pipeline:
                     argv += ["--max-steps", str(c.imagine_max_steps)]
                 if c.imagine_guide:
                     argv += ["--guide", str(c.imagine_guide)]
+                if c.imagine_guide_horizon > 1:
+                    argv += ["--guide-horizon", str(c.imagine_guide_horizon)]
                 if not c.explain:
                     argv.append("--no-explain")
                 self.cli(argv, self.logs / f"imagine-{suite}.log")
@@ -1557,8 +1570,13 @@ def _imagined_with(cfg: dict[str, Any]) -> str:
     """The header's end: the imagined initial states, the decoding, the grounded model."""
     return (f"; imagined initial states seeded with {cfg['imagine_seed']}"
             + (f", imagined with goal-guided decoding (`--imagine-guide {cfg['imagine_guide']}`: "
-               "of the LM's likeliest actions, the one whose predicted state is closest to the "
-               "goal; not the paper's greedy decoding)" if cfg.get("imagine_guide") else "")
+               "of the candidate actions (the LM's likeliest; with continuous actions the LM's "
+               "and seeded perturbations of it), the one whose predicted state is closest to the "
+               "goal"
+               + (f", scored {cfg['imagine_guide_horizon']} predicted steps on "
+                  f"(`--imagine-guide-horizon {cfg['imagine_guide_horizon']}`)"
+                  if (cfg.get("imagine_guide_horizon") or 1) > 1 else "")
+               + "; not the paper's greedy decoding)" if cfg.get("imagine_guide") else "")
             + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.")
 
 

@@ -32,7 +32,9 @@ from kalm.ui.imagine import (  # noqa: E402
     explanation_label,
     folder_env,
     guide_choices,
+    guide_horizon_choices,
     guide_label,
+    horizon_label,
     imagine_batch,
     imagine_rollout,
     rollout_figures,
@@ -243,7 +245,7 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None,
     st.subheader(f"“{r.text}”")
     tm = r.timings
     meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
-            f"{guide_label(r.guide, r.env)} · "
+            f"{guide_label(r.guide, r.env, r.guide_horizon)} · "
             f"LM {tm.get('generate_s', 0):.1f} s · explanation {tm.get('explain_s', 0):.1f} s · "
             f"checks {tm.get('check_s', 0) + tm.get('replay_s', 0):.1f} s")
     st.caption(meta)
@@ -375,6 +377,20 @@ def guide_picker(env: str, key: str) -> int:
              "is never consulted: the checks below still judge the rollout."))
 
 
+def horizon_picker(env: str, key: str, guide: int) -> int:
+    """The look-ahead of goal-guided decoding with continuous actions (1 = the next state; 1
+    where there is no choice or decoding is greedy)."""
+    choices = guide_horizon_choices(env)
+    if len(choices) < 2 or not guide:
+        return 1
+    return int(st.selectbox(
+        "Look-ahead", choices, key=key, format_func=horizon_label,
+        help="What each candidate action is scored by: the next state the LM predicts, or the "
+             "state several steps on, the candidate held and the LM's dynamics head iterated on "
+             "its own predictions. An arm driven by a moving target point shows an action mostly "
+             "in the steps after it, so one step barely tells the candidates apart."))
+
+
 def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
     """The explanation's decoding: free text (as published) or among the goals the rollout made
     true (where the environment names them)."""
@@ -391,7 +407,7 @@ def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
 
 
 def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR,
-                 live=None, guide: int = 0):
+                 live=None, guide: int = 0, guide_horizon: int = 1):
     """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
     the last push) into ``live`` (a placeholder; a new one here when None); returns it checked,
     without the explanation (or None after an error).
@@ -419,7 +435,8 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = C
         # no spinner: the live view says it, and its animation would cost the browser CPU
         # (not the last step: the checked rollout replaces the live view at once)
         r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
-                            on_step=throttled(draw, LIVE_EVERY, final=False), guide=guide)
+                            on_step=throttled(draw, LIVE_EVERY, final=False), guide=guide,
+                            guide_horizon=guide_horizon)
     except Exception as e:
         live.error(f"Imagination failed: {e}")
         return None
@@ -517,6 +534,7 @@ if mode == MODES[0]:
     explain = c3.checkbox("Ask the LM to explain its rollout", True, key=K("im_explain"),
                           help="Cycle consistency: does its explanation name the same goal?")
     guide = guide_picker(env_name, K("im_guide"))
+    guide_horizon = horizon_picker(env_name, K("im_guide_horizon"), guide)
     explain_constrained = explanation_picker(env_name, K("im_explain_mode"), disabled=not explain)
     explain_with = None
     result_key = K("im_result")
@@ -540,7 +558,7 @@ if mode == MODES[0]:
             if model is not None:
                 st.session_state.pop(result_key, None)
                 r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name, area,
-                                 guide=guide)
+                                 guide=guide, guide_horizon=guide_horizon)
                 if r is not None:
                     st.session_state[result_key] = r
                     st.session_state["im_clicked_at"] = t0
@@ -606,6 +624,7 @@ else:
                                     key=K("imb_max_steps"))
     explain = c3.checkbox("Ask the LM to explain each rollout", True, key=K("imb_explain"))
     batch_guide = guide_picker(env_name, K("imb_guide"))
+    batch_horizon = horizon_picker(env_name, K("imb_guide_horizon"), batch_guide)
     batch_explain_constrained = explanation_picker(env_name, K("imb_explain_mode"),
                                                    disabled=not explain)
     batch_key = K("imb_result")
@@ -620,7 +639,8 @@ else:
                     st.session_state[batch_key] = imagine_batch(
                         model, items, int(seed), max_steps=int(max_steps), explain=explain,
                         progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"),
-                        guide=batch_guide, explain_constrained=batch_explain_constrained)
+                        guide=batch_guide, explain_constrained=batch_explain_constrained,
+                        guide_horizon=batch_horizon)
                     bar.empty()
                 except Exception as e:
                     bar.empty()

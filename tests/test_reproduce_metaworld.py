@@ -38,8 +38,10 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
 
     monkeypatch.setattr(_Pipeline, "evaluate", short_evaluate)
     out = tmp_path / "repro"
+    # imagined with goal-guided decoding and its look-ahead (continuous candidates, each scored
+    # by the dynamics head's state 2 steps on)
     argv = ["reproduce", "--env", "metaworld", "--preset", "tiny", "--lm", str(tiny_lm_folder),
-            "--out", str(out)]
+            "--imagine-guide", "3", "--imagine-guide-horizon", "2", "--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     assert "results in" in capsys.readouterr().out
 
@@ -70,6 +72,12 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     assert all(stages[n]["state"] == "done" for n in STAGES)
     assert set(stages["train"]["units"]) == {f"{k}-s0" for k in keys} | {"dt-s0"}
     assert stages["collect"]["settings"]["env"] == "metaworld"
+    assert stages["imagine"]["settings"]["guide"] == 3
+    assert stages["imagine"]["settings"]["guide_horizon"] == 2
+    for suite in NOVEL:  # the imagine runs decoded that way, and say so
+        summary = json.loads((out / "imagine" / suite / "summary.json").read_text())
+        assert summary["config"]["guide"] == 3 and summary["config"]["guide_horizon"] == 2
+        assert summary["generation"]["guided"]["guided_steps"] > 0
     for key in keys:  # the policies are Meta-World's (continuous actions, 91-d states)
         meta = json.loads((out / "train" / f"{key}-s0" / "policy" / "policy.json").read_text())
         assert meta["env"] == "metaworld"
@@ -81,6 +89,7 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     md = (out / "results.md").read_text()
     assert "| KALM (real + imagined), BC |" in md and "| real data only, TD3+BC |" in md
     assert "< 50 | < 30 | < 14 | < 8" in md and "on metaworld" in md
+    assert "`--imagine-guide 3`" in md and "`--imagine-guide-horizon 2`" in md
 
 
 def test_metaworld_presets_and_refusals(tmp_path, capsys):
@@ -96,3 +105,15 @@ def test_metaworld_presets_and_refusals(tmp_path, capsys):
     assert main(["reproduce", "--env", "metaworld", "--preset", "tiny", "--out",
                  str(tmp_path / "o")]) == 2
     assert "--grounded" in capsys.readouterr().err
+    # the look-ahead of goal-guided decoding: at least 1, and only with --imagine-guide
+    guided = make_config("cpu", env="metaworld", grounded="assets/grounded/metaworld",
+                         imagine_guide=8, imagine_guide_horizon=5)
+    assert (guided.imagine_guide, guided.imagine_guide_horizon) == (8, 5)
+    assert cfg.imagine_guide_horizon == 1
+    with pytest.raises(ReproduceError, match="at least 1"):
+        make_config("cpu", env="metaworld", imagine_guide=8, imagine_guide_horizon=0)
+    with pytest.raises(ReproduceError, match="needs --imagine-guide"):
+        make_config("cpu", env="metaworld", imagine_guide_horizon=5)
+    assert main(["reproduce", "--env", "metaworld", "--preset", "cpu", "--imagine-guide-horizon",
+                 "3", "--out", str(tmp_path / "o2")]) == 2
+    assert "needs --imagine-guide" in capsys.readouterr().err

@@ -57,6 +57,8 @@ __all__ = [
     "throttled",
     "imagine_batch",
     "guide_choices",
+    "guide_horizon_choices",
+    "horizon_label",
     "explanation_choices",
     "explanation_label",
     "guide_label",
@@ -117,6 +119,9 @@ class ImaginedRollout:
     task drawn for a text naming none); videos and replays start from it."""
     guide: int = 0
     """Goal-guided decoding's K (``kalm.llm.generate``); 0: greedy, as published."""
+    guide_horizon: int = 1
+    """Its look-ahead with continuous actions: candidates scored by the predicted state this many
+    steps on (``generate_rollouts(guide_horizon=)``; 1: the next state)."""
     explain_constrained: bool = False
     """The explanation was decoded among the goals the rollout made true (``explain_rollouts(...,
     constrained=True)``); False: free text, as published."""
@@ -215,7 +220,8 @@ def _open_loop(sim: Any, goal: Any, reset_seed: int, actions: np.ndarray) -> np.
 def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: int,
             obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
             explanation: str | None, timings: dict, environment: Any = None,
-            scene_goal: dict | None = None, guide: int = 0) -> ImaginedRollout:
+            scene_goal: dict | None = None, guide: int = 0,
+            guide_horizon: int = 1) -> ImaginedRollout:
     t0 = time.perf_counter()
     environment = environment if environment is not None else get_env(ENV)
     obs = np.asarray(obs, dtype=np.float32)
@@ -232,11 +238,15 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
     timings = {**timings, "replay_s": round(time.perf_counter() - t0, 3)}
     return ImaginedRollout(text, category, goal, int(reset_seed), obs, acts, replay, errors,
                            validity, explanation, timings, env=environment.name,
-                           scene_goal=scene_goal, guide=guide)
+                           scene_goal=scene_goal, guide=guide,
+                           guide_horizon=guide_horizon if guide else 1)
 
 
 GUIDE_CHOICES = (0, 4, 8, 16, 40)
 CONTINUOUS_GUIDE_CHOICES = (0, 4, 8, 16)
+GUIDE_HORIZON_CHOICES = (1, 5)
+"""Look-aheads offered with continuous actions: the next state, or 5 steps on (the setting
+measured on Meta-World, where an action shows mostly in the steps after it)."""
 
 
 def guide_choices(env: str = ENV) -> tuple[int, ...]:
@@ -250,6 +260,15 @@ def guide_choices(env: str = ENV) -> tuple[int, ...]:
     return tuple(k for k in GUIDE_CHOICES if k <= max(environment.action.size, 1))
 
 
+def guide_horizon_choices(env: str = ENV) -> tuple[int, ...]:
+    """The look-aheads of goal-guided decoding the app offers: (1,) (the next state) unless the
+    environment's actions are continuous and it measures progress."""
+    environment = get_env(env)
+    if environment.action.discrete or not environment.provides("goal_progress"):
+        return (1,)
+    return GUIDE_HORIZON_CHOICES
+
+
 def explanation_choices(env: str = ENV) -> tuple[bool, ...]:
     """The explanation decodings the app offers: free text (False, as published) and, where the
     environment names the goals a rollout made true, kept to them (True)."""
@@ -261,12 +280,17 @@ def explanation_label(constrained: bool) -> str:
             else "free text (as published)")
 
 
-def guide_label(k: int, env: str = ENV) -> str:
+def horizon_label(h: int) -> str:
+    return "the next state" if h <= 1 else f"{h} predicted steps on"
+
+
+def guide_label(k: int, env: str = ENV, horizon: int = 1) -> str:
     if not k:
         return "greedy (as published)"
     environment = get_env(env)
     if not environment.action.discrete:
-        return f"goal-guided: best of the LM's action and {k - 1} perturbations"
+        return (f"goal-guided: best of the LM's action and {k - 1} perturbations"
+                + (f", scored {horizon} predicted steps on" if horizon > 1 else ""))
     if k >= environment.action.size:
         return f"goal-guided: every action ({k})"
     return f"goal-guided: best of the LM's {k} likeliest"
@@ -287,13 +311,14 @@ def _scene_goal(sim: Any) -> dict | None:
 
 def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
                    explain: bool, guide: int = 0,
-                   explain_constrained: bool = False) -> list[ImaginedRollout]:
+                   explain_constrained: bool = False,
+                   guide_horizon: int = 1) -> list[ImaginedRollout]:
     """The CLI's batch code (``kalm.imagine.generate``) on goal items, in memory."""
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import ImagineConfig, _run_batch
 
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
-                        explain=explain, guide=guide,
+                        explain=explain, guide=guide, guide_horizon=max(1, int(guide_horizon)),
                         explain_constrained=bool(explain and explain_constrained)).validate()
     environment = get_env(model_env(model))
     env = _sim(environment.name)
@@ -311,7 +336,8 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
             v = RolloutValidity.from_dict(ep.info["validity"])
             r = _finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
                         ep.observations, ep.actions, v, v.explanation, timings,
-                        environment, guide=_effective_guide(model, guide))
+                        environment, guide=_effective_guide(model, guide),
+                        guide_horizon=cfg.guide_horizon)
             out.append(replace(r, explain_constrained=cfg.explain_constrained))
         return out
     finally:
@@ -384,14 +410,15 @@ def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float 
 def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                     max_steps: int | None = None, category: str = "custom",
                     on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None,
-                    guide: int = 0) -> ImaginedRollout:
+                    guide: int = 0, guide_horizon: int = 1) -> ImaginedRollout:
     """``imagine_one`` without the explanation: the rollout and its checks, as soon as they exist.
 
     ``on_step(t, observations (t + 2, 10), actions (t + 1,), done)`` is called after each generated
     step (``kalm.llm.generate.generate_rollouts``'s callback, for this one rollout). The result's
     ``explanation`` is None and its validity has no cycle consistency: ``explain_rollout`` adds
     them. ``guide``: goal-guided decoding's K (``kalm.llm.generate``; a text without a goal
-    spec stays greedy). Raises ``GoalTextProblem`` for an empty or overlong text.
+    spec stays greedy); ``guide_horizon``: its look-ahead with continuous actions (1: the next
+    state). Raises ``GoalTextProblem`` for an empty or overlong text.
     """
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import first_success
@@ -420,7 +447,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
             t0 = time.perf_counter()
             guide = _effective_guide(model, guide) if goal is not None else 0
             r = generate_rollouts(model, [clean], s0[None], [goal], max_steps=max_steps,
-                                  on_step=cb, guide=guide)[0]
+                                  on_step=cb, guide=guide,
+                                  guide_horizon=max(1, int(guide_horizon)))[0]
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
             if goal is not None:  # cut at the first success (generation already stops there)
@@ -433,7 +461,7 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                        "check_s": round(time.perf_counter() - t1, 3)}
             return _finish(env, clean, category, None if goal is None else goal.to_dict(),
                            reset_seed, obs, acts, validity, None, timings, environment, scene,
-                           guide=guide)
+                           guide=guide, guide_horizon=max(1, int(guide_horizon)))
         finally:
             env.close()
 
@@ -469,11 +497,12 @@ def explain_rollout(model, r: ImaginedRollout, constrained: bool = False) -> Ima
 def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | None = None,
                   explain: bool = True, batch_size: int = 8,
                   progress: Callable[[int, int], None] | None = None,
-                  guide: int = 0, explain_constrained: bool = False) -> list[ImaginedRollout]:
+                  guide: int = 0, explain_constrained: bool = False,
+                  guide_horizon: int = 1) -> list[ImaginedRollout]:
     """One rollout per goal item, item ``i`` from ``rollout_base_seed(seed, i, 0)`` (as the CLI's
     ``--per-goal`` rollout 0), generated ``batch_size`` at a time; ``guide``: goal-guided
     decoding's K (0: greedy); ``explain_constrained``: explanations among the goals each rollout
-    made true."""
+    made true; ``guide_horizon``: the guide's look-ahead with continuous actions."""
     from kalm.imagine.generate import rollout_base_seed
 
     items = list(items)
@@ -483,7 +512,7 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
         seeds = [rollout_base_seed(seed, start + j, 0) for j in range(len(chunk))]
         with _LOCK:
             out += _imagine_items(model, chunk, seeds, max_steps, explain, guide,
-                                  explain_constrained)
+                                  explain_constrained, guide_horizon)
         if progress is not None:
             progress(len(out), len(items))
     return out
@@ -562,6 +591,8 @@ def replay_checks(v: RolloutValidity, env: str) -> list[Check]:
     jumps = x.get("gripper_jump_steps") or []
     absent = x.get("moved_absent_steps") or []
     replay_step = x.get("replay_success_step")
+    walls = x.get("through_wall_steps") or []
+    through = ", ".join(sorted(x.get("through_wall_entities") or {}))
     return [
         Check("Goal met (match)",
               f"yes, at step {v.success_step}" if v.goal_met else "no",
@@ -584,6 +615,12 @@ def replay_checks(v: RolloutValidity, env: str) -> list[Check]:
         Check("Gripper jumps", _steps_text(jumps, "steps"), not jumps,
               f"Transitions whose hand moves more than {tol.get('hand_step_max', '–')} m or whose "
               f"fingers open or close by more than {tol.get('finger_step_max', '–')} in one step."),
+        *([Check("Through the wall", _steps_text(walls, "steps"), not walls,
+                 "Steps whose hand or object passes through the wall: across its plane, within "
+                 f"its width, lower than it can (the hand's point below the top plus "
+                 f"{tol.get('hand_wall_clearance', '–')} m, its fingers hanging below it; an "
+                 "object below the top)" + (f": {through}." if through else "."))]
+          if "through_wall_steps" in x else []),
         Check("Out of workspace", f"{v.out_of_workbench_states} states", not v.out_of_workbench,
               "Generated states with the hand outside the arm's reach (the mocap limits) or an "
               "object off the table."),
@@ -632,6 +669,8 @@ def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
                 row.pop("overlap")
                 row.update(floating=len(x.get("floating_steps") or []),
                            gripper_jumps=len(x.get("gripper_jump_steps") or []))
+                if "through_wall_steps" in x:
+                    row["through_wall"] = len(x["through_wall_steps"])
         row["explanation"] = r.explanation
         rows.append(row)
     return rows

@@ -36,6 +36,12 @@ def test_metaworld_model_offers_its_suites_with_the_wall_variants(mw_runs_dir):
     box = at.selectbox(key="im_guide_metaworld")
     assert box.value == 0 and box.options[0] == "greedy (as published)"
     assert box.options[-1] == "goal-guided: best of the LM's action and 15 perturbations"
+    # its look-ahead is offered once decoding is guided: the next state, or 5 steps on
+    assert not any(b.key == "im_guide_horizon_metaworld" for b in at.selectbox)
+    box.set_value(8)
+    run_ok(at)
+    ahead = at.selectbox(key="im_guide_horizon_metaworld")
+    assert ahead.value == 1 and ahead.options == ["the next state", "5 predicted steps on"]
 
 
 def test_metaworld_free_text_is_parsed_by_the_environment(mw_runs_dir):
@@ -54,15 +60,19 @@ def test_imagining_a_metaworld_goal_shows_checks_figures_and_a_video(mw_runs_dir
     at.checkbox(key="im_explain_metaworld").uncheck()
     at.selectbox(key="im_guide_metaworld").set_value(4)
     run_ok(at)
+    at.selectbox(key="im_guide_horizon_metaworld").set_value(5)
+    run_ok(at)
     at.button(key="im_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
-    assert at.session_state["im_result_metaworld"].guide == 4
-    assert any("best of the LM's action and 3 perturbations" in c.value for c in at.caption)
+    result = at.session_state["im_result_metaworld"]
+    assert (result.guide, result.guide_horizon) == (4, 5)
+    assert any("best of the LM's action and 3 perturbations, scored 5 predicted steps on"
+               in c.value for c in at.caption)
     labels = [m.label for m in at.metric]
     for name in ("Goal met (match)", "Replay success", "Realistic transitions",
                  "Floating objects", "Gripper jumps", "Out of workspace",
-                 "Hand error vs replay (mean / max)"):
+                 "Hand error vs replay (mean / max)", "Through the wall"):
         assert any(name in lab for lab in labels), (name, labels)
     assert not any("Overlap" in lab or "Per-ball" in lab for lab in labels)
     realistic = next(m for m in at.metric if "Realistic transitions" in m.label)
@@ -90,11 +100,18 @@ def test_metaworld_batch_from_the_easy_suite(mw_runs_dir):
     at.number_input(key="imb_n_easy_metaworld").set_value(2)
     at.number_input(key="imb_max_steps_metaworld").set_value(2)
     at.checkbox(key="imb_explain_metaworld").uncheck()
+    at.selectbox(key="imb_guide_metaworld").set_value(4)
+    run_ok(at)
+    at.selectbox(key="imb_guide_horizon_metaworld").set_value(5)
+    run_ok(at)
     at.button(key="imb_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
+    assert {(r.guide, r.guide_horizon) for r in at.session_state["imb_result_metaworld"]} == {
+        (4, 5)}
     table = at.dataframe[-1].value
     assert len(table) == 2 and {"match", "floating", "gripper_jumps"} <= set(table.columns)
+    assert "through_wall" in table.columns  # the easy suite's first goals have a wall
     assert "overlap" not in table.columns
     assert len(elements(at, "video")) == 1
 

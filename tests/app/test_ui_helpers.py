@@ -151,3 +151,15 @@ def test_stage_note_names_the_environments_a_stage_is_built_for(monkeypatch):
     monkeypatch.setattr(env, "stages", ("collect", "evaluate"))
     note = stage_note("reproduce")
     assert "CLEVR-Robot" in note and "Meta-World has collect, evaluate" in note
+
+
+def test_guided_decoding_look_ahead_is_offered_for_continuous_actions_only():
+    from kalm.ui.imagine import guide_horizon_choices, guide_label, horizon_label
+
+    assert guide_horizon_choices("clevr") == (1,)
+    assert guide_horizon_choices("metaworld") == (1, 5)
+    assert [horizon_label(h) for h in (1, 5)] == ["the next state", "5 predicted steps on"]
+    assert guide_label(8, "metaworld", 5) == ("goal-guided: best of the LM's action and 7 "
+                                              "perturbations, scored 5 predicted steps on")
+    assert guide_label(8, "metaworld") == "goal-guided: best of the LM's action and 7 perturbations"
+    assert guide_label(0, "metaworld", 5) == "greedy (as published)"

@@ -273,3 +273,77 @@ def test_composite_progress_counts_both_stages():
             break
     assert lock_angle(turned) < lock_angle(s0)
     assert task_progress("locked-door-open", turned) > p0
+
+
+def test_walls_are_the_boxes_the_wall_variants_add_to_their_scenes():
+    import mujoco
+
+    sim = ENV.make()
+
+    def boxes(task):
+        sim.reset(seed=0, options={"goal": TaskGoal(task)})
+        m, d = sim.env.unwrapped.model, sim.env.unwrapped.data
+        return [(d.geom_xpos[i].copy(), m.geom_size[i].copy()) for i in range(m.ngeom)
+                if m.geom_type[i] == mujoco.mjtGeom.mjGEOM_BOX
+                and (m.geom_contype[i] or m.geom_conaffinity[i])]
+
+    try:
+        for task, (centre, half) in V.WALLS.items():
+            twin = boxes(task[: -len("-wall")])
+            added = [(c, h) for c, h in boxes(task) if min(h[:2]) <= 0.02 and not any(
+                np.allclose(c, c2, atol=1e-3) and np.allclose(h, h2, atol=1e-4) for c2, h2 in twin)]
+            assert added, task  # (a wall may be two coincident geoms)
+            for c, h in added:
+                np.testing.assert_allclose(c, centre, atol=1e-3)
+                np.testing.assert_allclose(h, half, atol=1e-4)
+    finally:
+        sim.close()
+
+
+@pytest.mark.parametrize("task", sorted(V.WALLS))
+def test_real_wall_task_episodes_never_pass_through_the_wall(task):
+    s, a, ok = _episode(task, 0)
+    flags = V.through_wall(task, s)
+    assert ok and "hand" in flags and not any(f.any() for f in flags.values())
+    assert not V.check(task, 0, s, a)["through_wall"]
+
+
+def test_a_puck_pushed_through_the_wall_is_flagged_and_one_lifted_over_is_not():
+    s, a, _ = _episode("push-wall", 0)
+    (cx, cy, cz), (hx, hy, hz) = V.WALLS["push-wall"]
+    top = cz + hz
+    T = 30
+    y = np.linspace(cy - 0.1, cy + 0.1, T + 1)
+
+    def path(hand_z, puck_z, x=cx):
+        out = np.repeat(s[:1], T + 1, axis=0)
+        out[:, 0], out[:, 1], out[:, 2] = x, y - 0.03, hand_z
+        p = entity_slice("puck").start
+        out[:, p], out[:, p + 1], out[:, p + 2] = x, y, puck_z
+        return out
+
+    through = path(0.05, 0.02)  # slid along the table, straight through the wall
+    flags = V.through_wall("push-wall", through)
+    crossing = int(np.flatnonzero(np.diff(np.sign(y - cy)))[0])
+    assert np.flatnonzero(flags["puck"]).tolist() == [crossing]
+    assert flags["hand"].sum() == 1
+    c = V.check("push-wall", 0, through, np.zeros((T, 4)))
+    assert c["through_wall"] and set(c["through_wall_entities"]) == {"hand", "puck"}
+    assert c["realistic"]  # reported apart from the paper's unrealistic measures
+    # lifted over (the hand's point above the top by more than its fingers hang), beside the
+    # wall, or in the twin task without a wall: not flagged
+    over = V.through_wall("push-wall", path(top + V.HAND_WALL_CLEARANCE + 0.03, top + 0.02))
+    assert not any(f.any() for f in over.values())
+    beside = V.through_wall("push-wall", path(0.05, 0.02, x=cx - hx - 0.05))
+    assert not any(f.any() for f in beside.values())
+    # the hand's fingers reach below its point: just above the top is still through
+    assert V.through_wall("push-wall", path(top + V.HAND_WALL_CLEARANCE / 2, top + 0.05))[
+        "hand"].any()
+    assert V.through_wall("push", through) == {}
+    v = ENV.check_rollout(TaskGoal("push-wall"), through, np.zeros((T, 4)), seed=0)
+    hand_step = int(np.flatnonzero(flags["hand"])[0])  # the hand follows 3 cm behind
+    assert hand_step > crossing
+    assert v.extra["through_wall_steps"] == [crossing, hand_step]
+    assert set(v.extra["through_wall_entities"]) == {"hand", "puck"}
+    twin = ENV.check_rollout(TaskGoal("push"), through, np.zeros((T, 4)), seed=0)
+    assert "through_wall_steps" not in twin.extra  # only the wall variants report it

@@ -133,7 +133,7 @@ class MetaWorldEnvironment(Environment):
 
         return {"hand_step_max": v.HAND_STEP_MAX, "finger_step_max": v.FINGER_STEP_MAX,
                 "lift_margin": v.LIFT_MARGIN, "hold_distance": v.HOLD_DIST,
-                "absurd_coord": v.ABSURD_COORD}
+                "absurd_coord": v.ABSURD_COORD, "hand_wall_clearance": v.HAND_WALL_CLEARANCE}
 
     def explanation_candidates(self, observations: np.ndarray) -> list[str]:
         """The training phrasings of every data task whose success rule is false at ``s_0`` and
@@ -177,7 +177,7 @@ class MetaWorldEnvironment(Environment):
         (which must be the reset ``s_0`` came from); out of workbench means out of the arm's
         workspace; overlap is not checked (0). The full check is kept in ``extra``.
         """
-        from kalm.envs.metaworld.validity import check
+        from kalm.envs.metaworld.validity import WALLS, check
         from kalm.imagine.validity import RolloutValidity
 
         if seed is None:
@@ -197,6 +197,9 @@ class MetaWorldEnvironment(Environment):
                                    "moved_absent_steps", "out_of_workspace_steps",
                                    "replay_success_step", "object_error_mean",
                                    "object_error_max", "start_error", "invalid_actions")}
+        if goal.task in WALLS:  # the wall variants: what passed through the wall, and when
+            extra.update(through_wall_steps=c["through_wall_steps"],
+                         through_wall_entities=c["through_wall_entities"])
         return RolloutValidity(
             steps=c["steps"], goal_met=c["goal_met"], success_step=c["success_step"],
             transitions=c["transitions"], realistic_transitions=c["realistic_transitions"],

@@ -42,6 +42,11 @@ out of workspace       the hand is outside ``HAND_BOX``, the finger opening outs
 absurd (state)         a number is NaN, infinite or larger than ``ABSURD_COORD`` in magnitude
 moved absent (state)   an entity slot all zeros in ``s_0`` has a non-zero number, or a slot
                        present in ``s_0`` has become all zeros (``ABSENT_TOL``)
+through the wall       (wall tasks, ``WALLS``) the hand's or an object's path between two
+(transition)           states passes the wall's thin plane within its width lower than it can:
+                       the hand below the wall's top plus ``HAND_WALL_CLEARANCE`` (its fingers
+                       hang below its point), an object below the wall's top. Reported apart,
+                       as out of workspace: it is not among the paper's unrealistic measures
 state errors           per state, the distance between imagined and replayed hand position, and
                        of each entity present in the real ``s_0`` (metres; for display)
 =====================  ========================================================================
@@ -177,6 +182,7 @@ __all__ = [
     "GRAVITY",
     "HAND_BOX",
     "HAND_STEP_MAX",
+    "HAND_WALL_CLEARANCE",
     "HOLD_DIST",
     "HOLD_OPENING",
     "LIFT_MARGIN",
@@ -194,6 +200,8 @@ __all__ = [
     "present_entities",
     "replay",
     "state_errors",
+    "through_wall",
+    "WALLS",
 ]
 
 # -- thresholds (see the module docstring for the calibration figures)
@@ -213,11 +221,46 @@ OPENING_RANGE = (-0.05, 1.05)
 ENTITY_BOX = ((-0.73, 0.73), (0.17, 1.03), (-0.05, 0.55))
 ABSURD_COORD = 5.0
 ABSENT_TOL = 1e-6
+# The wall each wall task adds to its twin's scene: (centre, half-size), metres, read from the
+# MuJoCo models (a test checks them against the models).
+WALLS = {
+    "reach-wall": ((0.1, 0.75, 0.06), (0.12, 0.01, 0.06)),
+    "push-wall": ((0.1, 0.75, 0.06), (0.12, 0.01, 0.06)),
+    "pick-place-wall": ((0.1, 0.75, 0.06), (0.12, 0.01, 0.06)),
+    "button-press-wall": ((0.1, 0.6, 0.075), (0.1, 0.01, 0.075)),
+}
+HAND_WALL_CLEARANCE = 0.03
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+
+
+def through_wall(task: str, states: Any) -> dict[str, np.ndarray]:
+    """Per entity (``hand`` and every object present in ``s_0``), ``(T,)`` bool: transition
+    ``s_t -> s_{t+1}`` carries it through ``task``'s wall (``WALLS``; the module docstring's
+    rule). Empty for a task without a wall."""
+    if task not in WALLS:
+        return {}
+    s = _states(states)
+    centre, half = (np.asarray(v, dtype=np.float64) for v in WALLS[task])
+    thin = int(np.argmin(half[:2]))  # the wall's thin horizontal axis; its width runs along
+    width = 1 - thin
+    top = centre[2] + half[2]
+    out = {}
+    for name in ("hand", *(e for e in present_entities(s[0]) if e != "hand")):
+        p = s[:, :3] if name == "hand" else entity(s, name)
+        a, b = p[:-1], p[1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            da, db = a[:, thin] - centre[thin], b[:, thin] - centre[thin]
+            crosses = (da * db < 0) | ((da != 0) & (db == 0))
+            f = np.where(crosses, da / (da - db), 0.0)
+            at = a + f[:, None] * (b - a)
+            inside = np.abs(at[:, width] - centre[width]) <= half[width]
+            low = at[:, 2] < top + (HAND_WALL_CLEARANCE if name == "hand" else 0.0)
+        out[name] = crosses & inside & low & np.all(np.isfinite(a), -1) & np.all(np.isfinite(b), -1)
+    return out
 
 
 def _states(states: Any) -> np.ndarray:
@@ -455,8 +498,10 @@ def check(task: str, seed: int, observations: Any, actions: Any, sim: Any = None
       (0-based transition index, or None);
     - ``floating_steps`` (state indices), ``floating_objects`` ({object: state indices}),
       ``gripper_jump_steps`` (transition indices), ``moved_absent_steps``, ``absurd_steps``,
-      ``out_of_workspace_steps`` (state indices);
-    - ``floating``, ``gripper_jump``, ``moved_absent``, ``absurd``, ``out_of_workspace``: any;
+      ``out_of_workspace_steps`` (state indices), ``through_wall_steps`` (transition indices)
+      and ``through_wall_entities`` ({entity: transition indices}; wall tasks only);
+    - ``floating``, ``gripper_jump``, ``moved_absent``, ``absurd``, ``out_of_workspace``,
+      ``through_wall``: any;
     - ``hand_error_mean`` / ``hand_error_max``, ``object_error_mean`` / ``object_error_max``:
       imagined vs replayed over the generated states (m; the object figures over every
       (state, entity present in s_0) pair; None where nothing finite was measured),
@@ -487,6 +532,9 @@ def check(task: str, seed: int, observations: Any, actions: Any, sim: Any = None
     oow = out_of_workspace(obs)
     ok = ~jump & ~flo[1:] & ~bad[:-1] & ~bad[1:] & ~gone[1:]
     first_bad = next((int(t) for t in np.flatnonzero(~ok)), None)
+    walls = through_wall(task, obs)
+    wall_any = (np.any(np.stack(list(walls.values())), axis=0) if walls
+                else np.zeros(T, dtype=bool))
 
     err = state_errors(obs, replayed)
     obj_gen = (np.stack([v[1:] for v in err["objects"].values()]) if err["objects"]
@@ -516,6 +564,9 @@ def check(task: str, seed: int, observations: Any, actions: Any, sim: Any = None
         "absurd_steps": _steps(bad),
         "out_of_workspace": bool(oow.any()),
         "out_of_workspace_steps": _steps(oow),
+        "through_wall": bool(wall_any.any()),
+        "through_wall_steps": _steps(wall_any),
+        "through_wall_entities": {k: _steps(v) for k, v in walls.items() if v.any()},
         "hand_error_mean": _stat(err["hand"][1:], np.mean),
         "hand_error_max": _stat(err["hand"][1:], np.max),
         "object_error_mean": _stat(obj_gen, np.mean),
