@@ -93,6 +93,14 @@ per data task and 10 of each per unseen task: 1240 episodes, 104,550 transitions
   1.0, surface z = 0) widened by 0.03, from 5 cm under the surface to above anything the hand can
   carry. Measured entity range: x -0.290..0.662, y 0.310..0.970, z -0.010..0.301.
 - ``ABSURD_COORD = 5`` (no number in a real state exceeds 1.0 in magnitude).
+- ``WALLS``: reach-, push- and pick-place-wall share one wall (x -0.02..0.22 at y 0.75, up to
+  z 0.12), button-press-wall's stands at y 0.6 (x 0..0.2, up to z 0.15).
+  ``HAND_WALL_CLEARANCE = 0.03`` m: driving the hand at the wall (reach-wall and
+  button-press-wall, fingers open or closed, its point 0.004..0.083 m over the top in 1 cm
+  steps; ``python bench/metaworld_wall_crossing.py --probe``), it is stopped 2.5 cm short of
+  the wall up to 0.033..0.035 m over the top and passes from 0.041..0.044 m (the fingertips hang
+  about 4 cm under the point). The experts cross 0.12 m or more over the top; 30 expert and 30
+  random episodes of each wall task: 0 flagged.
 - ``ABSENT_TOL = 1e-6``: a slot whose 7 numbers are all within it is absent.
 
 False positives on the real episodes of the calibration, expert (39,550 states and transitions)
