@@ -51,3 +51,27 @@ def test_the_velocity_head_reproduction_is_shipped_with_its_provenance():
         assert len(easy["per_seed"]) == 3
         row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
         assert f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
+
+
+def test_the_shipped_policies_are_seed_0_of_the_guided_reproduction():
+    """Session 25's 3-seed table (runs/mw25): imagined by the velocity-head model with the
+    look-ahead guide; the shipped folders are its seed-0 policies, and its markdown is its JSON."""
+    res = json.loads((FOLDER / "reproduce_results_guided_3seeds.json").read_text())
+    cfg = res["config"]
+    assert cfg["grounded"] == "assets/grounded/metaworld_history"
+    assert (cfg["imagine_guide"], cfg["imagine_guide_horizon"]) == (8, 5)
+    assert cfg["seeds"] == [0, 1, 2] and res["algos"] == ["bc", "td3_plus_bc"]
+    md = (FOLDER / "reproduce_results_guided_3seeds.md").read_text()
+    assert "`--imagine-guide-horizon 5`" in md
+    for key, label in (("kalm-bc", "KALM (real + imagined), BC"),
+                       ("real_only-td3_plus_bc", "real data only, TD3+BC")):
+        easy = res["methods"][key]["categories"]["easy"]
+        row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+        assert len(easy["per_seed"]) == 3 and f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
+    for name in NAMES:
+        train = json.loads((FOLDER / name / "config.json").read_text())
+        assert train["seed"] == 0 and train["real"] == "runs/mw25/data/real.npz", name
+        method, algo = name.split("-", 1)
+        assert train["algo"] == algo and res["methods"][name]["method"] == method
+        data = json.loads((FOLDER / name / "data.json").read_text())
+        assert data["imagined_transitions"] == res["methods"][name]["imagined_transitions"], name
