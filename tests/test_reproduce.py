@@ -25,7 +25,9 @@ def test_tiny_pipeline_tabulates_every_method_and_reuses_its_stages(tmp_path, ti
                                                                      monkeypatch, capsys):
     monkeypatch.setenv("KALM_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "repro"
-    argv = ["reproduce", "--preset", "tiny", "--lm", str(tiny_lm_folder), "--out", str(out)]
+    # units inline (--jobs 1): on a tiny budget a worker process's start costs more than its unit
+    argv = ["reproduce", "--preset", "tiny", "--lm", str(tiny_lm_folder), "--jobs", "1",
+            "--out", str(out)]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "results in" in first

@@ -39,9 +39,12 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     monkeypatch.setattr(_Pipeline, "evaluate", short_evaluate)
     out = tmp_path / "repro"
     # imagined with goal-guided decoding and its look-ahead (continuous candidates, each scored
-    # by the dynamics head's state 2 steps on)
+    # by the dynamics head's state 2 steps on); units inline (--jobs 1), so that the short
+    # evaluation above reaches them (worker processes: tests/test_reproduce_jobs.py and the
+    # second sitting of test_reproduce.py's one-algorithm run)
     argv = ["reproduce", "--env", "metaworld", "--preset", "tiny", "--lm", str(tiny_lm_folder),
-            "--imagine-guide", "3", "--imagine-guide-horizon", "2", "--out", str(out)]
+            "--imagine-guide", "3", "--imagine-guide-horizon", "2", "--jobs", "1",
+            "--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     assert "results in" in capsys.readouterr().out
 
@@ -85,6 +88,7 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     assert real_only["imagined"] == []  # real only never sees a novel suite's data
     ev = json.loads((out / "eval" / "kalm-bc-s0.json").read_text())
     assert {e["category"] for e in ev["episodes"]} == set(CATEGORIES)
+    assert {len(e["actions"]) for e in ev["episodes"]} == {3}  # the short evaluation
     assert all(len(a) == 4 for e in ev["episodes"] for a in e["actions"])
     md = (out / "results.md").read_text()
     assert "| KALM (real + imagined), BC |" in md and "| real data only, TD3+BC |" in md
