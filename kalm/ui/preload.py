@@ -86,6 +86,11 @@ class Resource:
 
 
 _LOCK = threading.RLock()
+_LOAD_LOCK = threading.Lock()
+"""Held by every model load (grounded models, the embedder): ``transformers`` builds a model
+under process-wide patches of torch (the meta device of ``from_pretrained``, its lazy imports),
+so two loads in two threads break each other ("Tensor on device meta is not on the expected
+device", "cannot import name ..."). Loads take turns; a load is CPU-bound anyway."""
 _REGISTRY: dict[str, Resource] = {}
 _COUNTS: dict[str, int] = {}
 _STARTED = False
@@ -132,6 +137,11 @@ def _submit(name: str, label: str, load: Callable[[], object],
 
 
 # ----------------------------------------------------------------------------- loaders
+def _one_at_a_time(load: Callable[..., object], *args) -> object:
+    with _LOAD_LOCK:
+        return load(*args)
+
+
 def _load_grounded(path: str):
     from kalm.llm.generate import warm_up
     from kalm.llm.train import load_grounded
@@ -195,7 +205,8 @@ def grounded(path: str | Path = DEFAULT_GROUNDED, label: str | None = None,
         return _submit(key, label or f"the grounded model `{display_path(Path(path))}`",
                        # the loader bound now: a load that starts late runs the loader of
                        # the moment it was asked for (tests swap it to count loads)
-                       lambda p=str(_model_folder(path)), load=_load_grounded: load(p))
+                       lambda p=str(_model_folder(path)), load=_load_grounded:
+                       _one_at_a_time(load, p))
 
 
 def _evict_grounded(keep: str) -> None:
@@ -218,7 +229,8 @@ def renderer() -> Resource:
 
 def embedder(after: Future | None = None) -> Resource:
     """The default goal-text embedder (MiniLM), loaded once."""
-    return _submit("embedder", "the goal-text embedder (MiniLM)", _load_embedder, after=after)
+    return _submit("embedder", "the goal-text embedder (MiniLM)",
+                   lambda: _one_at_a_time(_load_embedder), after=after)
 
 
 def shared_grounded(folder: str | Path):

@@ -202,3 +202,32 @@ def test_lm_goal_embedder_uses_the_preloaded_model_not_a_copy(preloading, monkey
     assert len(loads) == 1
     # a folder the registry does not hold: the embedder loads its own
     assert preload.shared_grounded(folder / "nonexistent") is None
+
+
+def test_two_models_asked_for_at_once_load_one_at_a_time(tmp_path, monkeypatch):
+    """transformers' loading is not thread-safe: a second model asked for while the first loads
+    (a user switching models on the Imagine page) waits for it, then loads."""
+    import threading
+    import time
+
+    monkeypatch.setenv(preload.PRELOAD_ENV, "1")
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def slow_load(path):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.3)
+        with lock:
+            inside[0] -= 1
+        return path
+
+    monkeypatch.setattr(preload, "_load_grounded", slow_load)
+    folders = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "grounded.json").write_text("{}")
+        folders.append(tmp_path / name)
+    res = [preload.grounded(f) for f in folders]
+    assert [preload.wait(r, every=0.02) for r in res] == [str(f.resolve()) for f in folders]
+    assert most[0] == 1  # never two loads at once
