@@ -24,6 +24,7 @@ from kalm.ui.report import (  # noqa: E402
     HISTOGRAMS,
     ImaginedSetError,
     category_table,
+    extra_checks_table,
     filter_rollouts_table,
     imagine_command,
     imagined_set_env,
@@ -152,7 +153,9 @@ if s.summary:
                     f"max steps {cfg.get('max_steps')}")
         guide = cfg.get("guide") or (gen.get("guided") or {}).get("guide")
         replan = cfg.get("replan")
-        bits.append(f"goal-guided decoding (K = {guide})" if guide else
+        ahead = cfg.get("guide_horizon")
+        bits.append(f"goal-guided decoding (K = {guide}"
+                    + (f", scored {ahead} predicted steps on)" if ahead else ")") if guide else
                     f"greedy decoding, re-planned up to {replan} times a step" if replan else
                     "greedy decoding")
         if cfg.get("explain_constrained") or gen.get("explanations"):
@@ -176,6 +179,16 @@ st.caption("Rates in % of rollouts (realistic transitions: of all transitions). 
            "the LM's explanation names the intended goal; explanation true of the rollout: it names "
            "a goal the rollout made true, the intended one or another (both empty when not "
            "computed, e.g. sets imagined before this check existed).")
+
+extra = extra_checks_table(s)
+if extra is not None:
+    st.subheader("Per goal: the environment's own checks")
+    st.dataframe(extra, column_config={c: st.column_config.NumberColumn(format="%.1f")
+                                       for c in extra.columns if c.endswith("%")})
+    st.caption("% of each goal's rollouts flagged by each check this environment adds (an empty "
+               "cell: the goal has no such check, e.g. through the wall on a task without one). "
+               "Match: the goal's rule holds on a state the LM wrote; replay: the imagined "
+               "actions, run open loop in the simulator, reach it.")
 
 # ----------------------------------------------------------------------------- distributions
 st.subheader("Distributions")
@@ -213,9 +226,10 @@ st.caption(f"{len(shown)} of {len(table)} rollouts.")
 # ----------------------------------------------------------------------------- worst
 st.subheader("Worst rollouts")
 w1, w2 = st.columns([1, 1])
+error_words = ("per-ball error" if set_env == "clevr" else "hand distance to the replay")
 by = w1.radio("Sorted by", ("dynamics_error_max", "dynamics_error_mean"), horizontal=True,
-              format_func={"dynamics_error_max": "max per-ball error",
-                           "dynamics_error_mean": "mean per-ball error"}.get, key="val_by")
+              format_func={"dynamics_error_max": f"max {error_words}",
+                           "dynamics_error_mean": f"mean {error_words}"}.get, key="val_by")
 k_worst = w2.number_input("How many", 1, 50, 5, key="val_k")
 worst = worst_rollouts(shown, int(k_worst), by=by)
 if worst.empty:

@@ -37,6 +37,7 @@ __all__ = [
     "ImaginedSet",
     "load_imagined_set",
     "category_table",
+    "extra_checks_table",
     "filter_rollouts_table",
     "worst_rollouts",
     "imagine_command",
@@ -288,6 +289,50 @@ def category_table(s: ImaginedSet) -> pd.DataFrame:
             row[title] = (None if v is None else (100.0 * v if frac else v))
         rows.append(row)
     return pd.DataFrame(rows).set_index("category")
+
+
+# Words for the checks environments add (``RolloutValidity.extra``'s ``NAME_steps``); others
+# show their name with spaces.
+EXTRA_LABELS = {"floating": "floating object", "moved_absent": "moved while absent",
+                "through_wall": "through the wall"}
+
+
+def extra_checks_table(s: ImaginedSet) -> pd.DataFrame | None:
+    """Per goal (its ``task``, else its ``kind``) and in all: rollouts, match and replay %, and
+    the % of rollouts flagged by each check the environment adds (``RolloutValidity.extra``'s
+    ``NAME_steps`` lists: Meta-World's floating objects, gripper jumps, moves while absent,
+    states out of workspace and, on the wall tasks, paths through the wall). A check a goal does
+    not report is empty for it. None when no rollout carries such checks (CLEVR, or a set read
+    from validity.csv alone)."""
+    names: list[str] = []
+    for v in s.validities:
+        for k, val in (v.extra or {}).items():
+            if k.endswith("_steps") and isinstance(val, list) and k[:-6] not in names:
+                names.append(k[:-6])
+    if not names:
+        return None
+    groups: dict[str, list[RolloutValidity]] = {}
+    for goal, v in zip(s.table["goal"], s.validities):
+        try:
+            g = json.loads(goal) if isinstance(goal, str) else goal
+        except ValueError:
+            g = None
+        key = str((g or {}).get("task") or (g or {}).get("kind") or "?") if isinstance(g, dict) \
+            else "?"
+        groups.setdefault(key, []).append(v)
+    groups["all"] = list(s.validities)
+    rows = []
+    for key, vs in groups.items():
+        row: dict[str, Any] = {"goal": key, "rollouts": len(vs),
+                               "match %": 100.0 * sum(v.goal_met for v in vs) / len(vs),
+                               "replay %": 100.0 * sum(v.replay_success for v in vs) / len(vs)}
+        for name in names:
+            told = [v for v in vs if isinstance((v.extra or {}).get(f"{name}_steps"), list)]
+            row[EXTRA_LABELS.get(name, name.replace("_", " ")) + " %"] = (
+                100.0 * sum(bool(v.extra[f"{name}_steps"]) for v in told) / len(told)
+                if told else None)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("goal")
 
 
 def filter_rollouts_table(table: pd.DataFrame, failures: Iterable[str] = (),

@@ -11,6 +11,14 @@ def test_validity_page_reads_a_metaworld_imagined_set(mw_imagined_runs_dir):
     assert not at.error, [e.value for e in at.error]
     assert any("**2 rollouts**" in m.value for m in at.markdown)
     assert any("Meta-World" in c.value and "open-loop replay" in c.value for c in at.caption)
+    # per goal, the checks Meta-World adds; through the wall only where the task has a wall
+    extra = next(d.value for d in at.dataframe if "through the wall %" in d.value.columns)
+    assert list(extra.index) == ["reach-wall", "reach", "all"]
+    assert {"floating object %", "gripper jump %", "out of workspace %"} <= set(extra.columns)
+    assert extra.loc["reach-wall", "rollouts"] == 1 and extra.loc["all", "rollouts"] == 2
+    assert extra.loc["reach-wall", "through the wall %"] in (0.0, 100.0)
+    assert extra["through the wall %"].isna()["reach"]
+    assert any("the environment's own checks" in h.value for h in at.subheader)
     at.button[0].click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
@@ -23,3 +31,4 @@ def test_validity_page_says_nothing_of_metaworld_on_a_clevr_set(runs_dir):
     at.selectbox(key="val_set").set_value("runs/imagine-tiny")
     run_ok(at)
     assert not any("Meta-World" in c.value for c in at.caption)
+    assert not any("the environment's own checks" in h.value for h in at.subheader)
