@@ -26,16 +26,21 @@ def test_shipped_grounded_checkpoint_loads_and_generates():
 CONTACT = SHIPPED.parent / "clevr_contact"
 
 
-def test_contact_model_shares_the_shipped_lm_and_changes_only_the_physics_head():
+def _same_adapter_configs(model, base) -> tuple[dict, dict]:
+    """Asserts ``model`` ships ``base``'s adapter byte for byte; returns both config.json."""
     import hashlib
     import json
 
-    def md5(p):
-        return hashlib.md5(p.read_bytes()).hexdigest()
-
     name = "adapter/adapter_model.safetensors"
-    assert md5(CONTACT / name) == md5(SHIPPED / name)
-    cfg, base = (json.loads((d / "config.json").read_text()) for d in (CONTACT, SHIPPED))
+    assert hashlib.md5((model / name).read_bytes()).hexdigest() == \
+        hashlib.md5((base / name).read_bytes()).hexdigest()
+    return tuple(json.loads((d / "config.json").read_text()) for d in (model, base))
+
+
+def test_contact_model_shares_the_shipped_lm_and_changes_only_the_physics_head():
+    import json
+
+    cfg, base = _same_adapter_configs(CONTACT, SHIPPED)
     assert cfg["dynamics_head"] == "contact" and base["dynamics_head"] == "physics"
     assert {k: v for k, v in cfg.items() if k not in ("dynamics_head", "env", "rollout_windows",
                                                       "summary_features")} == \
@@ -68,17 +73,11 @@ MW_HISTORY = SHIPPED.parent / "metaworld_history"
 
 
 def test_metaworld_history_model_shares_the_lm_and_changes_only_the_state_head():
-    import hashlib
     import json
 
     from safetensors.numpy import load_file
 
-    def md5(p):
-        return hashlib.md5(p.read_bytes()).hexdigest()
-
-    name = "adapter/adapter_model.safetensors"
-    assert md5(MW_HISTORY / name) == md5(MW / name)
-    cfg, base = (json.loads((d / "config.json").read_text()) for d in (MW_HISTORY, MW))
+    cfg, base = _same_adapter_configs(MW_HISTORY, MW)
     assert cfg["dynamics_history"] is True and not base.get("dynamics_history", False)
     assert {k: v for k, v in cfg.items() if k != "dynamics_history"} == base
     assert json.loads((MW_HISTORY / "grounded.json").read_text())["dynamics_history"] is True
