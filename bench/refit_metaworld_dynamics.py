@@ -35,10 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def windows(episodes, per_episode: int, T: int, rng, start_p: float = 0.15) -> list[tuple]:
-    """(text, states (T + 1, d), actions (T, k), the state before the window) windows from
-    anywhere in each episode; an episode's start with probability ``start_p`` (the arm at rest,
-    as every imagined rollout begins)."""
+def windows(episodes, per_episode: int, T: int, rng, start_p: float = 0.15,
+            ctx_of=None) -> list[tuple]:
+    """(text, states (T + 1, d), actions (T, k), the state before the window, the dynamics
+    contexts before each action or None) windows from anywhere in each episode; an episode's
+    start with probability ``start_p`` (the arm at rest, as every imagined rollout begins).
+    ``ctx_of(first state, actions)``: the codec's ``context_replay`` (None: no context)."""
     out = []
     for e in episodes:
         n = len(e.actions)
@@ -49,8 +51,11 @@ def windows(episodes, per_episode: int, T: int, rng, start_p: float = 0.15) -> l
             if rng.random() < start_p:
                 s = 0
             o = np.asarray(e.observations, np.float32)
+            c = None
+            if ctx_of is not None:
+                c = ctx_of(o[0], np.asarray(e.actions, np.float32))[s: s + T]
             out.append((e.text, o[s: s + T + 1], np.asarray(e.actions[s: s + T], np.float32),
-                        o[max(s - 1, 0)]))
+                        o[max(s - 1, 0)], c))
     return out
 
 
@@ -60,11 +65,11 @@ def features(model, wins, batch_size: int, label: str) -> dict[str, torch.Tensor
     and its target change, for every transition of ``wins``."""
     from kalm.llm.sequences import collate, rollout_sequence
 
-    hs, base, act, tgt, prev = [], [], [], [], []
+    hs, base, act, tgt, prev, ctx = [], [], [], [], [], []
     t0 = time.time()
     for i in range(0, len(wins), batch_size):
-        seqs = [rollout_sequence(t, o, a, model.prompt_style, prev=p)
-                for t, o, a, p in wins[i: i + batch_size]]
+        seqs = [rollout_sequence(t, o, a, model.prompt_style, prev=p, contexts=c)
+                for t, o, a, p, c in wins[i: i + batch_size]]
         b = collate(seqs, model.tokenizer, model.positions_per_state)
         h, _ = model.hidden(model.embed(b), b.attention_mask)
         hs.append(h[b.st_b, b.st_pos].float())
@@ -72,22 +77,30 @@ def features(model, wins, batch_size: int, label: str) -> dict[str, torch.Tensor
         act.append(b.st_action.float())
         tgt.append(b.st_target.float())
         prev.append(b.st_prev.float())
+        if b.st_ctx is not None:
+            ctx.append(b.st_ctx.float())
         if (i // batch_size) % 20 == 0:
             print(f"  {label}: {i + len(seqs)}/{len(wins)} windows, {time.time() - t0:.0f}s", flush=True)
     return {"h": torch.cat(hs), "base": torch.cat(base), "action": torch.cat(act),
-            "target": torch.cat(tgt), "prev": torch.cat(prev)}
+            "target": torch.cat(tgt), "prev": torch.cat(prev),
+            "ctx": torch.cat(ctx) if ctx else None}
 
 
 def mse(codec, f, idx=None) -> float:
     with torch.no_grad():
         sl = slice(None) if idx is None else idx
-        pred = codec.predict_delta(f["h"][sl], f["base"][sl], f["action"][sl], f["prev"][sl])
+        pred = codec.predict_delta(f["h"][sl], f["base"][sl], f["action"][sl], f["prev"][sl],
+                                   _ctx(f, sl))
         return float(((pred - (f["target"][sl] - f["base"][sl]) / codec.delta_std) ** 2).mean())
+
+
+def _ctx(f, sl):
+    return None if f.get("ctx") is None else f["ctx"][sl]
 
 
 @torch.no_grad()
 def hand_error_mm(codec, f) -> float:
-    nxt = codec.next_state(f["h"], f["base"], f["action"], f["prev"])
+    nxt = codec.next_state(f["h"], f["base"], f["action"], f["prev"], f["ctx"])
     return float((nxt[:, :3] - f["target"][:, :3]).norm(dim=-1).mean() * 1000)
 
 
@@ -96,10 +109,11 @@ def action_slope(codec, f, n: int = 400) -> float:
     """The predicted hand x move between actions +1 and -1 in x (other channels as recorded),
     in mm, averaged over ``n`` transitions (the simulator: about 2 x 7 mm at the expert's pace)."""
     h, b, a, p = f["h"][:n], f["base"][:n], f["action"][:n].clone(), f["prev"][:n]
+    c = _ctx(f, slice(0, n))
     a[:, 0] = 1.0
-    hi = codec.next_state(h, b, a, p)[:, 0]
+    hi = codec.next_state(h, b, a, p, c)[:, 0]
     a[:, 0] = -1.0
-    lo = codec.next_state(h, b, a, p)[:, 0]
+    lo = codec.next_state(h, b, a, p, c)[:, 0]
     return float((hi - lo).mean() * 1000)
 
 
@@ -119,6 +133,7 @@ def drift_mm(model, episodes, at=(1, 5, 10, 20, 40)) -> dict[int, float]:
         real = np.asarray(e.observations, np.float32)
         acts = np.asarray(e.actions, np.float32)
         pred = [real[0]]
+        ctx = codec.context_start(torch.from_numpy(real[:1]))
         t = 0
         while t < len(acts):
             dec = decoder(model, None)
@@ -130,9 +145,10 @@ def drift_mm(model, episodes, at=(1, 5, 10, 20, 40)) -> dict[int, float]:
             for j in range(t, min(t + W, len(acts))):
                 a = torch.from_numpy(acts[j][None])
                 h = dec.feed(codec.embed_actions(a).unsqueeze(1))
-                nxt = _next_state(model, h, obs, a, prev)
+                nxt = _next_state(model, h, obs, a, prev, ctx)
                 pred.append(nxt.numpy()[0])
                 prev, obs = obs, nxt
+                ctx = codec.context_step(ctx, a) if ctx is not None else None
                 h = dec.feed(codec.embed_states(obs))
             t = min(t + W, len(acts))
         d = np.linalg.norm(np.stack(pred)[:, :3] - real[:, :3], axis=1)
@@ -190,6 +206,13 @@ def main() -> None:
     p.add_argument("--history", action="store_true",
                    help="a new head that also reads the last change of the state (its velocity; "
                         "GroundConfig.dynamics_history), fitted from scratch")
+    p.add_argument("--context", action="store_true",
+                   help="a new head that also reads the velocity and the arm's mocap target, which "
+                        "the rollout's first state and its actions determine (MocapCodec; "
+                        "GroundConfig.dynamics_context), fitted from scratch")
+    p.add_argument("--context-dropout", type=float, default=0.1,
+                   help="with --context: the share of training transitions whose context is hidden, "
+                        "so the head also works where none is given")
     p.add_argument("--drift-episodes", type=int, default=20,
                    help="validation episodes the open-loop drift is measured on")
     p.add_argument("--out")
@@ -208,17 +231,28 @@ def main() -> None:
     model = load_grounded(src)
     codec = model.codec
     T = int(getattr(model, "window", 0) or 10)
+    new_codec = None
+    if a.context:
+        from kalm.envs.metaworld.codec import MocapCodec
+
+        new_codec = MocapCodec(codec.hidden_size, codec_hidden=codec.codec_hidden,
+                               slots=codec.slots, low=codec.low, high=codec.high, history=True)
+        keep = {k: v for k, v in codec.state_dict().items()
+                if not k.startswith(("state_head.", "norm_state."))}
+        missing = new_codec.load_state_dict(keep, strict=False).missing_keys
+        assert all(k.startswith(("state_head.", "norm_state.")) for k in missing), missing
+    ctx_of = new_codec.context_replay if new_codec is not None else None
     split = json.loads((src / "split.json").read_text()) if (src / "split.json").exists() else {}
     data = load_dataset(a.data).episodes
     train_idx = split.get("train", list(range(len(data))))
     val_idx = split.get("val", [])
-    sets = {"expert": windows([data[i] for i in train_idx], a.windows, T, rng),
-            "expert_val": windows([data[i] for i in val_idx], 1, T, rng)}
+    sets = {"expert": windows([data[i] for i in train_idx], a.windows, T, rng, ctx_of=ctx_of),
+            "expert_val": windows([data[i] for i in val_idx], 1, T, rng, ctx_of=ctx_of)}
     extra = [e for path in a.extra for e in load_dataset(path).episodes]
     if extra:
         n_val = max(1, len(extra) // 10)
-        sets["extra"] = windows(extra[n_val:], a.windows, T, rng)
-        sets["extra_val"] = windows(extra[:n_val], 1, T, rng)
+        sets["extra"] = windows(extra[n_val:], a.windows, T, rng, ctx_of=ctx_of)
+        sets["extra_val"] = windows(extra[:n_val], 1, T, rng, ctx_of=ctx_of)
     t0 = time.time()
     feats = {k: features(model, w, 32, k) for k, w in sets.items() if w and (not a.probe or "val" in k)}
     print(f"hidden states of {sum(len(f['h']) for f in feats.values())} transitions in "
@@ -241,8 +275,11 @@ def main() -> None:
     if a.probe:
         return
     train = [feats[k] for k in feats if "val" not in k]
-    F = {k: torch.cat([f[k] for f in train]) for k in train[0]}
-    if a.history:
+    F = {k: None if train[0][k] is None else torch.cat([f[k] for f in train]) for k in train[0]}
+    if new_codec is not None:  # the source head never saw a context: it is only reported before
+        new_codec.norm_state.load_state_dict(codec.norm_state.state_dict())
+        model.codec = codec = new_codec
+    elif a.history:
         from kalm.llm.codec import mlp
 
         codec.history = True
@@ -259,7 +296,11 @@ def main() -> None:
     t0 = time.time()
     for step in range(1, a.steps + 1):
         idx = torch.randint(n, (a.batch_size,))
-        pred = codec.predict_delta(F["h"][idx], F["base"][idx], F["action"][idx], F["prev"][idx])
+        c = None
+        if F.get("ctx") is not None:
+            c = F["ctx"][idx].clone()
+            c[torch.rand(len(c)) < a.context_dropout] = float("nan")
+        pred = codec.predict_delta(F["h"][idx], F["base"][idx], F["action"][idx], F["prev"][idx], c)
         loss = ((pred - (F["target"][idx] - F["base"][idx]) / codec.delta_std) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -277,16 +318,19 @@ def main() -> None:
     shutil.copytree(src, out)
     save_file({k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()},
               str(out / "codec.safetensors"))
-    if a.history:  # the folder's config and design say the head reads the velocity
+    if a.history or a.context:  # the folder's config and design say what the head reads
         for name in ("config.json", "grounded.json"):
             d = json.loads((out / name).read_text())
             d["dynamics_history"] = True
+            if a.context:
+                d["dynamics_context"] = True
             (out / name).write_text(json.dumps(d, indent=2))
     (out / "refit.json").write_text(json.dumps({
         "source": str(a.model), "data": a.data, "extra": a.extra, "windows_per_episode": a.windows,
         "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
         "transitions": {k: int(len(f["h"])) for k, f in feats.items()},
-        "history": a.history, "before": before, "after": after,
+        "history": a.history or a.context, "context": a.context,
+        "context_dropout": a.context_dropout if a.context else None, "before": before, "after": after,
         "drift_mm_before": before_drift, "drift_mm_after": after_drift,
         "simulator_x_plus_minus_mm": sim,
         "command": " ".join(sys.argv)}, indent=2))

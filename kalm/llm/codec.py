@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,7 +102,8 @@ class VectorCodec(CodecStats, nn.Module):
 
     def __init__(self, hidden_size: int, obs_dim: int, action_dim: int, codec_hidden: int = 256,
                  embed_scale: float = 1.0, slots: Sequence[tuple[int, int]] = (),
-                 low: float = -1.0, high: float = 1.0, history: bool = False) -> None:
+                 low: float = -1.0, high: float = 1.0, history: bool = False,
+                 context_dim: int = 0) -> None:
         super().__init__()
         self.hidden_size, self.obs_dim, self.action_dim = hidden_size, obs_dim, action_dim
         self.codec_hidden = codec_hidden
@@ -109,6 +111,10 @@ class VectorCodec(CodecStats, nn.Module):
         # normalised, with a flag saying whether it is known): a mocap-driven arm's next state
         # depends on its velocity, which one state does not show (``predict_delta``'s ``prev``).
         self.history = bool(history)
+        # context_dim: the state head also reads that many features of a dynamics context the
+        # rollout carries from its first state and its actions (``context_start`` /
+        # ``context_step`` / ``context_features``: a subclass's, e.g. Meta-World's mocap target).
+        self.context_dim = int(context_dim)
         self.slots = tuple((int(a), int(b)) for a, b in slots)
         self.low, self.high = float(low), float(high)
         n_flags = len(self.slots)
@@ -123,7 +129,8 @@ class VectorCodec(CodecStats, nn.Module):
         self.norm_action = nn.LayerNorm(hidden_size)
         # LMs' final hidden states carry a few huge coordinates: normalised first.
         self.state_head = mlp(hidden_size + obs_dim + n_flags + action_dim + 1
-                              + (obs_dim + 1 if self.history else 0), codec_hidden, obs_dim)
+                              + (obs_dim + 1 if self.history else 0) + self.context_dim,
+                              codec_hidden, obs_dim)
         self.action_head = mlp(hidden_size + obs_dim + n_flags, codec_hidden, action_dim)
         self._register_stats(obs_dim)
 
@@ -131,7 +138,38 @@ class VectorCodec(CodecStats, nn.Module):
         d = {"codec": "vector", "codec_hidden": self.codec_hidden, "state_tokens": "state"}
         if self.history:
             d["dynamics_history"] = True
+        if self.context_dim:
+            d["dynamics_context"] = True
         return d
+
+    # ----------------------------------------------------------------- dynamics context
+    # A rollout's dynamics context: state the environment keeps that its observations do not show
+    # but its first state and its actions determine (a mocap target the actions move, which the
+    # hand follows). None for codecs without one.
+    def context_start(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """(N, c) contexts of rollouts starting at the states ``obs`` (N, d); None: none."""
+        return None
+
+    def context_step(self, ctx: torch.Tensor | None, action: torch.Tensor) -> torch.Tensor | None:
+        """The contexts after ``action`` (N, k)."""
+        return None
+
+    def context_replay(self, first_obs: np.ndarray, actions: np.ndarray) -> np.ndarray | None:
+        """(T + 1, c) contexts before each of ``actions`` (T, k) of a rollout starting at
+        ``first_obs`` (d,), and after the last; None: none."""
+        if not self.context_dim:
+            return None
+        ctx = self.context_start(torch.as_tensor(np.asarray(first_obs, np.float32)).reshape(1, -1))
+        out = [ctx]
+        for a in np.asarray(actions, np.float32).reshape(-1, self.action_dim):
+            ctx = self.context_step(ctx, torch.from_numpy(a).reshape(1, -1))
+            out.append(ctx)
+        return torch.cat(out).numpy()
+
+    def context_features(self, obs: torch.Tensor, action: torch.Tensor,
+                         ctx: torch.Tensor | None) -> torch.Tensor:
+        """(N, context_dim) features the state head reads (zeros where ``ctx`` is None/NaN)."""
+        raise NotImplementedError(f"{type(self).__name__} has no dynamics context")
 
     # ----------------------------------------------------------------- features
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -163,10 +201,13 @@ class VectorCodec(CodecStats, nn.Module):
     # ----------------------------------------------------------------- heads
     def predict_delta(self, h: torch.Tensor, obs: torch.Tensor | None = None,
                       action: torch.Tensor | None = None,
-                      prev: torch.Tensor | None = None) -> torch.Tensor:
+                      prev: torch.Tensor | None = None,
+                      ctx: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (+ the states the change starts from, + the actions in between, NaN rows
         where none) -> normalised change of every dimension. ``prev``: the states before ``obs``
-        (NaN rows or None: not known), read only by a head with ``history``."""
+        (NaN rows or None: not known), read only by a head with ``history``; ``ctx``: the
+        rollouts' dynamics contexts before ``action`` (``context_start``; None or NaN rows: not
+        known), read only by a head with ``context_dim``."""
         n = h.shape[0]
         if obs is None:
             raise ValueError("the vector codec's state head needs the current states")
@@ -178,6 +219,8 @@ class VectorCodec(CodecStats, nn.Module):
         parts = [self.norm_state(h.float()), self._features(obs), a, known.float()]
         if self.history:
             parts += list(self._velocity(obs.float(), prev))
+        if self.context_dim:
+            parts.append(self.context_features(obs.float(), a, ctx))
         return self.state_head(torch.cat(parts, dim=-1)) * self._mask(obs)
 
     def _velocity(self, obs: torch.Tensor, prev: torch.Tensor | None):
@@ -192,8 +235,9 @@ class VectorCodec(CodecStats, nn.Module):
         return v.clamp(-VELOCITY_CLIP, VELOCITY_CLIP), known.float()
 
     def next_state(self, h: torch.Tensor, obs: torch.Tensor,
-                   action: torch.Tensor | None = None, prev: torch.Tensor | None = None) -> torch.Tensor:
-        return obs.float() + self.predict_delta(h, obs, action, prev) * self.delta_std
+                   action: torch.Tensor | None = None, prev: torch.Tensor | None = None,
+                   ctx: torch.Tensor | None = None) -> torch.Tensor:
+        return obs.float() + self.predict_delta(h, obs, action, prev, ctx) * self.delta_std
 
     def _action_raw(self, h: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.norm_action(h.float()), self._features(obs)], dim=-1)

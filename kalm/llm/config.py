@@ -20,7 +20,7 @@ class GroundConfig(JsonConfig):
     KIND: ClassVar[str] = "grounding"
     # Runs saved before these options existed were made with the plain heads.
     LEGACY: ClassVar[dict[str, Any]] = {"action_head": "mlp", "dynamics_head": "mlp",
-                                        "dynamics_history": False,
+                                        "dynamics_history": False, "dynamics_context": False,
                                         "explain_balls": False, "summary_features": "plain"}
 
     # --- data
@@ -61,6 +61,11 @@ class GroundConfig(JsonConfig):
     """Continuous-state codecs (``VectorCodec``): the dynamics head also reads the last change of
     the state (its velocity), which a mocap-driven arm's next state depends on and one state does
     not show. Rollout windows then carry the state before their first one."""
+    dynamics_context: bool = False
+    """Codecs with a dynamics context (Meta-World's ``MocapCodec``: the arm's mocap target, which
+    the rollout's first state and its actions determine): the dynamics head also reads it; rollout
+    windows then carry each step's context, replayed from the episode's start. A grounded model's
+    head can also be refitted to read it (``bench/refit_metaworld_dynamics.py --context``)."""
     action_head: str = "geometric"
     """'mlp' (40 logits from the hidden state), 'geometric' (the hidden state picks the ball and a
     target point in scene coordinates: weights on the ball centres plus an offset; each direction

@@ -295,7 +295,8 @@ def generate_rollouts(
                 [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision,
                 replan, stats, guide, offset,
                 np.stack([obs[i][-2] if len(obs[i]) > 1 else obs[i][-1] for i in active]),
-                guide_horizon)
+                guide_horizon, _window_contexts(model, [obs[i][0] for i in active],
+                                                [acts[i] for i in active]))
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
@@ -308,6 +309,14 @@ def generate_rollouts(
             active = still
     return [Rollout(texts[i], np.stack(obs[i]).astype(np.float32), _actions_array(acts[i], model),
                     bool(met[i])) for i in range(n)]
+
+
+def _window_contexts(model: GroundedLM, first_obs: list, actions: list) -> np.ndarray | None:
+    """Each row's dynamics context after its actions so far (None: the codec has none)."""
+    if not getattr(model.codec, "context_dim", 0):
+        return None
+    return np.stack([model.codec.context_replay(o, _actions_array(a, model))[-1]
+                     for o, a in zip(first_obs, actions)]).astype(np.float32)
 
 
 def physical_replan_available(model: GroundedLM) -> bool:
@@ -391,7 +400,7 @@ def _guide(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, rows: np.ndarra
 @torch.no_grad()
 def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndarray, goals: list,
                       start_obs: np.ndarray, finished: np.ndarray, k: int, stats: dict,
-                      step: int, prev=None, horizon: int = 1):
+                      step: int, prev=None, horizon: int = 1, ctx=None):
     """Goal-guided decoding of one step for continuous actions: the LM's regressed action ``a``
     (already fed, ``nxt`` its predicted next state) and ``k - 1`` perturbations of it (Gaussian,
     spread ``GUIDE_NOISE``, clipped to the action range; drawn from a generator seeded by
@@ -400,7 +409,8 @@ def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndar
     environment's ``goal_progress`` ranks highest, provided it beats the LM's own action by
     ``GUIDE_MARGIN``, an implausible one (``implausible_steps``) never (a row whose LM action is
     implausible takes the best plausible candidate whatever the margin). The cache ends holding
-    the chosen actions. The states' geometry and the goal's rule only: never the simulator."""
+    the chosen actions. The states' geometry and the goal's rule only: never the simulator.
+    ``ctx``: the rows' dynamics contexts (``_next_state``), carried along the look-ahead."""
     n, d = a.shape
     gen = torch.Generator().manual_seed(GUIDE_SEED + 7919 * int(step))
     noise = torch.randn(k - 1, n, d, generator=gen) * GUIDE_NOISE
@@ -414,7 +424,7 @@ def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndar
             a_j = (a + noise[j - 1]).clamp(low, high)
             dec.rewind(1)
             h_j = dec.feed(model.codec.embed_actions(a_j).unsqueeze(1).to(h.dtype))
-            nxt_j = _next_state(model, h_j, obs, a_j, prev)
+            nxt_j = _next_state(model, h_j, obs, a_j, prev, ctx)
             h_last, nxt_last = h_j, nxt_j
         else:
             a_j, nxt_j = a, nxt
@@ -422,9 +432,10 @@ def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndar
         nxt_np = nxt_j.numpy()
         bad = env.implausible_steps(obs_np, nxt_np, a_j.numpy())
         bad = np.zeros(n, dtype=bool) if bad is None else np.asarray(bad, dtype=bool)
-        ahead, before = nxt_j, obs
+        ahead, before, c = nxt_j, obs, ctx
         for _ in range(int(horizon) - 1):  # the look-ahead: the candidate held, head only
-            ahead, before = _next_state(model, h_j, ahead, a_j, before), ahead
+            c = model.codec.context_step(c, a_j) if c is not None else None
+            ahead, before = _next_state(model, h_j, ahead, a_j, before, c), ahead
         ahead_np = ahead.numpy()
         for r in range(n):
             if finished[r] or bad[r] or goals[rows[r]] is None:
@@ -445,11 +456,14 @@ def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndar
         return best_a, h_last, nxt_last
     dec.rewind(1)
     h = dec.feed(model.codec.embed_actions(best_a).unsqueeze(1).to(h.dtype))
-    return best_a, h, _next_state(model, h, obs, best_a, prev)
+    return best_a, h, _next_state(model, h, obs, best_a, prev, ctx)
 
 
-def _next_state(model: GroundedLM, h, obs, a, prev=None):
-    """The codec's next state; ``prev`` (the states before ``obs``) for heads that read it."""
+def _next_state(model: GroundedLM, h, obs, a, prev=None, ctx=None):
+    """The codec's next state; ``prev`` (the states before ``obs``) and ``ctx`` (the rollouts'
+    dynamics contexts before ``a``: ``VectorCodec.context_start``) for heads that read them."""
+    if getattr(model.codec, "context_dim", 0):
+        return model.codec.next_state(h, obs, a, prev, ctx)
     if prev is not None and getattr(model.codec, "history", False):
         return model.codec.next_state(h, obs, a, prev)
     return model.codec.next_state(h, obs, a)
@@ -492,12 +506,14 @@ def _replan(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, finished: np.n
 def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray, goals: list,
               horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
               replan: int = 0, stats: dict | None = None, guide: int = 0, step_offset: int = 0,
-              prev_obs: np.ndarray | None = None, guide_horizon: int = 1):
+              prev_obs: np.ndarray | None = None, guide_horizon: int = 1,
+              start_ctx: np.ndarray | None = None):
     """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
     against ``start_obs`` (the episode's s_0, which a later window does not start from).
     ``replan``: tries per implausible step (``_replan``; 0 = none). ``prev_obs``: the state
     before each row's first one (a later window's), for dynamics heads that read the velocity
-    (None: the first states are resets, at rest)."""
+    (None: the first states are resets, at rest). ``start_ctx``: each row's dynamics context at
+    its first state (a later window's; None: ``context_start`` of the first states)."""
     stats = {} if stats is None else stats
     n = len(texts)
     dec = decoder(model, precision)
@@ -516,6 +532,8 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
         dec.select(row_text)
         obs = torch.from_numpy(initial_obs)
         prev = obs if prev_obs is None else torch.from_numpy(np.asarray(prev_obs, np.float32))
+        ctx = (model.codec.context_start(obs) if start_ctx is None
+               else torch.from_numpy(np.asarray(start_ctx, np.float32)))
         h = dec.feed(model.codec.embed_states(obs).to(torch.float32))
         rows = np.arange(n)  # original index of each active cache row
         done = np.zeros(n, dtype=bool)
@@ -523,11 +541,11 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
             a = model.codec.predict_action(h, obs)
             h_state = h
             h = dec.feed(model.codec.embed_actions(a).unsqueeze(1).to(h.dtype))
-            nxt = _next_state(model, h, obs, a, prev)
+            nxt = _next_state(model, h, obs, a, prev, ctx)
             if guide and model.codec.action_kind == "continuous":
                 a, h, nxt = _guide_continuous(model, env, dec, obs, a, h, nxt, rows, goals,
                                               start_obs, done[rows], guide, stats,
-                                              step_offset + t, prev, guide_horizon)
+                                              step_offset + t, prev, guide_horizon, ctx)
             elif guide:
                 a, h, nxt = _guide(model, env, dec, h_state, obs, a, h, nxt, rows, goals,
                                    start_obs, done[rows], guide, stats)
@@ -553,10 +571,12 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
             if not keep:
                 break
             prev, obs = obs, nxt
+            ctx = model.codec.context_step(ctx, a) if ctx is not None else None
             if _compact_due(len(rows), len(rows) - len(keep)) and dec.can_select:
                 idx = torch.as_tensor(keep, dtype=torch.long)
                 dec.select(idx)
                 rows, obs, prev = rows[keep], obs[idx], prev[idx]
+                ctx = ctx[idx] if ctx is not None else None
             h = dec.feed(model.codec.embed_states(obs).to(h.dtype))
     return traj_obs, traj_act, met
 

@@ -119,7 +119,11 @@ class GroundedLM(nn.Module):
         zero = h.sum() * 0.0
         out = {"state": zero, "action": zero, "text": zero}
         if len(batch.st_b):
-            if getattr(self.codec, "history", False):
+            if getattr(self.codec, "context_dim", 0):
+                pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos], batch.st_base,
+                                                batch.st_action, batch.st_prev,
+                                                getattr(batch, "st_ctx", None))
+            elif getattr(self.codec, "history", False):
                 pred = self.codec.predict_delta(h[batch.st_b, batch.st_pos], batch.st_base,
                                                 batch.st_action, batch.st_prev)
             else:

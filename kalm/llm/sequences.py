@@ -62,6 +62,9 @@ class State:
     prev: np.ndarray | None = None
     """The state before ``base`` (for dynamics heads that read the velocity, ``VectorCodec``'s
     ``history``); None: not known."""
+    ctx: np.ndarray | None = None
+    """The rollout's dynamics context before the action into this state (for codecs with one:
+    ``VectorCodec.context_start``); None: not known."""
     episode: bool = False
     """The change spans a whole episode (consequence), not one push: scaled by its own statistics."""
 
@@ -130,15 +133,18 @@ def action_value(a: Any) -> Any:
 
 
 def rollout_sequence(goal_text: str, observations: np.ndarray, actions: np.ndarray,
-                     style: str = "kalm", prev: np.ndarray | None = None) -> list[Segment]:
+                     style: str = "kalm", prev: np.ndarray | None = None,
+                     contexts: np.ndarray | None = None) -> list[Segment]:
     """``prev``: the state before ``observations[0]`` where the rollout is a window of a longer
-    episode (its first state's own at an episode's start); None: not known."""
+    episode (its first state's own at an episode's start); None: not known. ``contexts``: the
+    dynamics context before each action (``VectorCodec.context_replay``); None: not known."""
     seq = rollout_prompt(goal_text, style)
     seq.append(State(observations[0]))
     for t, a in enumerate(actions):
         seq.append(Action(action_value(a), target=True, maskable=True))
         seq.append(State(observations[t + 1], target=True, base=observations[t],
-                         prev=observations[t - 1] if t else prev))
+                         prev=observations[t - 1] if t else prev,
+                         ctx=None if contexts is None else contexts[t]))
     return seq
 
 
@@ -205,6 +211,7 @@ class Batch:
     sm_initial: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 10)))
     lengths: list[int] = field(default_factory=list)
     st_prev: torch.Tensor | None = None  # (Nt, d) the state before each base (NaN: not known)
+    st_ctx: torch.Tensor | None = None  # (Nt, c) dynamics contexts (NaN: not known; None: none)
 
     def to(self, device: Any) -> "Batch":
         for k, v in vars(self).items():
@@ -265,7 +272,7 @@ def collate(
     eos = tokenizer.eos_token_id
     rows: list[list[int]] = []
     S: dict[str, list] = {k: [] for k in ("sb", "sp", "so", "ab", "ap", "ai", "am",
-                                          "tb", "tp", "tg", "tbase", "tprev", "te", "ta", "ub", "up", "ua",
+                                          "tb", "tp", "tg", "tbase", "tprev", "tctx", "te", "ta", "ub", "up", "ua",
                                           "uo", "xb", "xp", "xt", "mb", "mp", "mf", "mi")}
     obs_dim, act_dim = _dims(sequences)
     zero = np.zeros(obs_dim, np.float32)
@@ -289,6 +296,7 @@ def collate(
                     S["tbase"].append(np.asarray(seg.base, np.float32))
                     S["tprev"].append(np.asarray(seg.prev, np.float32) if seg.prev is not None
                                       else np.full(obs_dim, np.nan, np.float32))
+                    S["tctx"].append(None if seg.ctx is None else np.asarray(seg.ctx, np.float32))
                     S["te"].append(bool(seg.episode))
                     S["ta"].append(last_action)
                 last_obs, last_action = np.asarray(seg.obs, np.float32), none
@@ -332,6 +340,11 @@ def collate(
             return torch.tensor(S[k], dtype=torch.long)
         return vecs(k, act_dim)
 
+    known_ctx = [c for c in S["tctx"] if c is not None]
+    st_ctx = None
+    if known_ctx:
+        blank = np.full(known_ctx[0].shape, np.nan, np.float32)
+        st_ctx = torch.from_numpy(np.stack([blank if c is None else c for c in S["tctx"]]))
     sb, sp = idx("sb", "sp")
     ab, ap = idx("ab", "ap")
     tb, tp = idx("tb", "tp")
@@ -344,6 +357,7 @@ def collate(
         action_b=ab, action_pos=ap, action_ids=acts("ai"),
         action_maskable=torch.tensor(S["am"], dtype=torch.bool),
         st_b=tb, st_pos=tp, st_target=vecs("tg"), st_base=vecs("tbase"), st_prev=vecs("tprev"),
+        st_ctx=st_ctx,
         st_episode=torch.tensor(S["te"], dtype=torch.bool),
         st_action=acts("ta"),
         at_b=ub, at_pos=up, at_target=acts("ua"), at_obs=vecs("uo"),

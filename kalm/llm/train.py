@@ -70,6 +70,18 @@ class GroundingData:
         self.objectives, self.weights = names, w / w.sum()
         self.summary = bool(cfg.explain_balls)
         """Explanation prompts end with the codec's summary positions (set from the codec)."""
+        self.codec = None
+        """The model's codec, where it carries a dynamics context (set from the codec): rollout
+        windows then carry each step's context, computed from the episode's start."""
+        self._contexts: dict[int, np.ndarray] = {}
+
+    def contexts(self, e: "_Ep") -> np.ndarray | None:
+        """The codec's dynamics context before each of the episode's actions (None: none)."""
+        if self.codec is None or not getattr(self.codec, "context_dim", 0):
+            return None
+        if id(e) not in self._contexts:
+            self._contexts[id(e)] = self.codec.context_replay(e.obs[0], e.actions)
+        return self._contexts[id(e)]
 
     @classmethod
     def from_dataset(cls, dataset, indices: np.ndarray, cfg: GroundConfig) -> "GroundingData":
@@ -100,7 +112,9 @@ class GroundingData:
         obs, act = e.obs[start : start + T + 1], e.actions[start : start + T]
         if obj == "rollout":
             # the state before the window (an episode's start: its own, at rest)
-            return rollout_sequence(e.text, obs, act, st, prev=e.obs[max(start - 1, 0)])
+            ctx = self.contexts(e)
+            return rollout_sequence(e.text, obs, act, st, prev=e.obs[max(start - 1, 0)],
+                                    contexts=None if ctx is None else ctx[start: start + T])
         return explain_sequence(e.text, obs, act, st, self.summary)
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -133,6 +147,8 @@ def build_model(cfg: GroundConfig, lm=None, tokenizer=None) -> GroundedLM:
     from kalm.envs import get_env
 
     codec = get_env(cfg.env).make_codec(lm, tokenizer, cfg)
+    if getattr(cfg, "dynamics_context", False) and not getattr(codec, "context_dim", 0):
+        raise ValueError(f"dynamics_context: the {cfg.env} codec carries no dynamics context")
     return GroundedLM(lm, tokenizer, codec=codec, prompt_style=cfg.prompt_style, env_name=cfg.env,
                       window=cfg.max_steps_per_episode if cfg.rollout_windows else 0)
 
@@ -255,6 +271,7 @@ def train_grounding(
     for d in (train_data, val_data):
         if d is not None:
             d.summary = bool(model.codec.summary_positions)
+            d.codec = model.codec if getattr(model.codec, "context_dim", 0) else None
     if cfg.init_from and not (resume and (run.path / "checkpoint" / "trainer_state.pt").exists()):
         _init_from(model, cfg)
     codec_params = list(model.codec.parameters())
