@@ -150,6 +150,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise CLIError("--guide must be 0 or more")
     if args.guide_horizon < 1:
         raise CLIError("--guide-horizon must be at least 1")
+    if args.guide_obstacles and args.guide < 2:
+        raise CLIError("--guide-obstacles rules out guided candidates: pass --guide K (K >= 2)")
     if args.explain_constrained and args.no_explain:
         raise CLIError("--explain-constrained shapes the explanations; --no-explain skips them")
     if not Path(args.model).exists():
@@ -166,7 +168,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
                     explain=not args.no_explain, progress=not (args.json or args.quiet),
                     overwrite=args.overwrite, source=source, replan=args.replan,
                     guide=args.guide, explain_constrained=args.explain_constrained,
-                    guide_horizon=args.guide_horizon)
+                    guide_horizon=args.guide_horizon, guide_obstacles=args.guide_obstacles)
     if args.videos:
         from kalm.imagine.render import render_examples
 
@@ -359,6 +361,11 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                          "perturbations of it), the one whose next state (as the LM predicts it) "
                          "is closest to the goal by the goal's own rule, implausible ones ruled "
                          "out (never the simulator; 0: plain greedy; supersedes --replan)")
+    im.add_argument("--guide-obstacles", action="store_true",
+                    help="with --guide (continuous actions): rule out candidates whose predicted "
+                         "path crosses a wall the goal's task puts in the way (the scene's "
+                         "geometry, never the simulator; what the LM knows of walls is then no "
+                         "longer what is measured)")
     im.add_argument("--guide-horizon", type=int, default=1,
                     help="with --guide and continuous actions (Meta-World): score each candidate "
                          "by the state H steps on, the candidate held (the LM's dynamics head "

@@ -432,6 +432,13 @@ class Environment(ABC):
         rule (decoding then never re-plans)."""
         return None
 
+    def obstacle_crossings(self, goal: Any, states: np.ndarray) -> bool | None:
+        """Whether the path ``states`` (``(T + 1, d)``) carries the hand or an object through a
+        fixed obstacle of ``goal``'s scene (a wall the goal's task puts in the way), for
+        goal-guided decoding that keeps to the scene's geometry (``guide_obstacles``). Geometry
+        of the scene only: never the simulator. None: this environment states no obstacles."""
+        return None
+
     def goal_progress(self, goal: Any, obs: np.ndarray,
                       start_obs: np.ndarray | None = None) -> float | None:
         """How close state ``obs`` is to meeting ``goal`` (higher is closer; any scale), from the

@@ -115,6 +115,11 @@ class ImagineConfig:
     guide_horizon: int = 1
     """Goal-guided decoding with continuous actions: each candidate is scored by the state this
     many steps on, the candidate held (``kalm.llm.generate``; 1 = the next state)."""
+    guide_obstacles: bool = False
+    """Goal-guided decoding with continuous actions: candidates whose predicted path crosses a
+    fixed obstacle of the goal's scene (a wall the task puts in the way; the environment's
+    ``obstacle_crossings``, geometry only) are ruled out. The scene's geometry then keeps the
+    imagined path off the wall: what the LM knows of walls is no longer what is measured."""
     explain_constrained: bool = False
     """Explanations kept to true accounts: decoding restricted to the training-phrasing texts of
     the goals the rollout's own (generated) states made true, the LM choosing among them
@@ -135,6 +140,8 @@ class ImagineConfig:
             raise ValueError(f"guide must be 0 or more; got {self.guide}")
         if self.guide_horizon < 1:
             raise ValueError(f"guide_horizon must be at least 1; got {self.guide_horizon}")
+        if self.guide_obstacles and self.guide < 2:
+            raise ValueError("guide_obstacles rules out guided candidates: it needs guide >= 2")
         return self
 
 
@@ -226,7 +233,8 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
     rolls = generate_rollouts(model, [p["item"].text for p in plan], starts,
                               [p["item"].goal for p in plan], max_steps=cfg.max_steps,
                               replan=cfg.replan, stats=stats, guide=cfg.guide,
-                              guide_horizon=cfg.guide_horizon)
+                              guide_horizon=cfg.guide_horizon,
+                              guide_obstacles=cfg.guide_obstacles)
     t1 = time.perf_counter()
     # Cut each rollout at its first success (generation already stops there).
     cut = []
@@ -338,6 +346,7 @@ def imagine(
     guide: int = 0,
     explain_constrained: bool = False,
     guide_horizon: int = 1,
+    guide_obstacles: bool = False,
 ) -> tuple[Dataset, list[RolloutValidity]]:
     """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
 
@@ -353,7 +362,7 @@ def imagine(
     cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
                         max_steps=max_steps, explain=explain, replan=replan,
                         guide=guide, explain_constrained=explain_constrained,
-                        guide_horizon=guide_horizon).validate()
+                        guide_horizon=guide_horizon, guide_obstacles=guide_obstacles).validate()
     items = list(items)
     if not items:
         raise ImagineError("no goals to imagine rollouts for")
@@ -361,7 +370,7 @@ def imagine(
     if out.exists() and not out.is_dir():
         raise ImagineError(f"{out} is a file; --out must be a run folder")
     imagine_cfg = asdict(cfg)
-    for option in ("replan", "guide", "explain_constrained"):  # runs made before the options keep their fingerprint
+    for option in ("replan", "guide", "explain_constrained", "guide_obstacles"):  # runs made before the options keep their fingerprint
         if not imagine_cfg[option]:
             imagine_cfg.pop(option)
     if imagine_cfg["guide_horizon"] == 1:

@@ -216,6 +216,7 @@ def generate_rollouts(
     stats: dict | None = None,
     guide: int = 0,
     guide_horizon: int = 1,
+    guide_obstacles: bool = False,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
@@ -241,7 +242,11 @@ def generate_rollouts(
     ``guide_horizon`` (continuous actions): each candidate is scored by the state that many steps
     on, the candidate held, the dynamics head iterated on its own predictions with the LM's hidden
     state of the candidate's step reused: a cheap look-ahead, since one action of a mocap-driven
-    arm shows mostly in the steps after it (1: the next state).
+    arm shows mostly in the steps after it (1: the next state). ``guide_obstacles`` (continuous
+    actions): a candidate whose predicted path (its next state and the look-ahead's) crosses a
+    fixed obstacle of the goal's scene (the environment's ``obstacle_crossings``: a wall the
+    goal's task puts in the way) is ruled out as an implausible one is: the scene's geometry, not
+    the LM's knowledge, then keeps the imagined path off the wall.
 
     The prompt of each distinct text is computed once and shared by the rows that use it, and
     finished rows leave the batch, so the cost follows the positions actually generated.
@@ -268,7 +273,7 @@ def generate_rollouts(
     if not W or max(horizons) <= W:
         obs, acts, met = _generate(model, env, list(texts), initial_obs, goals, horizons,
                                    initial_obs, bf16, on_step, precision, replan, stats, guide,
-                                   guide_horizon=guide_horizon)
+                                   guide_horizon=guide_horizon, guide_obstacles=guide_obstacles)
     else:  # window by window, each prompted afresh from its first state
         obs = [[initial_obs[i]] for i in range(n)]
         acts: list[list] = [[] for _ in range(n)]
@@ -296,7 +301,7 @@ def generate_rollouts(
                 replan, stats, guide, offset,
                 np.stack([obs[i][-2] if len(obs[i]) > 1 else obs[i][-1] for i in active]),
                 guide_horizon, _window_contexts(model, [obs[i][0] for i in active],
-                                                [acts[i] for i in active]))
+                                                [acts[i] for i in active]), guide_obstacles)
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
@@ -400,7 +405,8 @@ def _guide(model: GroundedLM, env, dec, h_state, obs, a, h, nxt, rows: np.ndarra
 @torch.no_grad()
 def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndarray, goals: list,
                       start_obs: np.ndarray, finished: np.ndarray, k: int, stats: dict,
-                      step: int, prev=None, horizon: int = 1, ctx=None):
+                      step: int, prev=None, horizon: int = 1, ctx=None,
+                      obstacles: bool = False):
     """Goal-guided decoding of one step for continuous actions: the LM's regressed action ``a``
     (already fed, ``nxt`` its predicted next state) and ``k - 1`` perturbations of it (Gaussian,
     spread ``GUIDE_NOISE``, clipped to the action range; drawn from a generator seeded by
@@ -433,10 +439,18 @@ def _guide_continuous(model: GroundedLM, env, dec, obs, a, h, nxt, rows: np.ndar
         bad = env.implausible_steps(obs_np, nxt_np, a_j.numpy())
         bad = np.zeros(n, dtype=bool) if bad is None else np.asarray(bad, dtype=bool)
         ahead, before, c = nxt_j, obs, ctx
+        path = [obs_np, nxt_np]
         for _ in range(int(horizon) - 1):  # the look-ahead: the candidate held, head only
             c = model.codec.context_step(c, a_j) if c is not None else None
             ahead, before = _next_state(model, h_j, ahead, a_j, before, c), ahead
+            path.append(ahead.numpy())
         ahead_np = ahead.numpy()
+        if obstacles:  # the candidate's predicted path through a wall of the goal's scene
+            path_np = np.stack(path, 1)  # (n, horizon + 1, d)
+            for r in range(n):
+                g = goals[rows[r]]
+                if g is not None and not finished[r] and not bad[r]:
+                    bad[r] = bool(env.obstacle_crossings(g, path_np[r]))
         for r in range(n):
             if finished[r] or bad[r] or goals[rows[r]] is None:
                 continue
@@ -507,7 +521,7 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
               horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
               replan: int = 0, stats: dict | None = None, guide: int = 0, step_offset: int = 0,
               prev_obs: np.ndarray | None = None, guide_horizon: int = 1,
-              start_ctx: np.ndarray | None = None):
+              start_ctx: np.ndarray | None = None, guide_obstacles: bool = False):
     """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
     against ``start_obs`` (the episode's s_0, which a later window does not start from).
     ``replan``: tries per implausible step (``_replan``; 0 = none). ``prev_obs``: the state
@@ -532,8 +546,10 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
         dec.select(row_text)
         obs = torch.from_numpy(initial_obs)
         prev = obs if prev_obs is None else torch.from_numpy(np.asarray(prev_obs, np.float32))
-        ctx = (model.codec.context_start(obs) if start_ctx is None
-               else torch.from_numpy(np.asarray(start_ctx, np.float32)))
+        ctx = None
+        if getattr(model.codec, "context_dim", 0):
+            ctx = (model.codec.context_start(obs) if start_ctx is None
+                   else torch.from_numpy(np.asarray(start_ctx, np.float32)))
         h = dec.feed(model.codec.embed_states(obs).to(torch.float32))
         rows = np.arange(n)  # original index of each active cache row
         done = np.zeros(n, dtype=bool)
@@ -545,7 +561,8 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
             if guide and model.codec.action_kind == "continuous":
                 a, h, nxt = _guide_continuous(model, env, dec, obs, a, h, nxt, rows, goals,
                                               start_obs, done[rows], guide, stats,
-                                              step_offset + t, prev, guide_horizon, ctx)
+                                              step_offset + t, prev, guide_horizon, ctx,
+                                              guide_obstacles)
             elif guide:
                 a, h, nxt = _guide(model, env, dec, h_state, obs, a, h, nxt, rows, goals,
                                    start_obs, done[rows], guide, stats)

@@ -307,3 +307,44 @@ def test_guided_look_ahead_scores_the_state_steps_on(grounded, monkeypatch):
     assert not np.allclose(seen[0], first_one)
     with pytest.raises(ValueError, match="guide_horizon"):
         ImagineConfig(guide_horizon=0).validate()
+
+
+def test_guided_decoding_with_obstacles_rules_out_paths_through_them(grounded, monkeypatch):
+    """``guide_obstacles``: each candidate's predicted path (the current state, its next state
+    and the look-ahead's) goes to the environment's ``obstacle_crossings``; a flagged candidate
+    is never taken (all flagged: the LM's own action stays), and without the option the
+    obstacle rule is never asked."""
+    model = load_grounded(grounded / "model", *tiny_lm())
+    item = ENV.suite_items("train")[0]
+    s0 = ENV.imagine_start(item.goal, 1)[None]
+    monkeypatch.setattr(type(ENV), "goal_progress", lambda self, g, s, s0=None: 1000 * float(s[2]))
+    monkeypatch.setattr(type(ENV), "implausible_steps", lambda self, o, n, a: None)
+    paths = []
+
+    def every_path_crosses(self, goal, states):
+        paths.append(np.asarray(states).copy())
+        return True
+
+    monkeypatch.setattr(type(ENV), "obstacle_crossings", every_path_crosses)
+    greedy = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3)[0]
+    free: dict = {}
+    generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3, guide=8, guide_horizon=3,
+                      stats=free)
+    assert not paths and free["changed_steps"] >= 1
+    stats: dict = {}
+    walled = generate_rollouts(model, [item.text], s0, [item.goal], max_steps=3, guide=8,
+                               guide_horizon=3, guide_obstacles=True, stats=stats)[0]
+    assert stats["changed_steps"] == 0 and np.array_equal(walled.actions, greedy.actions)
+    assert len(paths) == 3 * 8 and all(p.shape == (4, STATE_DIM) for p in paths)
+    np.testing.assert_allclose(paths[0][0], s0[0])
+    # a real wall: Meta-World's rule on a path through reach-wall's wall, and over it
+    from kalm.envs.metaworld.tasks import TaskGoal
+
+    monkeypatch.undo()
+    low = np.zeros((2, STATE_DIM))
+    low[:, :3] = [[0.1, 0.70, 0.10], [0.1, 0.80, 0.10]]
+    high = low.copy()
+    high[:, 2] = 0.30
+    assert ENV.obstacle_crossings(TaskGoal("reach-wall"), low) is True
+    assert ENV.obstacle_crossings(TaskGoal("reach-wall"), high) is False
+    assert ENV.obstacle_crossings(TaskGoal("reach"), low) is False

@@ -157,6 +157,19 @@ class MetaWorldEnvironment(Environment):
 
         return implausible_transitions(observations, next_observations)
 
+    def obstacle_crossings(self, goal: Any, states: np.ndarray) -> bool | None:
+        """A hand or object path through the wall of a wall task
+        (``kalm.envs.metaworld.validity.through_wall``: lower than the wall's top, + 4.5 cm for
+        the hand, whose fingers hang below it: ``HAND_WALL_CLEARANCE_DECODING``); False for a
+        task without a wall."""
+        from kalm.envs.metaworld.validity import HAND_WALL_CLEARANCE_DECODING, through_wall
+
+        task = getattr(goal, "task", None)
+        if task is None:
+            return None
+        return any(bool(v.any()) for v in through_wall(
+            task, states, hand_clearance=HAND_WALL_CLEARANCE_DECODING).values())
+
     def goal_progress(self, goal: Any, obs: np.ndarray,
                       start_obs: np.ndarray | None = None) -> float:
         """``kalm.envs.metaworld.success.task_progress``: minus the distance the task's rule still

@@ -238,6 +238,10 @@ WALLS = {
     "button-press-wall": ((0.1, 0.6, 0.075), (0.1, 0.01, 0.075)),
 }
 HAND_WALL_CLEARANCE = 0.03
+# Decoding that keeps imagined paths off the wall (``MetaWorldEnvironment.obstacle_crossings``)
+# asks for the clearance at which the real hand always passes (4.1-4.4 cm over the top in
+# ``bench/metaworld_wall_crossing.py --probe``; it is stopped up to 3.5 cm), not the check's.
+HAND_WALL_CLEARANCE_DECODING = 0.045
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,10 +249,12 @@ HAND_WALL_CLEARANCE = 0.03
 # --------------------------------------------------------------------------------------------
 
 
-def through_wall(task: str, states: Any) -> dict[str, np.ndarray]:
+def through_wall(task: str, states: Any,
+                 hand_clearance: float = HAND_WALL_CLEARANCE) -> dict[str, np.ndarray]:
     """Per entity (``hand`` and every object present in ``s_0``), ``(T,)`` bool: transition
     ``s_t -> s_{t+1}`` carries it through ``task``'s wall (``WALLS``; the module docstring's
-    rule). Empty for a task without a wall."""
+    rule; the hand's point lower than the top + ``hand_clearance``). Empty for a task without
+    a wall."""
     if task not in WALLS:
         return {}
     s = _states(states)
@@ -266,7 +272,7 @@ def through_wall(task: str, states: Any) -> dict[str, np.ndarray]:
             f = np.where(crosses, da / (da - db), 0.0)
             at = a + f[:, None] * (b - a)
             inside = np.abs(at[:, width] - centre[width]) <= half[width]
-            low = at[:, 2] < top + (HAND_WALL_CLEARANCE if name == "hand" else 0.0)
+            low = at[:, 2] < top + (hand_clearance if name == "hand" else 0.0)
         out[name] = crosses & inside & low & np.all(np.isfinite(a), -1) & np.all(np.isfinite(b), -1)
     return out
 
