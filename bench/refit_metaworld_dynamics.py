@@ -10,6 +10,12 @@ on hidden states computed once with the LM frozen. The result is a grounded mode
     python bench/refit_metaworld_dynamics.py assets/grounded/metaworld \
         --extra runs/s24/noisy400.npz --out runs/s24/refit
 
+With ``--context`` the new head is a ``MocapCodec``'s: it also reads the velocity and the arm's
+mocap target, carried along each window from the episode's start (session 26):
+
+    python bench/refit_metaworld_dynamics.py assets/grounded/metaworld \
+        --extra runs/s24/noisy400.npz --windows 2 --steps 6000 --context --out runs/s26/refit_ctx
+
 Why: on the shipped model, the predicted hand move barely follows the action (an action of +1
 or -1 in x moves the predicted hand a few mm apart where the simulator moves it about 2 cm
 apart; `--probe` prints it), so imagined actions replay to the imagined states only 13-27% of
