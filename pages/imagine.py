@@ -36,6 +36,7 @@ from kalm.ui.imagine import (  # noqa: E402
     guide_label,
     horizon_label,
     imagine_batch,
+    obstacle_choice_available,
     imagine_rollout,
     rollout_figures,
     side_by_side_video,
@@ -245,7 +246,8 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None,
     st.subheader(f"“{r.text}”")
     tm = r.timings
     meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
-            f"{guide_label(r.guide, r.env, r.guide_horizon)} · "
+            f"{guide_label(r.guide, r.env, r.guide_horizon)}"
+            f"{', kept off the walls' if r.guide_obstacles else ''} · "
             f"LM {tm.get('generate_s', 0):.1f} s · explanation {tm.get('explain_s', 0):.1f} s · "
             f"checks {tm.get('check_s', 0) + tm.get('replay_s', 0):.1f} s")
     st.caption(meta)
@@ -391,6 +393,19 @@ def horizon_picker(env: str, key: str, guide: int) -> int:
              "in the steps after it, so one step barely tells the candidates apart."))
 
 
+def obstacle_picker(env: str, key: str, guide: int) -> bool:
+    """Whether goal-guided decoding keeps predicted paths off the scene's walls (False where
+    there is no choice or decoding is greedy)."""
+    if not guide or not obstacle_choice_available(env):
+        return False
+    return bool(st.checkbox(
+        "Keep the predicted paths off the walls", False, key=key,
+        help="Rule out candidate actions whose predicted path, look-ahead included, crosses a wall "
+             "the task puts in the way (the wall's box: the scene's geometry, never the "
+             "simulator). Off: what is shown is what the LM knows of walls. On: the wall's "
+             "geometry steers too, so a failed replay is down to the LM's dynamics."))
+
+
 def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
     """The explanation's decoding: free text (as published) or among the goals the rollout made
     true (where the environment names them)."""
@@ -407,7 +422,8 @@ def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
 
 
 def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR,
-                 live=None, guide: int = 0, guide_horizon: int = 1):
+                 live=None, guide: int = 0, guide_horizon: int = 1,
+                 guide_obstacles: bool = False):
     """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
     the last push) into ``live`` (a placeholder; a new one here when None); returns it checked,
     without the explanation (or None after an error).
@@ -436,7 +452,7 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = C
         # (not the last step: the checked rollout replaces the live view at once)
         r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
                             on_step=throttled(draw, LIVE_EVERY, final=False), guide=guide,
-                            guide_horizon=guide_horizon)
+                            guide_horizon=guide_horizon, guide_obstacles=guide_obstacles)
     except Exception as e:
         live.error(f"Imagination failed: {e}")
         return None
@@ -535,6 +551,7 @@ if mode == MODES[0]:
                           help="Cycle consistency: does its explanation name the same goal?")
     guide = guide_picker(env_name, K("im_guide"))
     guide_horizon = horizon_picker(env_name, K("im_guide_horizon"), guide)
+    guide_obstacles = obstacle_picker(env_name, K("im_guide_obstacles"), guide)
     explain_constrained = explanation_picker(env_name, K("im_explain_mode"), disabled=not explain)
     explain_with = None
     result_key = K("im_result")
@@ -558,7 +575,8 @@ if mode == MODES[0]:
             if model is not None:
                 st.session_state.pop(result_key, None)
                 r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name, area,
-                                 guide=guide, guide_horizon=guide_horizon)
+                                 guide=guide, guide_horizon=guide_horizon,
+                                 guide_obstacles=guide_obstacles)
                 if r is not None:
                     st.session_state[result_key] = r
                     st.session_state["im_clicked_at"] = t0
@@ -625,6 +643,7 @@ else:
     explain = c3.checkbox("Ask the LM to explain each rollout", True, key=K("imb_explain"))
     batch_guide = guide_picker(env_name, K("imb_guide"))
     batch_horizon = horizon_picker(env_name, K("imb_guide_horizon"), batch_guide)
+    batch_obstacles = obstacle_picker(env_name, K("imb_guide_obstacles"), batch_guide)
     batch_explain_constrained = explanation_picker(env_name, K("imb_explain_mode"),
                                                    disabled=not explain)
     batch_key = K("imb_result")
@@ -640,7 +659,7 @@ else:
                         model, items, int(seed), max_steps=int(max_steps), explain=explain,
                         progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"),
                         guide=batch_guide, explain_constrained=batch_explain_constrained,
-                        guide_horizon=batch_horizon)
+                        guide_horizon=batch_horizon, guide_obstacles=batch_obstacles)
                     bar.empty()
                 except Exception as e:
                     bar.empty()

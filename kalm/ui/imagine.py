@@ -58,6 +58,7 @@ __all__ = [
     "imagine_batch",
     "guide_choices",
     "guide_horizon_choices",
+    "obstacle_choice_available",
     "horizon_label",
     "explanation_choices",
     "explanation_label",
@@ -122,6 +123,9 @@ class ImaginedRollout:
     guide_horizon: int = 1
     """Its look-ahead with continuous actions: candidates scored by the predicted state this many
     steps on (``generate_rollouts(guide_horizon=)``; 1: the next state)."""
+    guide_obstacles: bool = False
+    """The guide ruled out candidates whose predicted path crosses a wall of the goal's scene
+    (``generate_rollouts(guide_obstacles=)``): the scene's geometry kept the path off the wall."""
     explain_constrained: bool = False
     """The explanation was decoded among the goals the rollout made true (``explain_rollouts(...,
     constrained=True)``); False: free text, as published."""
@@ -221,7 +225,7 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
             obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
             explanation: str | None, timings: dict, environment: Any = None,
             scene_goal: dict | None = None, guide: int = 0,
-            guide_horizon: int = 1) -> ImaginedRollout:
+            guide_horizon: int = 1, guide_obstacles: bool = False) -> ImaginedRollout:
     t0 = time.perf_counter()
     environment = environment if environment is not None else get_env(ENV)
     obs = np.asarray(obs, dtype=np.float32)
@@ -239,7 +243,8 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
     return ImaginedRollout(text, category, goal, int(reset_seed), obs, acts, replay, errors,
                            validity, explanation, timings, env=environment.name,
                            scene_goal=scene_goal, guide=guide,
-                           guide_horizon=guide_horizon if guide else 1)
+                           guide_horizon=guide_horizon if guide else 1,
+                           guide_obstacles=bool(guide and guide_obstacles))
 
 
 GUIDE_CHOICES = (0, 4, 8, 16, 40)
@@ -280,6 +285,14 @@ def explanation_label(constrained: bool) -> str:
             else "free text (as published)")
 
 
+def obstacle_choice_available(env: str = ENV) -> bool:
+    """Whether the app offers goal-guided decoding that keeps predicted paths off the scene's
+    walls: continuous actions and an environment that states its obstacles."""
+    environment = get_env(env)
+    return (not environment.action.discrete and environment.provides("goal_progress")
+            and environment.provides("obstacle_crossings"))
+
+
 def horizon_label(h: int) -> str:
     return "the next state" if h <= 1 else f"{h} predicted steps on"
 
@@ -312,14 +325,15 @@ def _scene_goal(sim: Any) -> dict | None:
 def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
                    explain: bool, guide: int = 0,
                    explain_constrained: bool = False,
-                   guide_horizon: int = 1) -> list[ImaginedRollout]:
+                   guide_horizon: int = 1, guide_obstacles: bool = False) -> list[ImaginedRollout]:
     """The CLI's batch code (``kalm.imagine.generate``) on goal items, in memory."""
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import ImagineConfig, _run_batch
 
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
                         explain=explain, guide=guide, guide_horizon=max(1, int(guide_horizon)),
-                        explain_constrained=bool(explain and explain_constrained)).validate()
+                        explain_constrained=bool(explain and explain_constrained),
+                        guide_obstacles=bool(guide_obstacles and guide > 1)).validate()
     environment = get_env(model_env(model))
     env = _sim(environment.name)
     try:
@@ -337,7 +351,7 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
             r = _finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
                         ep.observations, ep.actions, v, v.explanation, timings,
                         environment, guide=_effective_guide(model, guide),
-                        guide_horizon=cfg.guide_horizon)
+                        guide_horizon=cfg.guide_horizon, guide_obstacles=cfg.guide_obstacles)
             out.append(replace(r, explain_constrained=cfg.explain_constrained))
         return out
     finally:
@@ -410,7 +424,8 @@ def throttled(draw: Callable[[int, np.ndarray, np.ndarray], None], every: float 
 def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                     max_steps: int | None = None, category: str = "custom",
                     on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None,
-                    guide: int = 0, guide_horizon: int = 1) -> ImaginedRollout:
+                    guide: int = 0, guide_horizon: int = 1,
+                    guide_obstacles: bool = False) -> ImaginedRollout:
     """``imagine_one`` without the explanation: the rollout and its checks, as soon as they exist.
 
     ``on_step(t, observations (t + 2, 10), actions (t + 1,), done)`` is called after each generated
@@ -418,7 +433,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
     ``explanation`` is None and its validity has no cycle consistency: ``explain_rollout`` adds
     them. ``guide``: goal-guided decoding's K (``kalm.llm.generate``; a text without a goal
     spec stays greedy); ``guide_horizon``: its look-ahead with continuous actions (1: the next
-    state). Raises ``GoalTextProblem`` for an empty or overlong text.
+    state); ``guide_obstacles``: candidates whose predicted path crosses a wall of the goal's
+    scene ruled out. Raises ``GoalTextProblem`` for an empty or overlong text.
     """
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import first_success
@@ -448,7 +464,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
             guide = _effective_guide(model, guide) if goal is not None else 0
             r = generate_rollouts(model, [clean], s0[None], [goal], max_steps=max_steps,
                                   on_step=cb, guide=guide,
-                                  guide_horizon=max(1, int(guide_horizon)))[0]
+                                  guide_horizon=max(1, int(guide_horizon)),
+                                  guide_obstacles=bool(guide_obstacles and guide > 1))[0]
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
             if goal is not None:  # cut at the first success (generation already stops there)
@@ -461,7 +478,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                        "check_s": round(time.perf_counter() - t1, 3)}
             return _finish(env, clean, category, None if goal is None else goal.to_dict(),
                            reset_seed, obs, acts, validity, None, timings, environment, scene,
-                           guide=guide, guide_horizon=max(1, int(guide_horizon)))
+                           guide=guide, guide_horizon=max(1, int(guide_horizon)),
+                           guide_obstacles=bool(guide_obstacles and guide > 1))
         finally:
             env.close()
 
@@ -498,11 +516,12 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
                   explain: bool = True, batch_size: int = 8,
                   progress: Callable[[int, int], None] | None = None,
                   guide: int = 0, explain_constrained: bool = False,
-                  guide_horizon: int = 1) -> list[ImaginedRollout]:
+                  guide_horizon: int = 1, guide_obstacles: bool = False) -> list[ImaginedRollout]:
     """One rollout per goal item, item ``i`` from ``rollout_base_seed(seed, i, 0)`` (as the CLI's
     ``--per-goal`` rollout 0), generated ``batch_size`` at a time; ``guide``: goal-guided
     decoding's K (0: greedy); ``explain_constrained``: explanations among the goals each rollout
-    made true; ``guide_horizon``: the guide's look-ahead with continuous actions."""
+    made true; ``guide_horizon``: the guide's look-ahead with continuous actions;
+    ``guide_obstacles``: the guide keeps predicted paths off the goal's walls."""
     from kalm.imagine.generate import rollout_base_seed
 
     items = list(items)
@@ -512,7 +531,7 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
         seeds = [rollout_base_seed(seed, start + j, 0) for j in range(len(chunk))]
         with _LOCK:
             out += _imagine_items(model, chunk, seeds, max_steps, explain, guide,
-                                  explain_constrained, guide_horizon)
+                                  explain_constrained, guide_horizon, guide_obstacles)
         if progress is not None:
             progress(len(out), len(items))
     return out

@@ -38,10 +38,13 @@ def test_metaworld_model_offers_its_suites_with_the_wall_variants(mw_runs_dir):
     assert box.options[-1] == "goal-guided: best of the LM's action and 15 perturbations"
     # its look-ahead is offered once decoding is guided: the next state, or 5 steps on
     assert not any(b.key == "im_guide_horizon_metaworld" for b in at.selectbox)
+    assert not any(c.key == "im_guide_obstacles_metaworld" for c in at.checkbox)
     box.set_value(8)
     run_ok(at)
     ahead = at.selectbox(key="im_guide_horizon_metaworld")
     assert ahead.value == 1 and ahead.options == ["the next state", "5 predicted steps on"]
+    # and keeping the predicted paths off the walls, off by default (the LM's own knowledge)
+    assert at.checkbox(key="im_guide_obstacles_metaworld").value is False
 
 
 def test_metaworld_free_text_is_parsed_by_the_environment(mw_runs_dir):
@@ -61,14 +64,15 @@ def test_imagining_a_metaworld_goal_shows_checks_figures_and_a_video(mw_runs_dir
     at.selectbox(key="im_guide_metaworld").set_value(4)
     run_ok(at)
     at.selectbox(key="im_guide_horizon_metaworld").set_value(5)
+    at.checkbox(key="im_guide_obstacles_metaworld").check()
     run_ok(at)
     at.button(key="im_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
     result = at.session_state["im_result_metaworld"]
-    assert (result.guide, result.guide_horizon) == (4, 5)
-    assert any("best of the LM's action and 3 perturbations, scored 5 predicted steps on"
-               in c.value for c in at.caption)
+    assert (result.guide, result.guide_horizon, result.guide_obstacles) == (4, 5, True)
+    assert any("best of the LM's action and 3 perturbations, scored 5 predicted steps on, "
+               "kept off the walls" in c.value for c in at.caption)
     labels = [m.label for m in at.metric]
     for name in ("Goal met (match)", "Replay success", "Realistic transitions",
                  "Floating objects", "Gripper jumps", "Out of workspace",
@@ -103,12 +107,13 @@ def test_metaworld_batch_from_the_easy_suite(mw_runs_dir):
     at.selectbox(key="imb_guide_metaworld").set_value(4)
     run_ok(at)
     at.selectbox(key="imb_guide_horizon_metaworld").set_value(5)
+    at.checkbox(key="imb_guide_obstacles_metaworld").check()
     run_ok(at)
     at.button(key="imb_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
-    assert {(r.guide, r.guide_horizon) for r in at.session_state["imb_result_metaworld"]} == {
-        (4, 5)}
+    assert {(r.guide, r.guide_horizon, r.guide_obstacles)
+            for r in at.session_state["imb_result_metaworld"]} == {(4, 5, True)}
     table = at.dataframe[-1].value
     assert len(table) == 2 and {"match", "floating", "gripper_jumps"} <= set(table.columns)
     assert "through_wall" in table.columns  # the easy suite's first goals have a wall

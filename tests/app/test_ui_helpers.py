@@ -163,3 +163,10 @@ def test_guided_decoding_look_ahead_is_offered_for_continuous_actions_only():
                                               "perturbations, scored 5 predicted steps on")
     assert guide_label(8, "metaworld") == "goal-guided: best of the LM's action and 7 perturbations"
     assert guide_label(0, "metaworld", 5) == "greedy (as published)"
+
+
+def test_keeping_paths_off_walls_is_offered_where_the_scene_states_its_obstacles():
+    from kalm.ui.imagine import obstacle_choice_available
+
+    assert obstacle_choice_available("metaworld") is True
+    assert obstacle_choice_available("clevr") is False  # discrete pushes; no obstacles stated
