@@ -154,8 +154,10 @@ if s.summary:
         guide = cfg.get("guide") or (gen.get("guided") or {}).get("guide")
         replan = cfg.get("replan")
         ahead = cfg.get("guide_horizon")
+        walls = ", kept off the walls" if cfg.get("guide_obstacles") else ""
         bits.append(f"goal-guided decoding (K = {guide}"
-                    + (f", scored {ahead} predicted steps on)" if ahead else ")") if guide else
+                    + (f", scored {ahead} predicted steps on{walls})" if ahead else f"{walls})")
+                    if guide else
                     f"greedy decoding, re-planned up to {replan} times a step" if replan else
                     "greedy decoding")
         if cfg.get("explain_constrained") or gen.get("explanations"):

@@ -130,7 +130,8 @@ def tiny_mw_imagined(tiny_mw_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("app_mw_im") / "imagine-mw"
     items = env.suite_items("easy")[:1] + env.suite_items("rephrase")[:1]
     imagine(load_grounded(tiny_mw_model / "model"), items, per_goal=1, seed=0, out=out,
-            batch_size=2, max_steps=3, progress=False)
+            batch_size=2, max_steps=3, progress=False, guide=3, guide_horizon=2,
+            guide_obstacles=True)
     return out
 
 
