@@ -348,3 +348,20 @@ def test_guided_decoding_with_obstacles_rules_out_paths_through_them(grounded, m
     assert ENV.obstacle_crossings(TaskGoal("reach-wall"), low) is True
     assert ENV.obstacle_crossings(TaskGoal("reach-wall"), high) is False
     assert ENV.obstacle_crossings(TaskGoal("reach"), low) is False
+
+
+def test_guide_obstacles_needs_the_guide(grounded, tmp_path, capsys):
+    from kalm.imagine.generate import ImagineConfig
+
+    with pytest.raises(ValueError, match="guide_obstacles"):
+        ImagineConfig(guide_obstacles=True).validate()
+    assert ImagineConfig(guide=4, guide_obstacles=True).validate().guide_obstacles
+    code = main(["imagine", "--env", "metaworld", "--model", str(grounded / "model"), "--suite",
+                 "easy", "--limit", "1", "--out", str(tmp_path / "im"), "--guide-obstacles"])
+    assert code != 0 and "--guide K" in capsys.readouterr().err
+    assert not (tmp_path / "im").exists()
+    # a CLEVR model cannot be grounded with a dynamics context: its codec carries none
+    from kalm.llm.train import build_model
+
+    with pytest.raises(ValueError, match="dynamics_context"):
+        build_model(GroundConfig(dynamics_context=True), *tiny_lm())
