@@ -73,7 +73,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         train_args=shlex.split(args.train_args) if args.train_args is not None else None,
         env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume,
         dt_steps=args.dt_steps, imagine_guide=args.imagine_guide,
-        imagine_guide_horizon=args.imagine_guide_horizon)
+        imagine_guide_horizon=args.imagine_guide_horizon,
+        imagine_guide_obstacles=args.imagine_guide_obstacles or None)
     if args.jobs < 0:
         raise CLIError(f"--jobs must be 0 (auto) or more; got {args.jobs}")
     res = reproduce(cfg, args.out, stages=stages, jobs=args.jobs)
@@ -146,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="look-ahead of --imagine-guide with continuous actions (imagine "
                          "--guide-horizon H: each candidate scored by the predicted state H steps "
                          "on; default 1)")
+    rp.add_argument("--imagine-guide-obstacles", action="store_true",
+                    help="with --imagine-guide and continuous actions (imagine --guide-obstacles): "
+                         "rule out candidates whose predicted path crosses a wall the goal's task "
+                         "puts in the way (the scene's geometry, never the simulator)")
     rp.add_argument("--imagine-per-goal", default=None, metavar="SUITE=K[,SUITE=K]",
                     help="imagined rollouts per goal of these novel suites, e.g. hard=4 (cpu: "
                          "rephrase=1, easy=20, hard=1); the oracle follows with as many expert "

@@ -154,6 +154,9 @@ class ReproduceConfig:
     imagine_guide_horizon: int = 1
     """Look-ahead of that guided decoding (``imagine --guide-horizon H``, continuous actions:
     each candidate scored by the predicted state H steps on)."""
+    imagine_guide_obstacles: bool = False
+    """That guided decoding rules out candidates whose predicted path crosses a wall of the
+    goal's scene (``imagine --guide-obstacles``; the scene's geometry, not the LM's knowledge)."""
     explain: bool = False
     """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
     # --- oracle data
@@ -233,6 +236,9 @@ class ReproduceConfig:
         if self.imagine_guide_horizon > 1 and not self.imagine_guide:
             raise ReproduceError("--imagine-guide-horizon needs --imagine-guide K (it is the "
                                  "look-ahead of goal-guided decoding)")
+        if self.imagine_guide_obstacles and self.imagine_guide < 2:
+            raise ReproduceError("--imagine-guide-obstacles needs --imagine-guide K (K >= 2: it "
+                                 "rules out goal-guided candidates)")
         if self.imagine_seed == self.eval_seed:
             raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
                                  "must not be the evaluation's)")
@@ -954,6 +960,8 @@ class _Pipeline:
             settings["guide"] = c.imagine_guide
         if c.imagine_guide_horizon > 1:
             settings["guide_horizon"] = c.imagine_guide_horizon
+        if c.imagine_guide_obstacles:
+            settings["guide_obstacles"] = True
         self.begin("imagine", self.settings(settings))
         self.require("ground")
         for suite in NOVEL:
@@ -969,6 +977,8 @@ class _Pipeline:
                     argv += ["--guide", str(c.imagine_guide)]
                 if c.imagine_guide_horizon > 1:
                     argv += ["--guide-horizon", str(c.imagine_guide_horizon)]
+                if c.imagine_guide_obstacles:
+                    argv.append("--guide-obstacles")
                 if not c.explain:
                     argv.append("--no-explain")
                 self.cli(argv, self.logs / f"imagine-{suite}.log")
@@ -1576,6 +1586,8 @@ def _imagined_with(cfg: dict[str, Any]) -> str:
                + (f", scored {cfg['imagine_guide_horizon']} predicted steps on "
                   f"(`--imagine-guide-horizon {cfg['imagine_guide_horizon']}`)"
                   if (cfg.get("imagine_guide_horizon") or 1) > 1 else "")
+               + (", candidates whose predicted path crosses the goal's wall ruled out "
+                  "(`--imagine-guide-obstacles`)" if cfg.get("imagine_guide_obstacles") else "")
                + "; not the paper's greedy decoding)" if cfg.get("imagine_guide") else "")
             + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.")
 
