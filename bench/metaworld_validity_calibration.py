@@ -234,12 +234,12 @@ def main() -> None:
           f"(FALL_SLACK {V.FALL_SLACK}): {worst[0]:.4f} m ({worst[1]}); FALL_TOL {V.FALL_TOL}")
 
     print("\n== false positives of each check on the real episodes")
-    per_transition = ("gripper_jump", "unrealistic", "through_wall")
+    per_transition = ("gripper_jump", "unrealistic", "through_wall", "untouched")
     for k in KINDS:
         gen = sum(len(e[2]) - 1 for e in eps[k])
         tr = sum(len(e[3]) for e in eps[k])
         c = dict(floating=0, out_of_workspace=0, absurd=0, moved_absent=0, gripper_jump=0,
-                 unrealistic=0, through_wall=0)
+                 unrealistic=0, through_wall=0, untouched=0)
         where: dict[str, set] = {}
         for e in eps[k]:
             s = e[2]
@@ -251,6 +251,7 @@ def main() -> None:
             walls = V.through_wall(e[0], s)  # wall tasks only
             flags["through_wall"] = (np.any(np.stack(list(walls.values())), axis=0) if walls
                                      else np.zeros(len(s) - 1, dtype=bool))
+            flags["untouched"] = V.untouched_moves(s[:-1], s[1:])
             for name, f in flags.items():
                 c[name] += int(f.sum())
                 if f.any():

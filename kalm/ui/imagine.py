@@ -612,6 +612,7 @@ def replay_checks(v: RolloutValidity, env: str) -> list[Check]:
     replay_step = x.get("replay_success_step")
     walls = x.get("through_wall_steps") or []
     through = ", ".join(sorted(x.get("through_wall_entities") or {}))
+    untouched = x.get("untouched_steps") or []
     return [
         Check("Goal met (match)",
               f"yes, at step {v.success_step}" if v.goal_met else "no",
@@ -640,6 +641,12 @@ def replay_checks(v: RolloutValidity, env: str) -> list[Check]:
                  f"{tol.get('hand_wall_clearance', '–')} m, its fingers hanging below it; an "
                  "object below the top)" + (f": {through}." if through else "."))]
           if "through_wall_steps" in x else []),
+        *([Check("Moved untouched", _steps_text(untouched, "steps"), not untouched,
+                 "Steps where a button, handle or lock moves with the hand's point farther from "
+                 "it than any real episode shows (8-24 cm by part, + 3 cm): pressed or turned by "
+                 "nothing. Reported apart from the realistic count, which follows the paper's "
+                 "measures.")]
+          if "untouched_steps" in x else []),
         Check("Out of workspace", f"{v.out_of_workbench_states} states", not v.out_of_workbench,
               "Generated states with the hand outside the arm's reach (the mocap limits) or an "
               "object off the table."),
@@ -690,6 +697,8 @@ def batch_rows(rollouts: Sequence[ImaginedRollout]) -> list[dict]:
                            gripper_jumps=len(x.get("gripper_jump_steps") or []))
                 if "through_wall_steps" in x:
                     row["through_wall"] = len(x["through_wall_steps"])
+                if "untouched_steps" in x:
+                    row["moved_untouched"] = len(x["untouched_steps"])
         row["explanation"] = r.explanation
         rows.append(row)
     return rows

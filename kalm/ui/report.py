@@ -294,14 +294,15 @@ def category_table(s: ImaginedSet) -> pd.DataFrame:
 # Words for the checks environments add (``RolloutValidity.extra``'s ``NAME_steps``); others
 # show their name with spaces.
 EXTRA_LABELS = {"floating": "floating object", "moved_absent": "moved while absent",
-                "through_wall": "through the wall"}
+                "through_wall": "through the wall", "untouched": "moved untouched"}
 
 
 def extra_checks_table(s: ImaginedSet) -> pd.DataFrame | None:
     """Per goal (its ``task``, else its ``kind``) and in all: rollouts, match and replay %, and
     the % of rollouts flagged by each check the environment adds (``RolloutValidity.extra``'s
     ``NAME_steps`` lists: Meta-World's floating objects, gripper jumps, moves while absent,
-    states out of workspace and, on the wall tasks, paths through the wall). A check a goal does
+    states out of workspace, on the wall tasks paths through the wall, and where the scene has a
+    button, handle or lock, such a part moved untouched). A check a goal does
     not report is empty for it. None when no rollout carries such checks (CLEVR, or a set read
     from validity.csv alone)."""
     names: list[str] = []

@@ -233,6 +233,28 @@ def test_one_step_rules_flag_jumps_leaving_the_workspace_and_rising_unheld_objec
     assert V.implausible_transitions(a[:1], bad[:1]).all()
 
 
+@pytest.mark.parametrize("task,seed", [("button-press-wall", 0), ("faucet-open", 1),
+                                       ("window-close", 2), ("door-lock", 3)])
+def test_a_part_moving_untouched_is_flagged_and_a_pressed_one_is_not(task, seed):
+    """A button, handle or lock moves only with the hand near it: the expert's episodes (which
+    press, turn and push them) are never flagged; the same part moved with the hand 30 cm away
+    is, at that transition only; a puck sliding on after a push is not held to it."""
+    s, _, _ = _episode(task, seed)
+    assert not V.untouched_moves(s[:-1], s[1:]).any()
+    part = next(e for e in V.UNTOUCHED_REACH if np.abs(s[0, entity_slice(e)]).sum() > 0)
+    a, b = s[:2].copy(), s[1:3].copy()
+    b[0, entity_slice(part).start] = a[0, entity_slice(part).start] + 0.01  # it moves 1 cm ...
+    a[0, 0:3] = b[0, 0:3] = entity(a[0], part) + np.array([0.0, -0.3, 0.1])  # ... hand far off
+    assert V.untouched_moves(a, b).tolist() == [True, False]
+    a[0, 0:3] = b[0, 0:3] = entity(a[0], part) + np.array([0.0, -0.03, 0.0])  # hand at it
+    assert not V.untouched_moves(a, b).any()
+    p, _, _ = _episode("push", 0)
+    slid = p[1:3].copy()
+    slid[:, entity_slice("puck").start] += 0.01
+    slid[:, 0:3] = entity(slid, "puck") + np.array([0.0, -0.3, 0.1])
+    assert not V.untouched_moves(p[:2], slid).any()
+
+
 def test_task_progress_rises_toward_success_and_tops_at_it():
     from kalm.envs.metaworld.success import task_progress, task_success
 
@@ -347,3 +369,28 @@ def test_a_puck_pushed_through_the_wall_is_flagged_and_one_lifted_over_is_not():
     assert set(v.extra["through_wall_entities"]) == {"hand", "puck"}
     twin = ENV.check_rollout(TaskGoal("push"), through, np.zeros((T, 4)), seed=0)
     assert "through_wall_steps" not in twin.extra  # only the wall variants report it
+
+
+def test_a_button_pressed_by_nothing_is_reported_apart_where_the_scene_has_one():
+    """The check reports a part moving untouched (``untouched_steps``) at its transition, apart
+    from the paper's realistic count; a scene with a button, handle or lock carries the field,
+    one without none; the Imagine page shows it as a check."""
+    from kalm.ui.imagine import replay_checks
+
+    s, a, _ = _episode("button-press-wall", 0)
+    s, a = s[:9], a[:8]  # before the expert reaches the button
+    t = 3
+    d = s.copy()
+    d[t + 1:, entity_slice("button").start + 1] += 0.02   # the button goes in 2 cm at t -> t+1 ...
+    d[:, 0:3] = entity(s[0], "button") + np.array([0.0, -0.3, 0.1])  # ... the hand far off, still
+    c = V.check("button-press-wall", 0, d, a)
+    assert c["untouched"] and c["untouched_steps"] == [t]
+    assert c["realistic"]
+    clean = V.check("button-press-wall", 0, s, a)
+    assert not clean["untouched"] and clean["untouched_steps"] == []
+    v = ENV.check_rollout(TaskGoal("button-press-wall"), d, a, seed=0)
+    assert v.extra["untouched_steps"] == [t]
+    r, ra, _ = _episode("reach", 0)
+    assert "untouched_steps" not in ENV.check_rollout(TaskGoal("reach"), r, ra, seed=0).extra
+    moved = next(k for k in replay_checks(v, "metaworld") if k.name == "Moved untouched")
+    assert moved.ok is False and "1" in moved.value

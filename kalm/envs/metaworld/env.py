@@ -190,7 +190,7 @@ class MetaWorldEnvironment(Environment):
         (which must be the reset ``s_0`` came from); out of workbench means out of the arm's
         workspace; overlap is not checked (0). The full check is kept in ``extra``.
         """
-        from kalm.envs.metaworld.validity import WALLS, check
+        from kalm.envs.metaworld.validity import UNTOUCHED_REACH, WALLS, check, present_entities
         from kalm.imagine.validity import RolloutValidity
 
         if seed is None:
@@ -213,6 +213,8 @@ class MetaWorldEnvironment(Environment):
         if goal.task in WALLS:  # the wall variants: what passed through the wall, and when
             extra.update(through_wall_steps=c["through_wall_steps"],
                          through_wall_entities=c["through_wall_entities"])
+        if set(present_entities(np.asarray(observations)[0])) & set(UNTOUCHED_REACH):
+            extra["untouched_steps"] = c["untouched_steps"]  # a part moved with no hand near
         return RolloutValidity(
             steps=c["steps"], goal_met=c["goal_met"], success_step=c["success_step"],
             transitions=c["transitions"], realistic_transitions=c["realistic_transitions"],
