@@ -41,15 +41,19 @@ LEAD_SCALE = 0.02
 LEAD_CLIP = 10.0
 
 
-class _MocapMixin:
-    """The mocap-target context of ``MocapCodec`` (7 features: the target's lead on the hand
-    before and after the action, in ``LEAD_SCALE`` units, and whether it is known)."""
+class MocapCodec(VectorCodec):
+    """``VectorCodec`` whose state head also reads the arm's mocap target (see the module): 7
+    features, the target's lead on the hand before and after the action in ``LEAD_SCALE`` units,
+    and whether it is known."""
 
     CONTEXT_DIM = 7
 
+    def __init__(self, hidden_size: int, **kw) -> None:
+        super().__init__(hidden_size, STATE_DIM, 4, context_dim=self.CONTEXT_DIM, **kw)
+
     def context_start(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.float().reshape(-1, STATE_DIM)
-        return self._clip_mocap(obs[:, 0:3] + torch.tensor(MOCAP_OFFSET))
+        return self._clip_mocap(obs[:, 0:3] + obs.new_tensor(MOCAP_OFFSET))
 
     def context_step(self, ctx, action: torch.Tensor):
         if ctx is None:
@@ -59,7 +63,7 @@ class _MocapMixin:
 
     @staticmethod
     def _clip_mocap(m: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(torch.minimum(m, torch.tensor(MOCAP_HIGH)), torch.tensor(MOCAP_LOW))
+        return torch.maximum(torch.minimum(m, m.new_tensor(MOCAP_HIGH)), m.new_tensor(MOCAP_LOW))
 
     def context_features(self, obs: torch.Tensor, action: torch.Tensor, ctx) -> torch.Tensor:
         n = len(obs)
@@ -73,13 +77,6 @@ class _MocapMixin:
         lead = torch.cat([c0 - hand, c1 - hand], -1) / LEAD_SCALE
         lead = torch.where(known, lead.clamp(-LEAD_CLIP, LEAD_CLIP), torch.zeros_like(lead))
         return torch.cat([lead, known.float()], -1)
-
-
-class MocapCodec(_MocapMixin, VectorCodec):
-    """``VectorCodec`` whose state head also reads the arm's mocap target (see the module)."""
-
-    def __init__(self, hidden_size: int, **kw) -> None:
-        super().__init__(hidden_size, STATE_DIM, 4, context_dim=self.CONTEXT_DIM, **kw)
 
 
 def make_codec(lm, tokenizer, cfg):
