@@ -74,7 +74,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         env=None if env.name == "clevr" else env.name, algos=algos, volume=args.volume,
         dt_steps=args.dt_steps, imagine_guide=args.imagine_guide,
         imagine_guide_horizon=args.imagine_guide_horizon,
-        imagine_guide_obstacles=args.imagine_guide_obstacles or None)
+        imagine_guide_obstacles=args.imagine_guide_obstacles or None,
+        imagine_settle=args.imagine_settle)
     if args.jobs < 0:
         raise CLIError(f"--jobs must be 0 (auto) or more; got {args.jobs}")
     res = reproduce(cfg, args.out, stages=stages, jobs=args.jobs)
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --imagine-guide and continuous actions (imagine --guide-obstacles): "
                          "rule out candidates whose predicted path crosses a wall the goal's task "
                          "puts in the way (the scene's geometry, never the simulator)")
+    rp.add_argument("--imagine-settle", type=int, default=None, metavar="N",
+                    help="imagine --settle N in the imagine stage: the LM writes N more steps "
+                         "after each rollout's goal first holds on a generated state (default 0: "
+                         "it stops there, as published)")
     rp.add_argument("--imagine-per-goal", default=None, metavar="SUITE=K[,SUITE=K]",
                     help="imagined rollouts per goal of these novel suites, e.g. hard=4 (cpu: "
                          "rephrase=1, easy=20, hard=1); the oracle follows with as many expert "

@@ -152,6 +152,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise CLIError("--guide-horizon must be at least 1")
     if args.guide_obstacles and args.guide < 2:
         raise CLIError("--guide-obstacles rules out guided candidates: pass --guide K (K >= 2)")
+    if args.settle < 0:
+        raise CLIError("--settle must be 0 or more")
     if args.explain_constrained and args.no_explain:
         raise CLIError("--explain-constrained shapes the explanations; --no-explain skips them")
     if not Path(args.model).exists():
@@ -168,7 +170,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
                     explain=not args.no_explain, progress=not (args.json or args.quiet),
                     overwrite=args.overwrite, source=source, replan=args.replan,
                     guide=args.guide, explain_constrained=args.explain_constrained,
-                    guide_horizon=args.guide_horizon, guide_obstacles=args.guide_obstacles)
+                    guide_horizon=args.guide_horizon, guide_obstacles=args.guide_obstacles,
+                    settle=args.settle)
     if args.videos:
         from kalm.imagine.render import render_examples
 
@@ -366,6 +369,12 @@ def add_stage_commands(p: argparse.ArgumentParser) -> argparse._SubParsersAction
                          "path crosses a wall the goal's task puts in the way (the scene's "
                          "geometry, never the simulator; what the LM knows of walls is then no "
                          "longer what is measured)")
+    im.add_argument("--settle", type=int, default=0, metavar="N",
+                    help="let the LM write N more steps after its goal first holds on a generated "
+                         "state (0: stop there, as the paper). Generated states reach the success "
+                         "rule at its edge, where a small error of the dynamics leaves the "
+                         "simulator's replay just short; settling carries the LM's rollout into "
+                         "the goal's region (its own states and actions, never the simulator)")
     im.add_argument("--guide-horizon", type=int, default=1,
                     help="with --guide and continuous actions (Meta-World): score each candidate "
                          "by the state H steps on, the candidate held (the LM's dynamics head "

@@ -157,6 +157,9 @@ class ReproduceConfig:
     imagine_guide_obstacles: bool = False
     """That guided decoding rules out candidates whose predicted path crosses a wall of the
     goal's scene (``imagine --guide-obstacles``; the scene's geometry, not the LM's knowledge)."""
+    imagine_settle: int = 0
+    """Steps the LM goes on writing after an imagined rollout's goal first holds (``imagine
+    --settle N``; 0 = it stops there, as published)."""
     explain: bool = False
     """Ask the LM to explain each rollout (only the 'cycle' filter needs it; +50% time)."""
     # --- oracle data
@@ -239,6 +242,8 @@ class ReproduceConfig:
         if self.imagine_guide_obstacles and self.imagine_guide < 2:
             raise ReproduceError("--imagine-guide-obstacles needs --imagine-guide K (K >= 2: it "
                                  "rules out goal-guided candidates)")
+        if self.imagine_settle < 0:
+            raise ReproduceError(f"--imagine-settle must be 0 or more; got {self.imagine_settle}")
         if self.imagine_seed == self.eval_seed:
             raise ReproduceError("imagine_seed must differ from eval_seed (imagined initial states "
                                  "must not be the evaluation's)")
@@ -962,6 +967,8 @@ class _Pipeline:
             settings["guide_horizon"] = c.imagine_guide_horizon
         if c.imagine_guide_obstacles:
             settings["guide_obstacles"] = True
+        if c.imagine_settle:
+            settings["settle"] = c.imagine_settle
         self.begin("imagine", self.settings(settings))
         self.require("ground")
         for suite in NOVEL:
@@ -979,6 +986,8 @@ class _Pipeline:
                     argv += ["--guide-horizon", str(c.imagine_guide_horizon)]
                 if c.imagine_guide_obstacles:
                     argv.append("--guide-obstacles")
+                if c.imagine_settle:
+                    argv += ["--settle", str(c.imagine_settle)]
                 if not c.explain:
                     argv.append("--no-explain")
                 self.cli(argv, self.logs / f"imagine-{suite}.log")
@@ -1589,6 +1598,9 @@ def _imagined_with(cfg: dict[str, Any]) -> str:
                + (", candidates whose predicted path crosses the goal's wall ruled out "
                   "(`--imagine-guide-obstacles`)" if cfg.get("imagine_guide_obstacles") else "")
                + "; not the paper's greedy decoding)" if cfg.get("imagine_guide") else "")
+            + (f", each rollout written on {cfg['imagine_settle']} steps past the first state "
+               f"where its goal holds (`--imagine-settle {cfg['imagine_settle']}`; the paper "
+               "stops there)" if cfg.get("imagine_settle") else "")
             + f". Grounded model: `{cfg['grounded'] or 'grounded here (OUT/ground)'}`.")
 
 

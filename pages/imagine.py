@@ -247,7 +247,8 @@ def show_rollout(r, key: str, explain_with=None, result_key: str | None = None,
     tm = r.timings
     meta = (f"{r.steps} steps · reset seed {r.reset_seed} · category `{r.category}` · "
             f"{guide_label(r.guide, r.env, r.guide_horizon)}"
-            f"{', kept off the walls' if r.guide_obstacles else ''} · "
+            f"{', kept off the walls' if r.guide_obstacles else ''}"
+            f"{f', {r.settle} steps past the goal' if r.settle else ''} · "
             f"LM {tm.get('generate_s', 0):.1f} s · explanation {tm.get('explain_s', 0):.1f} s · "
             f"checks {tm.get('check_s', 0) + tm.get('replay_s', 0):.1f} s")
     st.caption(meta)
@@ -406,6 +407,20 @@ def obstacle_picker(env: str, key: str, guide: int) -> bool:
              "geometry steers too, so a failed replay is down to the LM's dynamics."))
 
 
+SETTLE_MAX = 30
+
+
+def settle_picker(key: str) -> int:
+    """Steps the LM writes on after its goal first holds (0: it stops there, as published)."""
+    return int(st.number_input(
+        "Steps past the goal", 0, SETTLE_MAX, 0, key=key,
+        help="0 stops the rollout at the first imagined state where the goal holds, as the paper "
+             "does. N lets the LM write N more steps after it. Imagined states reach the success "
+             "rule at its edge, where a small error in the LM's dynamics leaves the simulator's "
+             "replay of the same actions just short of the goal. The extra steps are the LM's own "
+             "states and actions; the simulator is never asked."))
+
+
 def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
     """The explanation's decoding: free text (as published) or among the goals the rollout made
     true (where the environment names them)."""
@@ -423,7 +438,7 @@ def explanation_picker(env: str, key: str, disabled: bool = False) -> bool:
 
 def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = CLEVR,
                  live=None, guide: int = 0, guide_horizon: int = 1,
-                 guide_obstacles: bool = False):
+                 guide_obstacles: bool = False, settle: int = 0):
     """Generate one rollout, drawing its states and actions as the LM writes them (a top view and
     the last push) into ``live`` (a placeholder; a new one here when None); returns it checked,
     without the explanation (or None after an error).
@@ -452,7 +467,8 @@ def imagine_live(model, text: str, seed: int, goal, max_steps: int, env: str = C
         # (not the last step: the checked rollout replaces the live view at once)
         r = imagine_rollout(model, text, seed, goal=goal, max_steps=max_steps,
                             on_step=throttled(draw, LIVE_EVERY, final=False), guide=guide,
-                            guide_horizon=guide_horizon, guide_obstacles=guide_obstacles)
+                            guide_horizon=guide_horizon, guide_obstacles=guide_obstacles,
+                            settle=settle)
     except Exception as e:
         live.error(f"Imagination failed: {e}")
         return None
@@ -552,6 +568,7 @@ if mode == MODES[0]:
     guide = guide_picker(env_name, K("im_guide"))
     guide_horizon = horizon_picker(env_name, K("im_guide_horizon"), guide)
     guide_obstacles = obstacle_picker(env_name, K("im_guide_obstacles"), guide)
+    settle = settle_picker(K("im_settle"))
     explain_constrained = explanation_picker(env_name, K("im_explain_mode"), disabled=not explain)
     explain_with = None
     result_key = K("im_result")
@@ -576,7 +593,7 @@ if mode == MODES[0]:
                 st.session_state.pop(result_key, None)
                 r = imagine_live(model, clean, int(seed), goal, int(max_steps), env_name, area,
                                  guide=guide, guide_horizon=guide_horizon,
-                                 guide_obstacles=guide_obstacles)
+                                 guide_obstacles=guide_obstacles, settle=settle)
                 if r is not None:
                     st.session_state[result_key] = r
                     st.session_state["im_clicked_at"] = t0
@@ -644,6 +661,7 @@ else:
     batch_guide = guide_picker(env_name, K("imb_guide"))
     batch_horizon = horizon_picker(env_name, K("imb_guide_horizon"), batch_guide)
     batch_obstacles = obstacle_picker(env_name, K("imb_guide_obstacles"), batch_guide)
+    batch_settle = settle_picker(K("imb_settle"))
     batch_explain_constrained = explanation_picker(env_name, K("imb_explain_mode"),
                                                    disabled=not explain)
     batch_key = K("imb_result")
@@ -659,7 +677,8 @@ else:
                         model, items, int(seed), max_steps=int(max_steps), explain=explain,
                         progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} rollouts"),
                         guide=batch_guide, explain_constrained=batch_explain_constrained,
-                        guide_horizon=batch_horizon, guide_obstacles=batch_obstacles)
+                        guide_horizon=batch_horizon, guide_obstacles=batch_obstacles,
+                        settle=batch_settle)
                     bar.empty()
                 except Exception as e:
                     bar.empty()

@@ -160,6 +160,8 @@ if s.summary:
                     if guide else
                     f"greedy decoding, re-planned up to {replan} times a step" if replan else
                     "greedy decoding")
+        if cfg.get("settle"):
+            bits.append(f"{cfg['settle']} steps written past each goal's first success")
         if cfg.get("explain_constrained") or gen.get("explanations"):
             bits.append("explanations among the goals each rollout made true")
     if bits:

@@ -44,7 +44,7 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     # second sitting of test_reproduce.py's one-algorithm run)
     argv = ["reproduce", "--env", "metaworld", "--preset", "tiny", "--lm", str(tiny_lm_folder),
             "--imagine-guide", "3", "--imagine-guide-horizon", "2", "--imagine-guide-obstacles",
-            "--jobs", "1",
+            "--imagine-settle", "2", "--jobs", "1",
             "--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     assert "results in" in capsys.readouterr().out
@@ -79,10 +79,12 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     assert stages["imagine"]["settings"]["guide"] == 3
     assert stages["imagine"]["settings"]["guide_horizon"] == 2
     assert stages["imagine"]["settings"]["guide_obstacles"] is True
+    assert stages["imagine"]["settings"]["settle"] == 2
     for suite in NOVEL:  # the imagine runs decoded that way, and say so
         summary = json.loads((out / "imagine" / suite / "summary.json").read_text())
         assert summary["config"]["guide"] == 3 and summary["config"]["guide_horizon"] == 2
         assert summary["config"]["guide_obstacles"] is True
+        assert summary["config"]["settle"] == 2
         assert summary["generation"]["guided"]["guided_steps"] > 0
     for key in keys:  # the policies are Meta-World's (continuous actions, 91-d states)
         meta = json.loads((out / "train" / f"{key}-s0" / "policy" / "policy.json").read_text())
@@ -97,7 +99,7 @@ def test_tiny_metaworld_pipeline_tabulates_every_method_algorithm_and_category(
     assert "| KALM (real + imagined), BC |" in md and "| real data only, TD3+BC |" in md
     assert "< 50 | < 30 | < 14 | < 8" in md and "on metaworld" in md
     assert "`--imagine-guide 3`" in md and "`--imagine-guide-horizon 2`" in md
-    assert "`--imagine-guide-obstacles`" in md
+    assert "`--imagine-guide-obstacles`" in md and "`--imagine-settle 2`" in md
 
 
 def test_metaworld_presets_and_refusals(tmp_path, capsys):
@@ -129,3 +131,9 @@ def test_metaworld_presets_and_refusals(tmp_path, capsys):
         make_config("cpu", env="metaworld", imagine_guide_obstacles=True)
     assert make_config("cpu", env="metaworld", grounded="assets/grounded/metaworld",
                        imagine_guide=8, imagine_guide_obstacles=True).imagine_guide_obstacles
+    # settling past the goal: 0 (as published) unless asked; never negative
+    assert cfg.imagine_settle == 0
+    assert make_config("cpu", env="metaworld", grounded="assets/grounded/metaworld",
+                       imagine_settle=10).imagine_settle == 10
+    with pytest.raises(ReproduceError, match="--imagine-settle"):
+        make_config("cpu", env="metaworld", imagine_settle=-1)

@@ -120,6 +120,12 @@ class ImagineConfig:
     fixed obstacle of the goal's scene (a wall the task puts in the way; the environment's
     ``obstacle_crossings``, geometry only) are ruled out. The scene's geometry then keeps the
     imagined path off the wall: what the LM knows of walls is no longer what is measured."""
+    settle: int = 0
+    """Steps the LM goes on writing after its goal first holds on a generated state (0: the
+    rollout ends there, as the paper's generation does). Generated states cross the success
+    rule's threshold at its edge, where a small error of the dynamics leaves the simulator's
+    replay just outside it; settling lets the LM's own actions carry the rollout into the goal's
+    region (``generate_rollouts(settle=)``; the LM's states and actions only)."""
     explain_constrained: bool = False
     """Explanations kept to true accounts: decoding restricted to the training-phrasing texts of
     the goals the rollout's own (generated) states made true, the LM choosing among them
@@ -142,6 +148,8 @@ class ImagineConfig:
             raise ValueError(f"guide_horizon must be at least 1; got {self.guide_horizon}")
         if self.guide_obstacles and self.guide < 2:
             raise ValueError("guide_obstacles rules out guided candidates: it needs guide >= 2")
+        if self.settle < 0:
+            raise ValueError(f"settle must be 0 or more; got {self.settle}")
         return self
 
 
@@ -210,9 +218,17 @@ def first_success(env, goal, observations: np.ndarray, start: np.ndarray) -> int
     return None
 
 
-def _label(env, goal, observations: np.ndarray, met: int | None) -> tuple[np.ndarray, ...]:
-    """(dense rewards, sparse rewards, terminals) of a rollout, from its states."""
+def _label(env, goal, observations: np.ndarray, met: int | None,
+           start: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """(dense rewards, sparse rewards, terminals) of a rollout, from its states. The terminal is
+    the transition into the first state where the goal holds (``met``); a rollout that settled
+    on past it (``ImagineConfig.settle``) ends on its last transition instead, where the goal
+    still holds (``start``: the s_0 success is judged against), and with none where it no longer
+    does (a rollout cut by time, not ended by its goal)."""
     T = len(observations) - 1
+    if met is not None and met < T:
+        holds = env.success(goal, observations[-1], observations[0] if start is None else start)
+        met = T if holds else None
     with np.errstate(all="ignore"):
         dense, sparse = env.reward_labels(goal, observations)
     dense = np.asarray(dense, dtype=np.float64)
@@ -234,13 +250,14 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
                               [p["item"].goal for p in plan], max_steps=cfg.max_steps,
                               replan=cfg.replan, stats=stats, guide=cfg.guide,
                               guide_horizon=cfg.guide_horizon,
-                              guide_obstacles=cfg.guide_obstacles)
+                              guide_obstacles=cfg.guide_obstacles, settle=cfg.settle)
     t1 = time.perf_counter()
-    # Cut each rollout at its first success (generation already stops there).
+    # Cut each rollout at its first success, or ``settle`` steps after it (generation already
+    # stops there).
     cut = []
     for p, s0, r in zip(plan, starts, rolls):
         met = first_success(env, p["item"].goal, r.observations, s0)
-        T = len(r.actions) if met is None else met
+        T = len(r.actions) if met is None else min(len(r.actions), met + cfg.settle)
         cut.append((r.observations[: T + 1], r.actions[:T]))
     texts = (explain_rollouts(model, [o for o, _ in cut], [a for _, a in cut],
                               constrained=cfg.explain_constrained)
@@ -251,7 +268,7 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
         item = p["item"]
         v = env.check_rollout(item.goal, obs, acts, seed=p["reset_seed"], sim=sim,
                               explanation=text, start_obs=s0)
-        dense, sparse, terminals = _label(env, item.goal, obs, v.success_step)
+        dense, sparse, terminals = _label(env, item.goal, obs, v.success_step, s0)
         episodes.append(Episode(
             text=item.text, goal=item.goal.to_dict(), category=item.category, seed=p["reset_seed"],
             observations=obs, actions=acts, rewards=dense, rewards_sparse=sparse,
@@ -347,6 +364,7 @@ def imagine(
     explain_constrained: bool = False,
     guide_horizon: int = 1,
     guide_obstacles: bool = False,
+    settle: int = 0,
 ) -> tuple[Dataset, list[RolloutValidity]]:
     """Imagine ``per_goal`` rollouts per goal item with ``model`` (a ``GroundedLM``) into ``out``.
 
@@ -362,7 +380,8 @@ def imagine(
     cfg = ImagineConfig(per_goal=per_goal, seed=seed, batch_size=batch_size,
                         max_steps=max_steps, explain=explain, replan=replan,
                         guide=guide, explain_constrained=explain_constrained,
-                        guide_horizon=guide_horizon, guide_obstacles=guide_obstacles).validate()
+                        guide_horizon=guide_horizon, guide_obstacles=guide_obstacles,
+                        settle=settle).validate()
     items = list(items)
     if not items:
         raise ImagineError("no goals to imagine rollouts for")
@@ -370,7 +389,7 @@ def imagine(
     if out.exists() and not out.is_dir():
         raise ImagineError(f"{out} is a file; --out must be a run folder")
     imagine_cfg = asdict(cfg)
-    for option in ("replan", "guide", "explain_constrained", "guide_obstacles"):  # runs made before the options keep their fingerprint
+    for option in ("replan", "guide", "explain_constrained", "guide_obstacles", "settle"):  # runs made before the options keep their fingerprint
         if not imagine_cfg[option]:
             imagine_cfg.pop(option)
     if imagine_cfg["guide_horizon"] == 1:

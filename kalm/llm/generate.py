@@ -217,6 +217,7 @@ def generate_rollouts(
     guide: int = 0,
     guide_horizon: int = 1,
     guide_obstacles: bool = False,
+    settle: int = 0,
 ) -> list[Rollout]:
     """Greedy rollouts for each (goal text, s0); stops per sequence when its goal holds.
 
@@ -246,7 +247,12 @@ def generate_rollouts(
     actions): a candidate whose predicted path (its next state and the look-ahead's) crosses a
     fixed obstacle of the goal's scene (the environment's ``obstacle_crossings``: a wall the
     goal's task puts in the way) is ruled out as an implausible one is: the scene's geometry, not
-    the LM's knowledge, then keeps the imagined path off the wall.
+    the LM's knowledge, then keeps the imagined path off the wall. ``settle``: steps the LM goes on
+    writing after its goal first holds on a generated state (0: it stops there, as the paper's
+    generation does; a rollout still ends at its horizon). The success rule is a threshold that
+    the generated states cross at its edge, where a small error of the dynamics puts the
+    simulator's replay of the same actions just outside it; settling lets the LM's actions carry
+    the rollout into the goal's region. Its own states and actions only: never the simulator.
 
     The prompt of each distinct text is computed once and shared by the rows that use it, and
     finished rows leave the batch, so the cost follows the positions actually generated.
@@ -273,11 +279,13 @@ def generate_rollouts(
     if not W or max(horizons) <= W:
         obs, acts, met = _generate(model, env, list(texts), initial_obs, goals, horizons,
                                    initial_obs, bf16, on_step, precision, replan, stats, guide,
-                                   guide_horizon=guide_horizon, guide_obstacles=guide_obstacles)
+                                   guide_horizon=guide_horizon, guide_obstacles=guide_obstacles,
+                                   settle=settle)[:3]
     else:  # window by window, each prompted afresh from its first state
         obs = [[initial_obs[i]] for i in range(n)]
         acts: list[list] = [[] for _ in range(n)]
         met = np.zeros(n, dtype=bool)
+        left = np.full(n, -1, dtype=np.int64)  # settling steps left (-1: goal not met yet)
         active = list(range(n))
         offset = 0
         while active:
@@ -295,20 +303,23 @@ def generate_rollouts(
                 all_done[list(_active)] = done
                 on_step(_offset + t, *_padded(full_o, full_a, _offset + t, model), all_done)
 
-            sub_o, sub_a, sub_met = _generate(
+            sub_o, sub_a, sub_met, sub_left = _generate(
                 model, env, [texts[i] for i in active], np.stack([obs[i][-1] for i in active]),
                 [goals[i] for i in active], steps, initial_obs[active], bf16, chunk_step, precision,
                 replan, stats, guide, offset,
                 np.stack([obs[i][-2] if len(obs[i]) > 1 else obs[i][-1] for i in active]),
                 guide_horizon, _window_contexts(model, [obs[i][0] for i in active],
-                                                [acts[i] for i in active]), guide_obstacles)
+                                                [acts[i] for i in active]), guide_obstacles,
+                settle, left[active])
             still = []
             for j, i in enumerate(active):
                 obs[i] += sub_o[j][1:]
                 acts[i] += sub_a[j]
-                if sub_met[j]:
-                    met[i] = True
-                elif len(acts[i]) < horizons[i] and len(sub_a[j]) == steps[j]:
+                met[i] = met[i] or bool(sub_met[j])
+                left[i] = sub_left[j]
+                settling = left[i] > 0
+                if ((not met[i] or settling) and len(acts[i]) < horizons[i]
+                        and len(sub_a[j]) == steps[j]):
                     still.append(i)
             offset += W
             active = still
@@ -521,15 +532,22 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
               horizons: list[int], start_obs: np.ndarray, bf16: bool, on_step, precision,
               replan: int = 0, stats: dict | None = None, guide: int = 0, step_offset: int = 0,
               prev_obs: np.ndarray | None = None, guide_horizon: int = 1,
-              start_ctx: np.ndarray | None = None, guide_obstacles: bool = False):
-    """One prompt's worth of greedy steps: (states, actions, met) per row; success is judged
+              start_ctx: np.ndarray | None = None, guide_obstacles: bool = False,
+              settle: int = 0, settle_left: np.ndarray | None = None):
+    """One prompt's worth of greedy steps: (states, actions, met, settling steps left) per row
+    (left: -1 for a row whose goal has not held); success is judged
     against ``start_obs`` (the episode's s_0, which a later window does not start from).
     ``replan``: tries per implausible step (``_replan``; 0 = none). ``prev_obs``: the state
     before each row's first one (a later window's), for dynamics heads that read the velocity
     (None: the first states are resets, at rest). ``start_ctx``: each row's dynamics context at
-    its first state (a later window's; None: ``context_start`` of the first states)."""
+    its first state (a later window's; None: ``context_start`` of the first states).
+    ``settle``: steps generated after the goal first holds (``generate_rollouts``);
+    ``settle_left``: each row's steps still to settle from an earlier window (-1: not met)."""
     stats = {} if stats is None else stats
     n = len(texts)
+    settle = max(0, int(settle))
+    left = (np.full(n, -1, dtype=np.int64) if settle_left is None
+            else np.asarray(settle_left, dtype=np.int64).copy())
     dec = decoder(model, precision)
     # Distinct prompts once, then fanned out to their rows.
     unique: dict[str, int] = {}
@@ -538,7 +556,7 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
     P = model.positions_per_state
     traj_obs = [[initial_obs[i]] for i in range(n)]
     traj_act: list[list] = [[] for _ in range(n)]
-    met = np.zeros(n, dtype=bool)
+    met = left >= 0
     with _autocast(bf16):
         batch = collate(prompts, model.tokenizer, P, left_pad=True)
         capacity = batch.input_ids.shape[1] + (P + 1) * (max(horizons) + 1)
@@ -577,8 +595,17 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
                 traj_act[i].append(_action_item(a_np[j]))
                 traj_obs[i].append(nxt_np[j].copy())
                 g = goals[i]
-                if g is not None and env.success(g, nxt_np[j], start_obs[i]):
-                    met[i] = done[i] = True
+                if left[i] >= 0:  # settling after the goal held
+                    left[i] -= 1
+                    done[i] = left[i] <= 0 or t + 1 >= horizons[i]
+                    if not done[i]:
+                        keep.append(j)
+                elif g is not None and env.success(g, nxt_np[j], start_obs[i]):
+                    met[i] = True
+                    left[i] = settle
+                    done[i] = settle == 0 or t + 1 >= horizons[i]
+                    if not done[i]:
+                        keep.append(j)
                 elif t + 1 >= horizons[i]:
                     done[i] = True
                 else:
@@ -595,7 +622,7 @@ def _generate(model: GroundedLM, env, texts: list[str], initial_obs: np.ndarray,
                 rows, obs, prev = rows[keep], obs[idx], prev[idx]
                 ctx = ctx[idx] if ctx is not None else None
             h = dec.feed(model.codec.embed_states(obs).to(h.dtype))
-    return traj_obs, traj_act, met
+    return traj_obs, traj_act, met, left
 
 
 def _padded(traj_obs: list, traj_act: list, t: int, model: GroundedLM | None = None

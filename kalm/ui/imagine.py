@@ -126,6 +126,9 @@ class ImaginedRollout:
     guide_obstacles: bool = False
     """The guide ruled out candidates whose predicted path crosses a wall of the goal's scene
     (``generate_rollouts(guide_obstacles=)``): the scene's geometry kept the path off the wall."""
+    settle: int = 0
+    """Steps the LM wrote on after its goal first held (``generate_rollouts(settle=)``); 0: it
+    stopped there, as published."""
     explain_constrained: bool = False
     """The explanation was decoded among the goals the rollout made true (``explain_rollouts(...,
     constrained=True)``); False: free text, as published."""
@@ -225,7 +228,8 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
             obs: np.ndarray, acts: np.ndarray, validity: RolloutValidity | None,
             explanation: str | None, timings: dict, environment: Any = None,
             scene_goal: dict | None = None, guide: int = 0,
-            guide_horizon: int = 1, guide_obstacles: bool = False) -> ImaginedRollout:
+            guide_horizon: int = 1, guide_obstacles: bool = False,
+            settle: int = 0) -> ImaginedRollout:
     t0 = time.perf_counter()
     environment = environment if environment is not None else get_env(ENV)
     obs = np.asarray(obs, dtype=np.float32)
@@ -244,7 +248,8 @@ def _finish(env: Any, text: str, category: str, goal: dict | None, reset_seed: i
                            validity, explanation, timings, env=environment.name,
                            scene_goal=scene_goal, guide=guide,
                            guide_horizon=guide_horizon if guide else 1,
-                           guide_obstacles=bool(guide and guide_obstacles))
+                           guide_obstacles=bool(guide and guide_obstacles),
+                           settle=max(0, int(settle)))
 
 
 GUIDE_CHOICES = (0, 4, 8, 16, 40)
@@ -325,7 +330,8 @@ def _scene_goal(sim: Any) -> dict | None:
 def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_steps: int | None,
                    explain: bool, guide: int = 0,
                    explain_constrained: bool = False,
-                   guide_horizon: int = 1, guide_obstacles: bool = False) -> list[ImaginedRollout]:
+                   guide_horizon: int = 1, guide_obstacles: bool = False,
+                   settle: int = 0) -> list[ImaginedRollout]:
     """The CLI's batch code (``kalm.imagine.generate``) on goal items, in memory."""
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import ImagineConfig, _run_batch
@@ -333,7 +339,8 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
     cfg = ImagineConfig(per_goal=1, seed=0, batch_size=max(1, len(items)), max_steps=max_steps,
                         explain=explain, guide=guide, guide_horizon=max(1, int(guide_horizon)),
                         explain_constrained=bool(explain and explain_constrained),
-                        guide_obstacles=bool(guide_obstacles and guide > 1)).validate()
+                        guide_obstacles=bool(guide_obstacles and guide > 1),
+                        settle=max(0, int(settle))).validate()
     environment = get_env(model_env(model))
     env = _sim(environment.name)
     try:
@@ -351,7 +358,8 @@ def _imagine_items(model, items: list[GoalItem], base_seeds: list[int], max_step
             r = _finish(env, item.text, item.category, item.goal.to_dict(), ep.seed,
                         ep.observations, ep.actions, v, v.explanation, timings,
                         environment, guide=_effective_guide(model, guide),
-                        guide_horizon=cfg.guide_horizon, guide_obstacles=cfg.guide_obstacles)
+                        guide_horizon=cfg.guide_horizon, guide_obstacles=cfg.guide_obstacles,
+                        settle=cfg.settle)
             out.append(replace(r, explain_constrained=cfg.explain_constrained))
         return out
     finally:
@@ -425,7 +433,7 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                     max_steps: int | None = None, category: str = "custom",
                     on_step: Callable[[int, np.ndarray, np.ndarray, bool], None] | None = None,
                     guide: int = 0, guide_horizon: int = 1,
-                    guide_obstacles: bool = False) -> ImaginedRollout:
+                    guide_obstacles: bool = False, settle: int = 0) -> ImaginedRollout:
     """``imagine_one`` without the explanation: the rollout and its checks, as soon as they exist.
 
     ``on_step(t, observations (t + 2, 10), actions (t + 1,), done)`` is called after each generated
@@ -434,7 +442,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
     them. ``guide``: goal-guided decoding's K (``kalm.llm.generate``; a text without a goal
     spec stays greedy); ``guide_horizon``: its look-ahead with continuous actions (1: the next
     state); ``guide_obstacles``: candidates whose predicted path crosses a wall of the goal's
-    scene ruled out. Raises ``GoalTextProblem`` for an empty or overlong text.
+    scene ruled out; ``settle``: steps the LM writes on after its goal first holds (a text without
+    a goal spec has none to settle on). Raises ``GoalTextProblem`` for an empty or overlong text.
     """
     from kalm.evaluate import initial_state
     from kalm.imagine.generate import first_success
@@ -465,12 +474,14 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
             r = generate_rollouts(model, [clean], s0[None], [goal], max_steps=max_steps,
                                   on_step=cb, guide=guide,
                                   guide_horizon=max(1, int(guide_horizon)),
-                                  guide_obstacles=bool(guide_obstacles and guide > 1))[0]
+                                  guide_obstacles=bool(guide_obstacles and guide > 1),
+                                  settle=max(0, int(settle)))[0]
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
-            if goal is not None:  # cut at the first success (generation already stops there)
+            if goal is not None:  # cut at the first success, or ``settle`` steps past it
+                # (generation already stops there)
                 met = first_success(environment, goal, obs, s0)
-                T = len(acts) if met is None else met
+                T = len(acts) if met is None else min(len(acts), met + max(0, int(settle)))
                 obs, acts = obs[: T + 1], acts[:T]
                 validity = environment.check_rollout(goal, obs, acts, seed=reset_seed, sim=env,
                                                      start_obs=s0)
@@ -479,7 +490,8 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
             return _finish(env, clean, category, None if goal is None else goal.to_dict(),
                            reset_seed, obs, acts, validity, None, timings, environment, scene,
                            guide=guide, guide_horizon=max(1, int(guide_horizon)),
-                           guide_obstacles=bool(guide_obstacles and guide > 1))
+                           guide_obstacles=bool(guide_obstacles and guide > 1),
+                           settle=max(0, int(settle)) if goal is not None else 0)
         finally:
             env.close()
 
@@ -516,12 +528,14 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
                   explain: bool = True, batch_size: int = 8,
                   progress: Callable[[int, int], None] | None = None,
                   guide: int = 0, explain_constrained: bool = False,
-                  guide_horizon: int = 1, guide_obstacles: bool = False) -> list[ImaginedRollout]:
+                  guide_horizon: int = 1, guide_obstacles: bool = False,
+                  settle: int = 0) -> list[ImaginedRollout]:
     """One rollout per goal item, item ``i`` from ``rollout_base_seed(seed, i, 0)`` (as the CLI's
     ``--per-goal`` rollout 0), generated ``batch_size`` at a time; ``guide``: goal-guided
     decoding's K (0: greedy); ``explain_constrained``: explanations among the goals each rollout
     made true; ``guide_horizon``: the guide's look-ahead with continuous actions;
-    ``guide_obstacles``: the guide keeps predicted paths off the goal's walls."""
+    ``guide_obstacles``: the guide keeps predicted paths off the goal's walls; ``settle``: steps
+    written on past each goal's first success."""
     from kalm.imagine.generate import rollout_base_seed
 
     items = list(items)
@@ -531,7 +545,7 @@ def imagine_batch(model, items: Sequence[GoalItem], seed: int, max_steps: int | 
         seeds = [rollout_base_seed(seed, start + j, 0) for j in range(len(chunk))]
         with _LOCK:
             out += _imagine_items(model, chunk, seeds, max_steps, explain, guide,
-                                  explain_constrained, guide_horizon, guide_obstacles)
+                                  explain_constrained, guide_horizon, guide_obstacles, settle)
         if progress is not None:
             progress(len(out), len(items))
     return out

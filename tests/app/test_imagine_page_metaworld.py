@@ -65,14 +65,17 @@ def test_imagining_a_metaworld_goal_shows_checks_figures_and_a_video(mw_runs_dir
     run_ok(at)
     at.selectbox(key="im_guide_horizon_metaworld").set_value(5)
     at.checkbox(key="im_guide_obstacles_metaworld").check()
+    assert at.number_input(key="im_settle_metaworld").value == 0  # stops at the goal, as published
+    at.number_input(key="im_settle_metaworld").set_value(3)
     run_ok(at)
     at.button(key="im_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
     result = at.session_state["im_result_metaworld"]
     assert (result.guide, result.guide_horizon, result.guide_obstacles) == (4, 5, True)
+    assert result.settle == 3
     assert any("best of the LM's action and 3 perturbations, scored 5 predicted steps on, "
-               "kept off the walls" in c.value for c in at.caption)
+               "kept off the walls, 3 steps past the goal" in c.value for c in at.caption)
     labels = [m.label for m in at.metric]
     for name in ("Goal met (match)", "Replay success", "Realistic transitions",
                  "Floating objects", "Gripper jumps", "Out of workspace",
@@ -108,12 +111,13 @@ def test_metaworld_batch_from_the_easy_suite(mw_runs_dir):
     run_ok(at)
     at.selectbox(key="imb_guide_horizon_metaworld").set_value(5)
     at.checkbox(key="imb_guide_obstacles_metaworld").check()
+    at.number_input(key="imb_settle_metaworld").set_value(2)
     run_ok(at)
     at.button(key="imb_go_metaworld").click()
     run_ok(at)
     assert not at.error, [e.value for e in at.error]
-    assert {(r.guide, r.guide_horizon, r.guide_obstacles)
-            for r in at.session_state["imb_result_metaworld"]} == {(4, 5, True)}
+    assert {(r.guide, r.guide_horizon, r.guide_obstacles, r.settle)
+            for r in at.session_state["imb_result_metaworld"]} == {(4, 5, True, 2)}
     table = at.dataframe[-1].value
     assert len(table) == 2 and {"match", "floating", "gripper_jumps"} <= set(table.columns)
     assert "through_wall" in table.columns  # the easy suite's first goals have a wall

@@ -233,3 +233,42 @@ def test_cli_imagine_constrained_explanations_are_true_accounts(tmp_path):
     rc, _, err = _cli(["imagine", "--model", str(model_folder), "--suite", "easy", "--no-explain",
                        "--explain-constrained", "--out", str(tmp_path / "bad")])
     assert rc == 2 and "--explain-constrained" in err
+
+
+class _ThresholdEnv:
+    """An environment whose goal holds where the state's first number passes 0.5."""
+
+    def reward_labels(self, goal, observations):
+        T = len(observations) - 1
+        return np.arange(T, dtype=float), (np.asarray(observations)[1:, 0] > 0.5).astype(float)
+
+    def success(self, goal, obs, start_obs=None):
+        return bool(obs[0] > 0.5)
+
+
+def test_a_settled_rollout_ends_on_its_last_transition_where_the_goal_still_holds():
+    from kalm.imagine.generate import ImagineConfig, _label
+
+    env = _ThresholdEnv()
+    states = np.array([[0.0], [0.2], [0.7], [0.2]])
+    _, sparse, terminals = _label(env, None, states[:3], 2)  # stopped at its goal: as published
+    assert terminals.tolist() == [False, True] and sparse.tolist() == [0.0, 1.0]
+    settled = np.array([[0.0], [0.7], [0.8], [0.9]])
+    assert _label(env, None, settled, 1)[2].tolist() == [False, False, True]
+    # it wandered off the goal while settling: cut by time, no terminal
+    assert _label(env, None, states, 2)[2].tolist() == [False, False, False]
+    assert _label(env, None, states, None)[2].tolist() == [False, False, False]
+    with pytest.raises(ValueError, match="settle"):
+        ImagineConfig(settle=-1).validate()
+
+
+def test_cli_imagine_settle_is_recorded_and_refused_below_zero(model_folder, tmp_path):
+    out_dir = tmp_path / "im_settle"
+    rc, out, err = _cli(["imagine", "--model", str(model_folder), "--suite", "rephrase", "--limit",
+                         "1", "--per-goal", "1", "--seed", "0", "--out", str(out_dir),
+                         "--max-steps", "2", "--json", "--no-explain", "--settle", "4"])
+    assert rc == 0, err
+    assert json.loads((out_dir / "summary.json").read_text())["config"]["settle"] == 4
+    rc, _, err = _cli(["imagine", "--model", str(model_folder), "--suite", "easy", "--settle",
+                       "-1", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "--settle" in err

@@ -209,6 +209,47 @@ def test_generation_stops_when_the_goal_holds(grounded, monkeypatch):
     assert not r.goal_met and len(r.actions) == 13
 
 
+def test_settling_writes_steps_past_the_goal_across_windows_up_to_the_horizon(grounded,
+                                                                           monkeypatch):
+    import kalm.envs.metaworld.success as success
+
+    model = load_grounded(grounded / "model", *tiny_lm())
+    assert model.window == 10
+    item = ENV.suite_items("train")[0]
+    s0 = ENV.imagine_start(item.goal, 1)[None]
+    calls = []
+
+    def holds_from_state_four(task, s):  # one call per generated state: true from the 4th on
+        calls.append(task)
+        return len(calls) >= 4
+
+    monkeypatch.setattr(success, "task_success", holds_from_state_four)
+    plain = generate_rollouts(model, [item.text], s0, [item.goal])[0]
+    assert len(plain.actions) == 4
+    calls.clear()
+    settled = generate_rollouts(model, [item.text], s0, [item.goal], settle=9)[0]
+    # 4 steps to the goal, 9 after it: the rollout crosses into the second window
+    assert settled.goal_met and len(settled.actions) == 13
+    assert len(calls) == 4, "once met, the rule is not asked again: the steps settle"
+    assert np.array_equal(settled.actions[:4], plain.actions)
+    assert np.array_equal(settled.observations[:5], plain.observations)
+    unsettled = generate_rollouts(model, [item.text], s0, None, max_steps=13)[0]
+    assert np.array_equal(settled.actions, unsettled.actions), "settling is the LM's own steps"
+    calls.clear()
+    capped = generate_rollouts(model, [item.text], s0, [item.goal], settle=9, max_steps=6)[0]
+    assert capped.goal_met and len(capped.actions) == 6
+    calls.clear()
+    # met in the second window: it settles on within it
+
+    def holds_from_state_twelve(task, s):
+        calls.append(task)
+        return len(calls) >= 12
+
+    monkeypatch.setattr(success, "task_success", holds_from_state_twelve)
+    late = generate_rollouts(model, [item.text], s0, [item.goal], settle=5)[0]
+    assert late.goal_met and len(late.actions) == 17
+
+
 def test_goal_guided_decoding_with_continuous_actions(grounded, monkeypatch):
     """Each step takes, of the LM's action and K - 1 perturbations of it, the one whose predicted
     next state the environment's progress measure ranks highest; deterministic; implausible
