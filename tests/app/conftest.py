@@ -121,7 +121,8 @@ def tiny_mw_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_mw_imagined(tiny_mw_model, tmp_path_factory) -> Path:
-    """An imagine run folder of the tiny Meta-World model: 2 goals (easy, rephrase), 3 steps."""
+    """An imagine run folder of the tiny Meta-World model: 2 goals (easy, rephrase), 3 steps,
+    goal-guided, kept off the walls, settling 4 steps past a goal met."""
     from kalm.envs import get_env
     from kalm.imagine.generate import imagine
     from kalm.llm.train import load_grounded
@@ -131,7 +132,7 @@ def tiny_mw_imagined(tiny_mw_model, tmp_path_factory) -> Path:
     items = env.suite_items("easy")[:1] + env.suite_items("rephrase")[:1]
     imagine(load_grounded(tiny_mw_model / "model"), items, per_goal=1, seed=0, out=out,
             batch_size=2, max_steps=3, progress=False, guide=3, guide_horizon=2,
-            guide_obstacles=True)
+            guide_obstacles=True, settle=4)
     return out
 
 

@@ -14,6 +14,7 @@ def test_validity_page_reads_a_metaworld_imagined_set(mw_imagined_runs_dir):
     # the set was imagined goal-guided, looking 2 steps on, kept off the walls: the caption says so
     assert any("goal-guided decoding (K = 3, scored 2 predicted steps on, kept off the walls)"
                in c.value for c in at.caption), [c.value for c in at.caption]
+    assert any("4 steps written past each goal's first success" in c.value for c in at.caption)
     # per goal, the checks Meta-World adds; through the wall only where the task has a wall
     extra = next(d.value for d in at.dataframe if "through the wall %" in d.value.columns)
     assert list(extra.index) == ["reach-wall", "reach", "all"]

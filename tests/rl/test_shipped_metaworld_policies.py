@@ -53,16 +53,29 @@ def test_the_velocity_head_reproduction_is_shipped_with_its_provenance():
         assert f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
 
 
-def test_the_shipped_policies_are_seed_0_of_the_guided_reproduction():
+def test_the_guided_reproduction_is_kept_as_a_record():
     """Session 25's 3-seed table (runs/mw25): imagined by the velocity-head model with the
-    look-ahead guide; the shipped folders are its seed-0 policies, and its markdown is its JSON."""
+    look-ahead guide; its markdown is its JSON."""
     res = json.loads((FOLDER / "reproduce_results_guided_3seeds.json").read_text())
     cfg = res["config"]
     assert cfg["grounded"] == "assets/grounded/metaworld_history"
     assert (cfg["imagine_guide"], cfg["imagine_guide_horizon"]) == (8, 5)
-    assert cfg["seeds"] == [0, 1, 2] and res["algos"] == ["bc", "td3_plus_bc"]
+    assert not cfg.get("imagine_settle")
     md = (FOLDER / "reproduce_results_guided_3seeds.md").read_text()
-    assert "`--imagine-guide-horizon 5`" in md
+    assert "`--imagine-guide-horizon 5`" in md and "--imagine-settle" not in md
+
+
+def test_the_shipped_policies_are_seed_0_of_the_settled_reproduction():
+    """Session 27's 3-seed table (runs/mw27): the same model and guide, each imagined rollout
+    written on 10 steps past its goal's first success; the shipped folders are its seed-0
+    policies, and its markdown is its JSON."""
+    res = json.loads((FOLDER / "reproduce_results_settle_3seeds.json").read_text())
+    cfg = res["config"]
+    assert cfg["grounded"] == "assets/grounded/metaworld_history"
+    assert (cfg["imagine_guide"], cfg["imagine_guide_horizon"], cfg["imagine_settle"]) == (8, 5, 10)
+    assert cfg["seeds"] == [0, 1, 2] and res["algos"] == ["bc", "td3_plus_bc"]
+    md = (FOLDER / "reproduce_results_settle_3seeds.md").read_text()
+    assert "`--imagine-guide-horizon 5`" in md and "`--imagine-settle 10`" in md
     for key, label in (("kalm-bc", "KALM (real + imagined), BC"),
                        ("real_only-td3_plus_bc", "real data only, TD3+BC")):
         easy = res["methods"][key]["categories"]["easy"]
@@ -70,7 +83,7 @@ def test_the_shipped_policies_are_seed_0_of_the_guided_reproduction():
         assert len(easy["per_seed"]) == 3 and f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
     for name in NAMES:
         train = json.loads((FOLDER / name / "config.json").read_text())
-        assert train["seed"] == 0 and train["real"] == "runs/mw25/data/real.npz", name
+        assert train["seed"] == 0 and train["real"] == "runs/mw27/data/real.npz", name
         method, algo = name.split("-", 1)
         assert train["algo"] == algo and res["methods"][name]["method"] == method
         data = json.loads((FOLDER / name / "data.json").read_text())
