@@ -795,4 +795,9 @@ def rollout_figures(r: ImaginedRollout, step: int | None = None) -> list[tuple[s
             err[:, present], names, None, step, title="Distance to the simulator's replay (m)"),
             "Each entity's imagined position against the simulator running the same actions open "
             "loop from the same seeded reset (the errors add up over the steps)."))
+    met = getattr(r.validity, "success_step", None) if r.validity is not None else None
+    if r.settle and met is not None and met < r.steps:  # written on past the goal: say where
+        from kalm.ui.plots import goal_met_marker
+
+        out = [(name, goal_met_marker(fig, met), note) for name, fig, note in out]
     return out

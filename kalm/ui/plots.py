@@ -128,6 +128,17 @@ def _step_marker(fig: go.Figure, step: int | None, rows: int = 1) -> None:
                       line=dict(color="#888", dash="dot"))
 
 
+def goal_met_marker(fig: go.Figure, step: int) -> go.Figure:
+    """A dashed green line at ``step`` on every subplot of ``fig``: where the rollout's goal first
+    held, for a rollout written on past it (``settle``)."""
+    line = dict(color="#2a9d3a", dash="dash", width=1)
+    kw = {"row": "all", "col": "all"} if fig._has_subplots() else {}
+    fig.add_vline(x=int(step), line=line, **kw)
+    fig.add_annotation(x=int(step), y=1, yref="paper", text="goal met", showarrow=False,
+                       xanchor="left", yanchor="bottom", font=dict(color="#2a9d3a", size=10))
+    return fig
+
+
 def state_figure(observations: np.ndarray, layout, step: int | None = None,
                  title: str = "State", compare: np.ndarray | None = None,
                  names: tuple[str, str] = ("", "simulator")) -> go.Figure:

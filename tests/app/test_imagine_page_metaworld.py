@@ -87,6 +87,20 @@ def test_imagining_a_metaworld_goal_shows_checks_figures_and_a_video(mw_runs_dir
     assert 1 <= int(total) <= 3
     assert len(elements(at, "video")) == 1
     assert len(elements(at, "plotly_chart")) == 3  # positions, actions, distance to the replay
+    # a rollout written on past its goal marks where the goal first held on every figure; one
+    # that stopped there (or never met it) has no mark
+    from dataclasses import replace
+
+    from kalm.ui.imagine import rollout_figures
+
+    def marks(r):
+        return [sum(a.text == "goal met" for a in fig.layout.annotations)
+                for _, fig, _ in rollout_figures(r)]
+
+    assert set(marks(result)) == {0}
+    settled = replace(result, validity=replace(result.validity, goal_met=True, success_step=1))
+    assert set(marks(settled)) == {1} and len(marks(settled)) == 3
+    assert set(marks(replace(settled, settle=0))) == {0}
     assert any("open loop from the same seeded reset" in c.value for c in at.caption)
     if at.slider:
         at.slider[0].set_value(at.slider[0].max)
