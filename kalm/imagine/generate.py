@@ -218,6 +218,15 @@ def first_success(env, goal, observations: np.ndarray, start: np.ndarray) -> int
     return None
 
 
+def rollout_end(env, goal, observations: np.ndarray, start: np.ndarray, settle: int = 0) -> int:
+    """The number of actions a generated rollout keeps: up to its first success plus ``settle``
+    steps (``ImagineConfig.settle``), all of them where the goal never held (generation already
+    stops there; this guards the cut)."""
+    steps = len(observations) - 1
+    met = first_success(env, goal, observations, start)
+    return steps if met is None else min(steps, met + max(0, int(settle)))
+
+
 def _label(env, goal, observations: np.ndarray, met: int | None,
            start: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(dense rewards, sparse rewards, terminals) of a rollout, from its states. The terminal is
@@ -256,8 +265,7 @@ def _run_batch(model, env, sim, plan: list[dict], cfg: ImagineConfig) -> tuple[l
     # stops there).
     cut = []
     for p, s0, r in zip(plan, starts, rolls):
-        met = first_success(env, p["item"].goal, r.observations, s0)
-        T = len(r.actions) if met is None else min(len(r.actions), met + cfg.settle)
+        T = rollout_end(env, p["item"].goal, r.observations, s0, cfg.settle)
         cut.append((r.observations[: T + 1], r.actions[:T]))
     texts = (explain_rollouts(model, [o for o, _ in cut], [a for _, a in cut],
                               constrained=cfg.explain_constrained)

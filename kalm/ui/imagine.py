@@ -446,7 +446,7 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
     a goal spec has none to settle on). Raises ``GoalTextProblem`` for an empty or overlong text.
     """
     from kalm.evaluate import initial_state
-    from kalm.imagine.generate import first_success
+    from kalm.imagine.generate import rollout_end
     from kalm.llm.generate import generate_rollouts
 
     environment = get_env(model_env(model))
@@ -455,6 +455,7 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
     if isinstance(goal, dict):
         goal = environment.goal_from_dict(goal)
     goal = goal if goal is not None else parsed
+    settle = max(0, int(settle)) if goal is not None else 0  # no goal: nothing to settle on
     cb = None
     if on_step is not None:
         def cb(t, observations, actions, done):
@@ -475,13 +476,12 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                                   on_step=cb, guide=guide,
                                   guide_horizon=max(1, int(guide_horizon)),
                                   guide_obstacles=bool(guide_obstacles and guide > 1),
-                                  settle=max(0, int(settle)))[0]
+                                  settle=settle)[0]
             t1 = time.perf_counter()
             obs, acts, validity = r.observations, r.actions, None
             if goal is not None:  # cut at the first success, or ``settle`` steps past it
                 # (generation already stops there)
-                met = first_success(environment, goal, obs, s0)
-                T = len(acts) if met is None else min(len(acts), met + max(0, int(settle)))
+                T = rollout_end(environment, goal, obs, s0, settle)
                 obs, acts = obs[: T + 1], acts[:T]
                 validity = environment.check_rollout(goal, obs, acts, seed=reset_seed, sim=env,
                                                      start_obs=s0)
@@ -491,7 +491,7 @@ def imagine_rollout(model, text: str, seed: int, goal: Any | dict | None = None,
                            reset_seed, obs, acts, validity, None, timings, environment, scene,
                            guide=guide, guide_horizon=max(1, int(guide_horizon)),
                            guide_obstacles=bool(guide_obstacles and guide > 1),
-                           settle=max(0, int(settle)) if goal is not None else 0)
+                           settle=settle)
         finally:
             env.close()
 
