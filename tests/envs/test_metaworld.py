@@ -57,6 +57,38 @@ def test_success_rule_agrees_with_the_simulator(task):
     sim.close()
 
 
+def test_locked_door_slots_are_measured_as_door_unlock_and_door_open_measure_them():
+    """The composite's lock and door handle read as in the tasks it chains (an LM grounded on
+    them meets no new convention), and its angles follow from those slots at any swing."""
+    import mujoco
+
+    from kalm.envs.metaworld.composite import HANDLE_CLOSED_QUAT, door_angle, lock_angle
+    from kalm.envs.metaworld.sim import state_from_env
+
+    sim = ENV.make()
+    unlock, _ = sim.reset(seed=3, options={"goal": TaskGoal("door-unlock")})
+    door, _ = sim.reset(seed=3, options={"goal": TaskGoal("door-open")})
+    s0, _ = sim.reset(seed=3, options={"goal": TaskGoal("locked-door-open")})
+    lock_q = slice(entity_slice("lock").start + 3, entity_slice("lock").stop)
+    handle_q = slice(entity_slice("door handle").start + 3, entity_slice("door handle").stop)
+    assert np.allclose(s0[lock_q], unlock[lock_q]) and np.allclose(s0[lock_q], [1, 0, 0, 0])
+    assert np.allclose(s0[handle_q], door[handle_q], atol=1e-3)
+    assert np.allclose(s0[handle_q], HANDLE_CLOSED_QUAT, atol=1e-6)
+    # the lock's start site sits where door-unlock's does relative to the lock's door
+    assert abs(entity(s0, "lock")[2] - entity(unlock, "lock")[2]) < 1e-3
+    env = sim.scene("locked-door-open")
+    m, d = env.model, env.data
+    lock = m.jnt_qposadr[m.body_jntadr[m.body("lock_link").id]]
+    hinge = m.jnt_qposadr[m.joint("doorjoint").id]
+    for lq in (0.0, 0.4, 1.0, 1.57):
+        for dq in (0.0, -0.8, -1.9):
+            d.qpos[lock], d.qpos[hinge] = lq, dq
+            mujoco.mj_forward(m, d)
+            s = state_from_env("locked-door-open", env, env._get_obs())
+            assert abs(lock_angle(s) - lq) < 1e-3 and abs(door_angle(s) + dq) < 1e-3
+    sim.close()
+
+
 @pytest.mark.parametrize("task", sorted(COMPOSITE_TASKS))
 def test_composite_tasks_chain_their_sub_tasks(task):
     first, second = COMPOSITE_TASKS[task]
@@ -68,12 +100,29 @@ def test_composite_tasks_chain_their_sub_tasks(task):
         machine = entity(states[-1], "coffee machine")
         mug_ok = [np.linalg.norm(entity(s, "mug") - (machine + [0, -0.22, 0])) <= 0.07 for s in states]
         assert not mug_ok[0] and mug_ok[-1]
+        # the target is coffee-push's until the mug is in place, then coffee-button's, latched
+        from kalm.envs.metaworld.composite import BUTTON_TARGET, MUG_SPOT
+
+        placed = mug_ok.index(True)
+        assert np.allclose(states[0][4:7], machine + MUG_SPOT, atol=1e-6)
+        assert all(np.allclose(s[4:7], machine + MUG_SPOT, atol=1e-6) for s in states[:placed])
+        assert all(np.allclose(s[4:7], machine + BUTTON_TARGET, atol=1e-6) for s in states[placed:])
+        button, _ = sim.reset(seed=0, options={"goal": TaskGoal("coffee-button")})
+        bm = entity(button, "coffee machine")
+        assert np.allclose(button[4:7] - bm, BUTTON_TARGET, atol=1e-6)
+        assert np.allclose(entity(button, "mug") - bm, MUG_SPOT, atol=1e-3)
     else:  # the lock was opened before the door
         from kalm.envs.metaworld.composite import DOOR_OPEN_RAD, LOCK_OPEN_RAD, door_angle, lock_angle
 
         unlocked = next(i for i, s in enumerate(states) if lock_angle(s) <= LOCK_OPEN_RAD)
         opened = next(i for i, s in enumerate(states) if door_angle(s) >= DOOR_OPEN_RAD)
         assert lock_angle(states[0]) > 1.5 and unlocked < opened
+        # the target is door-unlock's until the lock is open, then door-open's: where the handle
+        # ends with the door swung open, at door-open's own offset from the shut handle
+        door, _ = sim.reset(seed=0, options={"goal": TaskGoal("door-open")})
+        offset = door[4:7] - entity(door, "door handle")
+        assert np.allclose(states[unlocked][4:7] - entity(states[0], "door handle"), offset, atol=1e-3)
+        assert not np.allclose(states[0][4:7] - entity(states[0], "door handle"), offset, atol=0.05)
     sim.close()
 
 

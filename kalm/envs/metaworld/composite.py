@@ -4,7 +4,10 @@
   coffee-button) with the mug drawn away from the machine as in coffee-push. Both skills act on
   the same bodies there: the mug slides under the machine, the button slides into it. Success
   needs both at once (``success.py``): the mug under the machine while the button is pressed.
-  The button springs back, so pressing it first and then pushing the mug does not count.
+  The button springs back, so pressing it first and then pushing the mug does not count. The
+  state's target is coffee-push's (the mug's spot) until the mug has reached it, then
+  coffee-button's (the pressed button), as two chained tasks would show it: the scene is then
+  coffee-button's start, mug under the machine.
 - **locked-door-open**: Meta-World has no scene where a locked door can be opened: the lock
   scene's door (``doorlockA``) has no hinge, and the pull-door scene's door (``doorlockB``) has
   no lock. This scene is the lock scene with a hinge added to its door (the pull door's hinge:
@@ -17,8 +20,17 @@
   not physically block the door, so a policy can swing the door while still locked; such an
   episode does not succeed until the lock is also open.
 
-Angles are read from the state's quaternions (MuJoCo order w, x, y, z): the door handle slot
-carries the door leaf's orientation, the lock slot the lock's.
+Its two slots are measured exactly as the tasks it chains measure them, so that an LM (or a
+policy) grounded on those tasks reads a state it has seen the like of: the lock slot is
+door-unlock's (the lock's start site, and the door leaf's orientation, MuJoCo order w, x, y, z:
+door-unlock's observation carries that quaternion), the door handle slot door-open's (the handle's
+centre and its orientation as scipy writes it, x, y, z, w). The angles follow from that state:
+
+- the door's swing is the yaw of the handle's orientation relative to its closed one
+  (``HANDLE_CLOSED_QUAT``, the same in door-open's scene);
+- the lock's turn is where its start site sits on the circle it turns on, in the door leaf's
+  frame relative to the handle (``LOCK_CIRCLE``: fitted on the simulator, 1e-8 m off it), so the
+  lock reads the same however far the door has swung.
 """
 
 from __future__ import annotations
@@ -28,46 +40,95 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOCK_OPEN_RAD", "DOOR_OPEN_RAD", "build_composite", "door_angle", "lock_angle"]
+__all__ = ["BUTTON_TARGET", "DOOR_OPEN_RAD", "HANDLE_CLOSED_QUAT", "LOCK_CIRCLE", "LOCK_OPEN_RAD", "MUG_SPOT",
+           "build_composite", "door_angle", "lock_angle"]
 
 LOCK_OPEN_RAD = 0.4
 DOOR_OPEN_RAD = 1.3
 
 
-def _yaw(q: np.ndarray) -> float:
-    return float(2.0 * np.arctan2(q[3], q[0]))
+# the handle geom's orientation (scipy order x, y, z, w) with the door shut, in this scene and in
+# door-open's (measured on both)
+HANDLE_CLOSED_QUAT = np.array([0.6907585, -0.15062097, 0.69087866, 0.15117109])
+# the circle the lock's start site turns on, in the door leaf's frame (x along the shut door, z
+# up) relative to the handle: centre (x, z), radius, and the phase at which the turn reads 0
+# (open); the turn is PHASE - atan2(z - zc, x - xc) (rad; 1.57 locked)
+LOCK_CIRCLE = (-0.19071289, 0.11096405, 0.09055385, -0.11065721)
+
+
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of quaternions in scipy order (x, y, z, w)."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz])
+
+
+def _door_yaw(s: np.ndarray) -> float:
+    """The door leaf's rotation about z (rad; negative opens) from the handle's orientation."""
+    from kalm.envs.metaworld.state import entity_slice
+
+    q = np.asarray(s, dtype=np.float64)[entity_slice("door handle")][3:7]
+    if not np.any(q):
+        return 0.0
+    c = HANDLE_CLOSED_QUAT
+    r = _qmul(q / np.linalg.norm(q), np.array([-c[0], -c[1], -c[2], c[3]]))
+    return float(2.0 * np.arctan2(r[2], r[3]))
 
 
 def door_angle(s: np.ndarray) -> float:
-    """How far the door has swung open (rad, >= 0) in a 91-d state."""
-    from kalm.envs.metaworld.state import entity_slice
-
-    q = np.asarray(s)[entity_slice("door handle")][3:7]
-    return -_yaw(q) if np.any(q) else 0.0
+    """How far the door has swung open (rad, >= 0 when open) in a 91-d state."""
+    return -_door_yaw(s)
 
 
 def lock_angle(s: np.ndarray) -> float:
-    """The lock's hinge angle relative to the door (rad; 1.57 locked, 0 open) in a 91-d state."""
-    from kalm.envs.metaworld.state import entity_slice
+    """The lock's hinge angle (rad; 1.57 locked, 0 open) in a 91-d state: where the lock's start
+    site sits on its circle (``LOCK_CIRCLE``) in the door leaf's frame."""
+    from kalm.envs.metaworld.state import entity, present
 
-    qd = np.asarray(s)[entity_slice("door handle")][3:7]
-    ql = np.asarray(s)[entity_slice("lock")][3:7]
-    if not np.any(ql):
+    s = np.asarray(s, dtype=np.float64)
+    if not (present(s, "lock") and present(s, "door handle")):
         return np.pi / 2
-    if not np.any(qd):
-        qd = np.array([1.0, 0, 0, 0])
-    w0, x0, y0, z0 = qd[0], -qd[1], -qd[2], -qd[3]  # conj(door) * lock
-    w1, x1, y1, z1 = ql
-    w = w0 * w1 - x0 * x1 - y0 * y1 - z0 * z1
-    y = w0 * y1 - x0 * z1 + y0 * w1 + z0 * x1
-    a = float(2.0 * np.arctan2(y, w))
-    return abs(a)
+    rel = entity(s, "lock") - entity(s, "door handle")
+    yaw = _door_yaw(s)
+    x = np.cos(yaw) * rel[0] + np.sin(yaw) * rel[1]  # into the leaf's frame: rotate by -yaw
+    xc, zc, _, phase = LOCK_CIRCLE
+    a = phase - float(np.arctan2(rel[2] - zc, x - xc))
+    return float((a + np.pi) % (2 * np.pi) - np.pi)
+
+
+# where the mug goes (coffee-push's target) and where the button is pressed to (coffee-button's
+# target), relative to the machine, and coffee-push's success radius (``success.py``)
+MUG_SPOT = np.array([0.0, -0.22, 0.0])
+BUTTON_TARGET = np.array([0.0, -0.19, 0.3])
+MUG_RADIUS = 0.07
 
 
 def _make_coffee_env() -> Any:
-    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+    from metaworld.envs.sawyer_coffee_push_v3 import SawyerCoffeePushEnvV3
 
-    return ALL_V3_ENVIRONMENTS["coffee-push-v3"]()
+    class MakeCoffeeEnv(SawyerCoffeePushEnvV3):
+        """coffee-push's scene whose state target moves on to coffee-button's once the mug is
+        under the machine (coffee-push's success), as two chained tasks would show it: from
+        there the scene is coffee-button's start. coffee-push's own reward keeps its target."""
+
+        def reset_model(self):
+            obs = super().reset_model()
+            self._mug_placed = False
+            return obs
+
+        def _get_pos_goal(self):
+            machine = self.model.body("coffee_machine").pos
+            if not getattr(self, "_mug_placed", False) and self._target_pos is not None:
+                mug = self.get_body_com("obj")  # the mug as the state measures it
+                self._mug_placed = bool(np.linalg.norm(mug - (machine + MUG_SPOT)) <= MUG_RADIUS)
+            if getattr(self, "_mug_placed", False):
+                return machine + BUTTON_TARGET
+            return self._target_pos
+
+    return MakeCoffeeEnv()
 
 
 def _locked_door_env() -> Any:
@@ -113,8 +174,12 @@ def _locked_door_env() -> Any:
             return float(self.data.qpos[self.model.jnt_qposadr[j]])
 
         def _door_open_target(self) -> np.ndarray:
-            # where the handle is with the door swung fully open (door-open's goal, this door)
-            return self.data.body("door").xpos + np.array([-0.3, -0.45, 0.0])
+            # where the handle is with the door swung fully open (door-open's goal, this door):
+            # door-open's offset from the door in x, y, at the height of this door's handle
+            # (5 cm lower on the lock scene's door than on the pull door)
+            target = self.data.body("door").xpos + np.array([-0.3, -0.45, 0.0])
+            target[2] = self.data.geom("handle").xpos[2]
+            return target
 
         def _get_pos_goal(self):
             if not getattr(self, "_unlocked", False) and self._lock_qpos() <= LOCK_OPEN_RAD:
@@ -128,7 +193,12 @@ def _locked_door_env() -> Any:
                               self.data.geom("handle").xpos.copy()))
 
         def _get_quat_objects(self):
-            return np.hstack((self.data.body("lock_link").xquat, self.data.body("door_link").xquat))
+            # each slot as the task that observes it measures it: door-unlock reports the door
+            # leaf's orientation with the lock, door-open the handle's (scipy order)
+            from scipy.spatial.transform import Rotation
+
+            handle = Rotation.from_matrix(self.data.geom("handle").xmat.reshape(3, 3)).as_quat()
+            return np.hstack((self.data.body("door_link").xquat, handle))
 
         def evaluate_state(self, obs, action):
             reward, info = super().evaluate_state(obs, action)

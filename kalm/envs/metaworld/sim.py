@@ -25,7 +25,7 @@ import numpy as np
 
 from kalm.envs.metaworld.state import ENTITIES, STATE_DIM, entity_slice
 from kalm.envs.metaworld.success import task_reward, task_success
-from kalm.envs.metaworld.tasks import ALL_TASKS, DATA_TASKS, TaskGoal
+from kalm.envs.metaworld.tasks import ALL_TASKS, COMPOSITE_TASKS, DATA_TASKS, TaskGoal
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -115,6 +115,8 @@ def state_from_env(task: str, env: Any, raw: np.ndarray) -> np.ndarray:
     s = np.zeros(STATE_DIM)
     s[0:4] = raw[0:4]
     s[4:7] = raw[36:39]
+    if task in COMPOSITE_TASKS:  # the target as the stage's own task shows it: Meta-World clips
+        s[4:7] = env._get_pos_goal()  # the observation's goal to the scene task's goal box
     for k, name in enumerate(TASK_ENTITIES[task]):
         s[entity_slice(name)] = raw[4 + 7 * k: 11 + 7 * k]
     if task in _COFFEE_SCENE:  # the whole coffee scene, as coffee-push and coffee-button see it
