@@ -10,8 +10,9 @@ not hold directly, the state still determines it:
 - the composite make-coffee: the mug within coffee-push's radius of its spot under the machine
   (machine - 0.22 m in y) while the button is pressed (coffee-button's rule on the button site,
   whose pressed position is machine y - 0.19);
-- the composite locked-door-open: the lock turned open and the door swung open, read from the
-  lock's and the door leaf's quaternions (``composite.py`` gives the thresholds);
+- the composite locked-door-open: the lock turned open and the door swung open, the door's swing
+  read from the handle's orientation, the lock's turn from where its start site sits relative
+  to the handle in the door leaf's frame (``composite.py`` gives the geometry and thresholds);
 - reach: Meta-World judges the tool centre point, which sits (0, 0.004, -0.045) m from the hand
   position the observation reports (measured over expert episodes, spread 3 mm).
 
