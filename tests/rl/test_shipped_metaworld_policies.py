@@ -65,25 +65,41 @@ def test_the_guided_reproduction_is_kept_as_a_record():
     assert "`--imagine-guide-horizon 5`" in md and "--imagine-settle" not in md
 
 
-def test_the_shipped_policies_are_seed_0_of_the_settled_reproduction():
+def test_the_settled_reproduction_is_kept_as_a_record():
     """Session 27's 3-seed table (runs/mw27): the same model and guide, each imagined rollout
-    written on 10 steps past its goal's first success; the shipped folders are its seed-0
-    policies, and its markdown is its JSON."""
+    written on 10 steps past its goal's first success, before the composite scenes were measured
+    as the tasks they chain; its markdown is its JSON."""
     res = json.loads((FOLDER / "reproduce_results_settle_3seeds.json").read_text())
     cfg = res["config"]
     assert cfg["grounded"] == "assets/grounded/metaworld_history"
     assert (cfg["imagine_guide"], cfg["imagine_guide_horizon"], cfg["imagine_settle"]) == (8, 5, 10)
-    assert cfg["seeds"] == [0, 1, 2] and res["algos"] == ["bc", "td3_plus_bc"]
     md = (FOLDER / "reproduce_results_settle_3seeds.md").read_text()
+    assert "`--imagine-settle 10`" in md
+    easy = res["methods"]["kalm-bc"]["categories"]["easy"]
+    row = next(line for line in md.splitlines() if line.startswith("| KALM (real + imagined), BC |"))
+    assert f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
+
+
+def test_the_shipped_policies_are_seed_0_of_the_composite_reproduction():
+    """Session 28's 3-seed table (runs/mw28): session 27's settings, with the composite scenes
+    measured as the tasks they chain; the shipped folders are its seed-0 policies, and its
+    markdown is its JSON."""
+    res = json.loads((FOLDER / "reproduce_results_composite_3seeds.json").read_text())
+    cfg = res["config"]
+    assert cfg["grounded"] == "assets/grounded/metaworld_history"
+    assert (cfg["imagine_guide"], cfg["imagine_guide_horizon"], cfg["imagine_settle"]) == (8, 5, 10)
+    assert cfg["seeds"] == [0, 1, 2] and res["algos"] == ["bc", "td3_plus_bc"]
+    md = (FOLDER / "reproduce_results_composite_3seeds.md").read_text()
     assert "`--imagine-guide-horizon 5`" in md and "`--imagine-settle 10`" in md
     for key, label in (("kalm-bc", "KALM (real + imagined), BC"),
                        ("real_only-td3_plus_bc", "real data only, TD3+BC")):
-        easy = res["methods"][key]["categories"]["easy"]
-        row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
-        assert len(easy["per_seed"]) == 3 and f"{easy['mean']:.1f} ± {easy['stderr']:.1f}" in row
+        for cat in ("easy", "hard"):
+            c = res["methods"][key]["categories"][cat]
+            row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+            assert len(c["per_seed"]) == 3 and f"{c['mean']:.1f} ± {c['stderr']:.1f}" in row
     for name in NAMES:
         train = json.loads((FOLDER / name / "config.json").read_text())
-        assert train["seed"] == 0 and train["real"] == "runs/mw27/data/real.npz", name
+        assert train["seed"] == 0 and train["real"] == "runs/mw28/data/real.npz", name
         method, algo = name.split("-", 1)
         assert train["algo"] == algo and res["methods"][name]["method"] == method
         data = json.loads((FOLDER / name / "data.json").read_text())
