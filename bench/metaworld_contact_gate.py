@@ -5,7 +5,7 @@ what the LM wrote: an experiment on where button-press-wall's imagination breaks
 option. Geometry of the states only; the simulator is never called to write a state.
 
     python bench/metaworld_contact_gate.py assets/grounded/metaworld_history runs/s26/wall_hist_gate \
-        --goals runs/s26/wall_goals.jsonl [--guide-obstacles]
+        --goals runs/s26/wall_goals.jsonl [--guide-obstacles] [--settle 10]
 
 ``--goals`` defaults to the easy suite's wall goals. It prints, per task, match / replay and the
 rollouts in which a part moved untouched.
@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--guide", type=int, default=8)
     p.add_argument("--guide-horizon", type=int, default=5)
     p.add_argument("--guide-obstacles", action="store_true")
+    p.add_argument("--settle", type=int, default=0, help="steps written past the goal (imagine --settle)")
     a = p.parse_args()
 
     from kalm.envs import get_env
@@ -70,7 +71,7 @@ def main() -> None:
     gate(model.codec)
     ds, vs = imagine(model, items, per_goal=a.per_goal, seed=a.seed, out=a.out, batch_size=32,
                      explain=False, progress=False, guide=a.guide, guide_horizon=a.guide_horizon,
-                     guide_obstacles=a.guide_obstacles, overwrite=True,
+                     guide_obstacles=a.guide_obstacles, settle=a.settle, overwrite=True,
                      source={"model": a.model, "bench": "metaworld_contact_gate"})
     per = collections.defaultdict(lambda: [0, 0, 0, 0])
     for ep, v in zip(ds.episodes, vs):
