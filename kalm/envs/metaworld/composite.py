@@ -100,10 +100,9 @@ def lock_angle(s: np.ndarray) -> float:
 
 
 # where the mug goes (coffee-push's target) and where the button is pressed to (coffee-button's
-# target), relative to the machine, and coffee-push's success radius (``success.py``)
+# target), relative to the machine
 MUG_SPOT = np.array([0.0, -0.22, 0.0])
 BUTTON_TARGET = np.array([0.0, -0.19, 0.3])
-MUG_RADIUS = 0.07
 
 
 def _make_coffee_env() -> Any:
@@ -120,10 +119,13 @@ def _make_coffee_env() -> Any:
             return obs
 
         def _get_pos_goal(self):
+            from kalm.envs.metaworld.success import RULES
+
             machine = self.model.body("coffee_machine").pos
             if not getattr(self, "_mug_placed", False) and self._target_pos is not None:
                 mug = self.get_body_com("obj")  # the mug as the state measures it
-                self._mug_placed = bool(np.linalg.norm(mug - (machine + MUG_SPOT)) <= MUG_RADIUS)
+                radius = RULES["coffee-push"][1]  # coffee-push's success
+                self._mug_placed = bool(np.linalg.norm(mug - (machine + MUG_SPOT)) <= radius)
             if getattr(self, "_mug_placed", False):
                 return machine + BUTTON_TARGET
             return self._target_pos

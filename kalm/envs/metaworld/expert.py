@@ -55,15 +55,16 @@ class MetaWorldExpert:
 
         task = self.task
         if task == "make-coffee":
+            from kalm.envs.metaworld.composite import BUTTON_TARGET, MUG_SPOT
             from kalm.envs.metaworld.success import RULES
 
             machine = entity(s, "coffee machine")
             mug_dist, radius = RULES["coffee-push"]
             under = s.copy()
-            under[4:7] = machine + np.array([0.0, -0.22, 0.0])
+            under[4:7] = machine + MUG_SPOT
             if mug_dist(under) > radius:  # first the mug under the machine
                 return self._get("coffee-push").get_action(raw_obs("coffee-push", under, ("mug",)))
-            goal = machine + np.array([0.0, -0.19, 0.3])
+            goal = machine + BUTTON_TARGET
             return self._get("coffee-button").get_action(
                 raw_obs("coffee-button", s, ("coffee button",), goal=goal))
         if task == "locked-door-open":

@@ -26,13 +26,14 @@ from typing import Callable
 
 import numpy as np
 
+from kalm.envs.metaworld.composite import MUG_SPOT
 from kalm.envs.metaworld.state import entity, hand, target
 from kalm.envs.metaworld.tasks import ALL_TASKS
 
 __all__ = ["RULES", "task_distance", "task_progress", "task_reward", "task_success"]
 
 _TCP = np.array([0.0, 0.004, -0.045])  # tool centre point - hand position
-_MUG_UNDER_MACHINE = np.array([0.0, -0.22, 0.0])
+_MUG_UNDER_MACHINE = MUG_SPOT  # coffee-push's target, relative to the machine
 _BUTTON_PRESSED_Y = -0.22 + 0.03  # the coffee button's site, pressed, relative to the machine
 
 
